@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine with Python 3.11+:
+#   make demo   - set up (if needed) and run the whole workflow on the embedded demo dataset
+#   make test   - set up (if needed) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.groot-ft-installed
+CORES ?= all
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+# Re-runs only when the lock or the package metadata change, so a second
+# `make install` takes well under a second.
+$(STAMP): requirements.lock constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -r requirements.lock
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps -e .
+	$(BIN)/python -c "import groot_ft, torch, deepspeed, av; print('groot-ft installed; torch', torch.__version__)"
+	touch $(STAMP)
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --directory . --snakefile workflow/Snakefile
+
+test: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -x -q tests
+
+clean-demo:
+	rm -rf results .snakemake

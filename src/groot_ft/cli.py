@@ -1,0 +1,152 @@
+"""``groot-ft``: one command per workflow stage, each usable on its own outside Snakemake.
+
+    groot-ft demo-data OUT [--episodes N] [--codec h264|av1] [--seed S]
+    groot-ft validate DATASET [--modality-config F] [--report R.json] [--deep]
+    groot-ft stats DATASET [--modality-config F] --out DIR
+    groot-ft shards DATASET --modality-config F --out DIR [--base-model-path P] [--shard-size N] ...
+    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json]
+
+Training itself is ``accelerate launch ... -m groot_ft.train`` (see ``groot_ft/train.py``).
+Errors go to stderr with the file and field they concern; the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _modality(path: str | None):
+    from groot_ft.modality import load_modality_config
+
+    return load_modality_config(path) if path else None
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from groot_ft.data.demo import write_demo_dataset
+
+    out = write_demo_dataset(args.out, episodes=args.episodes, codec=args.codec, seed=args.seed)
+    print(f"wrote demo dataset with {args.episodes} episodes to {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from groot_ft.data.validate import validate_dataset
+
+    report = validate_dataset(args.dataset, _modality(args.modality_config), deep=args.deep)
+    if args.report:
+        report.write_json(args.report)
+    print(report.summary_text())
+    return 0 if report.ok else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from groot_ft.stats import compute_stats, write_stats
+
+    out = Path(args.out).resolve()
+    if out.is_relative_to(Path(args.dataset).resolve()):
+        print(f"error: --out {args.out} is inside the dataset; statistics are never written into it", file=sys.stderr)
+        return 2
+    stats, relative = compute_stats(args.dataset, _modality(args.modality_config), progress=True)
+    for path in write_stats(out, stats, relative):
+        print(f"wrote {path}")
+    return 0
+
+
+def image_edge_for(base_model_path: str) -> int:
+    """The processor's working image size: from a model directory's files, else from the named preset."""
+    import json
+
+    root = Path(base_model_path)
+    if (root / "processor_config.json").is_file():
+        return int(json.loads((root / "processor_config.json").read_text())["processor_kwargs"]["shortest_image_edge"])
+    if (root / "config.json").is_file():
+        return int(json.loads((root / "config.json").read_text())["image_size"])
+    from groot_ft.model import preset
+
+    return int(preset(base_model_path).image_size)
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    from groot_ft.shards import build_shards
+
+    edge = args.image_edge or image_edge_for(args.base_model_path)
+    manifest = build_shards(
+        args.dataset,
+        _modality(args.modality_config),
+        args.out,
+        image_edge=edge,
+        shard_size=args.shard_size,
+        episode_sampling_rate=args.episode_sampling_rate,
+        seed=args.seed,
+    )
+    print(f"wrote {manifest}")
+    return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from groot_ft.package import package_output
+
+    for line in package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groot-ft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write the synthetic demo dataset (LeRobot v2.1, real mp4 video)")
+    p.add_argument("out")
+    p.add_argument("--episodes", type=int, default=24)
+    p.add_argument("--codec", choices=["h264", "av1"], default="h264")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("validate", help="check a dataset; exit 1 on errors")
+    p.add_argument("dataset")
+    p.add_argument("--modality-config", help="modality config YAML/JSON the training run will use")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--deep", action="store_true", help="decode every video frame (slow)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("stats", help="compute stats.json (+ relative_stats.json) in upstream's schema")
+    p.add_argument("dataset")
+    p.add_argument("--modality-config", help="needed for relative_stats.json (RELATIVE action keys)")
+    p.add_argument("--out", required=True, help="output directory (never inside the dataset)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("shards", help="decode video once and write training-sample shards")
+    p.add_argument("dataset")
+    p.add_argument("--modality-config", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--base-model-path", default="tiny", help="decides the processor's image size")
+    p.add_argument("--image-edge", type=int, help="override the stored frames' shortest edge")
+    p.add_argument("--shard-size", type=int, default=1024)
+    p.add_argument("--episode-sampling-rate", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("package", help="finish and check a run's output tree")
+    p.add_argument("output_dir")
+    p.add_argument("--stats", help="stats directory, for the statistics plot")
+    p.add_argument("--validation", help="validation report JSON, for the model card")
+    p.set_defaults(func=cmd_package)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from groot_ft.data.lerobot import DatasetError
+    from groot_ft.modality import ModalityConfigError
+
+    try:
+        return args.func(args)
+    except (DatasetError, ModalityConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The run config: one frozen object, validated against the workflow's JSON schema, saved as the run's truth."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from groot_ft.io import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """An invalid run config; the message lists every problem with its key."""
+
+
+def load_schema() -> dict[str, Any]:
+    text = resources.files("groot_ft").joinpath("resources/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def schema_defaults() -> dict[str, Any]:
+    return {k: v.get("default") for k, v in load_schema()["properties"].items()}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    dataset: str
+    base_model_path: str
+    embodiment_tag: str
+    modality_config_path: str
+    output_dir: str
+    experiment_name: str | None
+    max_steps: int
+    save_steps: int
+    save_total_limit: int
+    logging_steps: int
+    global_batch_size: int
+    gradient_accumulation_steps: int
+    num_gpus: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float
+    dataloader_num_workers: int
+    color_jitter_params: dict[str, float] | None
+    random_rotation_angle: float | None
+    tune_llm: bool
+    tune_visual: bool
+    tune_projector: bool
+    tune_diffusion_model: bool
+    state_dropout_prob: float
+    shard_size: int
+    episode_sampling_rate: float
+    deepspeed_config: str
+    main_process_port: int
+    use_wandb: bool
+    enable_profiling: bool
+    demo_episodes: int
+    demo_codec: str
+    seed: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> FinetuneConfig:
+        """Validate against the schema (reporting every problem), fill defaults, and freeze."""
+        schema = load_schema()
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            lines = []
+            for err in errors:
+                key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+                lines.append(f"{key}: {err.message}")
+            raise ConfigError(f"{source}: invalid config:\n  - " + "\n  - ".join(lines))
+        merged = {**schema_defaults(), **data}
+        return cls(**merged)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> FinetuneConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save_yaml(self, path: str | Path) -> None:
+        # Plain YAML (no Python tags), unlike upstream's yaml.dump(Config). Rewriting identical content is skipped
+        # so that the trainer re-saving the workflow's copy does not make Snakemake think the input changed.
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        path = Path(path)
+        if path.is_file() and path.read_text() == text:
+            return
+        atomic_write_text(path, text)
+
+    def replace(self, **changes: Any) -> FinetuneConfig:
+        return FinetuneConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def run_name(self) -> str:
+        return self.experiment_name or Path(self.output_dir).name
+
+    def per_device_batch_size(self, num_processes: int) -> int:
+        """global_batch_size is the true effective batch, so it must split evenly over processes and accumulation."""
+        denom = num_processes * self.gradient_accumulation_steps
+        if self.global_batch_size % denom:
+            raise ConfigError(
+                f"global_batch_size={self.global_batch_size} is not divisible by processes ({num_processes}) x "
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps}); pick a multiple of {denom}"
+            )
+        return self.global_batch_size // denom

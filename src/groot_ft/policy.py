@@ -1,0 +1,92 @@
+"""Gr00tPolicy: load a fine-tuned output directory (or checkpoint) and turn observations into actions.
+
+Observation and action dicts follow upstream's policy API::
+
+    observation = {
+        "video": {"front": uint8 (B, T, H, W, 3), ...},
+        "state": {"arm": float32 (B, T, D), ...},
+        "language": {"annotation.human.task_description": [["move the arm to the red target"]] * B},
+    }
+    action = policy.get_action(observation)   # {"arm": float32 (B, T_action, D), ...} in physical units
+
+Unbatched observations (no leading B) are accepted and give unbatched actions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from groot_ft.embodiment import normalize_tag
+
+
+class Gr00tPolicy:
+    def __init__(self, model_path: str | Path, embodiment_tag: str, device: str | torch.device = "cpu",
+                 seed: int | None = 0):
+        import groot_ft.model  # noqa: F401 - registers the architecture
+        from transformers import AutoModel, AutoTokenizer
+
+        from groot_ft.model import Gr00tCollator
+        from groot_ft.processor import Gr00tProcessor
+
+        self.model_path = Path(model_path)
+        self.embodiment_tag = normalize_tag(embodiment_tag)
+        self.device = torch.device(device)
+        self.model = AutoModel.from_pretrained(self.model_path).eval()
+        # bf16 weights on GPU as upstream serves them; CPU keeps fp32 (bf16 matmuls are slow there)
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.model.to(self.device, dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.processor = Gr00tProcessor.from_pretrained(self.model_path).eval()
+        if self.embodiment_tag not in self.processor.modality_configs:
+            known = ", ".join(sorted(self.processor.modality_configs))
+            raise KeyError(f"{self.model_path}: no modality config for embodiment {self.embodiment_tag!r} "
+                           f"(this checkpoint knows: {known}); fine-tune on that embodiment first")
+        self.modality_config = self.processor.modality_configs[self.embodiment_tag]
+        self.collator = Gr00tCollator(self.tokenizer, self.model.config)
+        self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
+
+    def _split(self, observation: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        cfg = self.modality_config
+        first_video = np.asarray(observation["video"][cfg.video.modality_keys[0]])
+        batched = first_video.ndim == 5
+        if not batched:
+            observation = {
+                "video": {k: np.asarray(v)[None] for k, v in observation["video"].items()},
+                "state": {k: np.asarray(v)[None] for k, v in observation["state"].items()},
+                "language": {k: [v] for k, v in observation["language"].items()},
+            }
+        batch = first_video.shape[0] if batched else 1
+        steps = []
+        for b in range(batch):
+            language = {}
+            for key, values in observation["language"].items():
+                item = values[b]
+                language[key] = item[0] if isinstance(item, (list, tuple)) else item
+            steps.append({
+                "video": {k: np.asarray(v[b]) for k, v in observation["video"].items()},
+                "state": {k: np.asarray(v[b], dtype=np.float32) for k, v in observation["state"].items()},
+                "language": language,
+            })
+        return steps, batched
+
+    @torch.no_grad()
+    def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        steps, batched = self._split(observation)
+        samples = [self.processor(step, self.embodiment_tag) for step in steps]
+        batch = self.collator(samples)
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for key, value in batch.items():
+            if torch.is_tensor(value) and value.is_floating_point():
+                batch[key] = value.to(self.model.dtype)
+        if self.generator is not None:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        pred = self.model.get_action(**batch)["action_pred"].float().cpu().numpy()
+        states = {k: np.stack([s["state"][k] for s in steps]) for k in self.modality_config.state.modality_keys}
+        actions = self.processor.decode_action(pred, self.embodiment_tag, states)
+        if not batched:
+            actions = {k: v[0] for k, v in actions.items()}
+        return actions

@@ -1,0 +1,418 @@
+"""finetune: the training entry point that ``accelerate launch`` starts on every process.
+
+    accelerate launch --use_deepspeed --deepspeed_config_file config/deepspeed/zero2.json --num_processes 2 \
+        -m groot_ft.train --config results/demo/experiment_cfg/config.yaml \
+        --dataset DATASET --stats results/demo/stats --shards results/demo/shards
+
+One process per GPU (on a machine without CUDA: CPU processes on gloo, which runs the same DeepSpeed code).
+Re-running the same command resumes from the newest complete ``checkpoint-N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.io import atomic_write_json, atomic_write_text
+
+WANDB_PROJECT = "finetune-gr00t-n1d6"
+
+
+def print0(*args: Any, **kwargs: Any) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------------
+def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """checkpoint-N directories that finished saving (trainer_state.json is written last), oldest first."""
+    found = []
+    for p in output_dir.glob("checkpoint-*"):
+        suffix = p.name[len("checkpoint-") :]
+        if suffix.isdigit() and (p / "trainer_state.json").is_file():
+            found.append((int(suffix), p))
+    return sorted(found)
+
+
+def resolve_deepspeed_config(path: str | Path, cfg: FinetuneConfig, per_device: int, use_bf16: bool) -> dict:
+    """Fill upstream-style "auto" values from the run config so DeepSpeed and our loop agree."""
+    ds = json.loads(Path(path).read_text())
+    fills = {
+        "train_micro_batch_size_per_gpu": per_device,
+        "train_batch_size": cfg.global_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "gradient_clipping": cfg.max_grad_norm,
+    }
+    for key, value in fills.items():
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+    for key, enabled in (("bf16", use_bf16), ("fp16", False)):
+        block = ds.setdefault(key, {})
+        if block.get("enabled", "auto") == "auto":
+            block["enabled"] = enabled
+    if not use_bf16:
+        ds.pop("communication_data_type", None)  # bf16 communication needs bf16 weights
+    return ds
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["torch_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch_cuda"])
+
+
+# --- the run --------------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="groot_ft.train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", required=True, help="run config YAML (validated against the workflow schema)")
+    p.add_argument("--dataset", required=True, help="dataset root (for metadata; samples come from --shards)")
+    p.add_argument("--stats", required=True, help="directory with stats.json (+ relative_stats.json)")
+    p.add_argument("--shards", required=True, help="shard directory written by `groot-ft shards`")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = FinetuneConfig.from_yaml(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return Trainer(cfg, Path(args.dataset), Path(args.stats), Path(args.shards)).train()
+
+
+class Trainer:
+    def __init__(self, cfg: FinetuneConfig, dataset: Path, stats_dir: Path, shards_dir: Path):
+        self.cfg = cfg
+        self.dataset = dataset
+        self.stats_dir = stats_dir
+        self.shards_dir = shards_dir
+        self.output_dir = Path(cfg.output_dir)
+
+    def train(self) -> int:
+        from accelerate import Accelerator
+        from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+        cfg = self.cfg
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        if world != cfg.num_gpus:
+            print(
+                f"error: num_gpus={cfg.num_gpus} but {world} training processes were launched; launch with "
+                f"--num_processes {cfg.num_gpus} (and --num_machines) or change num_gpus",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            per_device = cfg.per_device_batch_size(world)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cuda = torch.cuda.is_available()
+        ds_config = resolve_deepspeed_config(cfg.deepspeed_config, cfg, per_device, use_bf16=cuda)
+        handlers = [] if cuda else [InitProcessGroupKwargs(backend="gloo")]  # accelerate's no-GPU DeepSpeed bug
+        acc = Accelerator(
+            deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds_config),
+            mixed_precision="bf16" if cuda else "no",
+            kwargs_handlers=handlers,
+        )
+        if acc.num_processes != world or acc.process_index != rank:
+            raise RuntimeError(
+                f"accelerate sees {acc.num_processes} processes (index {acc.process_index}) but WORLD_SIZE={world}, "
+                f"RANK={rank}: refusing to train every rank on all data"
+            )
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+
+        from groot_ft.data.loader import ShardBatchStream
+        from groot_ft.model import Gr00tCollator, create_model
+        from groot_ft.modality import load_modality_config
+        from groot_ft.processor import Gr00tProcessor, statistics_from_dataset_stats
+        from groot_ft.shards import ShardSet
+        from groot_ft.data.lerobot import LeRobotDataset
+
+        modality_cfg = load_modality_config(cfg.modality_config_path)
+        model, tokenizer = create_model(
+            cfg.base_model_path,
+            tune_llm=cfg.tune_llm,
+            tune_visual=cfg.tune_visual,
+            tune_projector=cfg.tune_projector,
+            tune_diffusion_model=cfg.tune_diffusion_model,
+            state_dropout_prob=cfg.state_dropout_prob,
+        )
+        mcfg = model.config
+        shards = ShardSet.open(self.shards_dir)
+        ds_meta = LeRobotDataset(self.dataset)
+        stats = json.loads((self.stats_dir / "stats.json").read_text())
+        rel_path = self.stats_dir / "relative_stats.json"
+        relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
+        tag = cfg.embodiment_tag.lower()
+        statistics = {tag: statistics_from_dataset_stats(stats, relative, ds_meta.modality, modality_cfg)}
+        processor = Gr00tProcessor(
+            modality_configs={tag: modality_cfg},
+            statistics=statistics,
+            max_state_dim=mcfg.max_state_dim,
+            max_action_dim=mcfg.max_action_dim,
+            max_action_horizon=mcfg.action_horizon,
+            shortest_image_edge=shards.manifest["image_edge"],
+            color_jitter_params=cfg.color_jitter_params,
+            random_rotation_angle=cfg.random_rotation_angle,
+            use_relative_action=True,
+        )
+        processor.train()
+        collator = Gr00tCollator(tokenizer, mcfg)
+
+        self._write_run_files(acc, model, processor, statistics, ds_config)
+
+        # --- resume point ------------------------------------------------------------------------------------------
+        checkpoints = complete_checkpoints(self.output_dir)
+        start_step = checkpoints[-1][0] if checkpoints else 0
+        if start_step >= cfg.max_steps:
+            print0(f"checkpoint-{start_step} already reaches max_steps={cfg.max_steps}; writing the final model only")
+
+        stream = ShardBatchStream(
+            shards,
+            modality_cfg,
+            lambda step, rng: processor(step, tag, rng=rng),
+            collator,
+            per_device,
+            rank=rank,
+            world_size=world,
+            seed=cfg.seed,
+            start_batch=start_step * cfg.gradient_accumulation_steps,
+        )
+        loader = torch.utils.data.DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=cfg.dataloader_num_workers,
+            persistent_workers=cfg.dataloader_num_workers > 0,
+            prefetch_factor=4 if cfg.dataloader_num_workers > 0 else None,
+        )
+
+        from transformers import get_cosine_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+        )
+        scheduler = get_cosine_schedule_with_warmup(
+            optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
+        )
+        engine, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+
+        history: list[dict[str, Any]] = []
+        if checkpoints:
+            ckpt = checkpoints[-1][1]
+            print0(f"resuming from {ckpt}")
+            engine.load_checkpoint(str(ckpt / "training_state"), tag="state", load_lr_scheduler_states=False)
+            for _ in range(start_step):
+                scheduler.scheduler.step()  # the schedule is a pure function of the step
+            set_rng_state(load_file(str(ckpt / "training_state" / f"rng_state_{rank}.safetensors")))
+            history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
+
+        n_params = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print0(
+            f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable); {world} process(es) "
+            f"x batch {per_device} x accumulation {cfg.gradient_accumulation_steps} = global batch "
+            f"{cfg.global_batch_size}; {shards.manifest['samples']} samples in {len(shards.shard_paths)} shard(s); "
+            f"steps {start_step} -> {cfg.max_steps}"
+        )
+
+        writer = self._tensorboard(acc)
+        profiler = self._profiler(acc) if cfg.enable_profiling else None
+        wandb_run = self._wandb(acc) if cfg.use_wandb else None
+        device = acc.device
+        it = iter(loader)
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start_step, desc="finetune", unit="step",
+                   disable=not acc.is_main_process or not sys.stderr.isatty())
+        window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0, "samples": 0}
+        engine.train()
+        for step in range(start_step + 1, cfg.max_steps + 1):
+            t0 = time.perf_counter()
+            wait = 0.0
+            for _ in range(cfg.gradient_accumulation_steps):
+                tw = time.perf_counter()
+                batch = next(it)
+                wait += time.perf_counter() - tw
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                loss = engine(**batch).loss
+                acc.backward(loss)
+                window["loss"] += loss.detach().float().item()
+                window["n"] += 1
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            if profiler is not None:
+                profiler.step()
+            window["wait"] += wait
+            window["time"] += time.perf_counter() - t0
+            window["samples"] += cfg.global_batch_size
+            bar.update(1)
+
+            if step % cfg.logging_steps == 0 or step == cfg.max_steps:
+                loss_mean = acc.reduce(torch.tensor(window["loss"] / window["n"], device=device), "mean").item()
+                grad_norm = engine.get_global_grad_norm()
+                record = {
+                    "step": step,
+                    "loss": loss_mean,
+                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "samples_per_second": window["samples"] / max(window["time"], 1e-9),
+                    "data_wait_fraction": window["wait"] / max(window["time"], 1e-9),
+                }
+                history.append(record)
+                if acc.is_main_process:
+                    bar.set_postfix(loss=f"{loss_mean:.4f}")
+                    print0(json.dumps(record))
+                    with open(self.output_dir / "training_log.jsonl", "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                    for k, v in record.items():
+                        if k != "step" and v is not None:
+                            writer.add_scalar(f"train/{k}", v, step)
+                    if wandb_run is not None:
+                        wandb_run.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+                window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0, "samples": 0}
+
+            if step % cfg.save_steps == 0 or step == cfg.max_steps:
+                self._save_checkpoint(acc, engine, model, tokenizer, step, history)
+        bar.close()
+        if profiler is not None:
+            profiler.stop()
+        if acc.is_main_process:
+            writer.close()
+            self._save_final(acc, model, tokenizer)
+        if wandb_run is not None:
+            wandb_run.finish()
+        acc.wait_for_everyone()
+        acc.end_training()
+        return 0
+
+    # --- helpers ----------------------------------------------------------------------------------------------------
+    def _write_run_files(self, acc, model, processor, statistics, ds_config) -> None:
+        if acc.is_main_process:
+            exp = self.output_dir / "experiment_cfg"
+            exp.mkdir(parents=True, exist_ok=True)
+            self.cfg.save_yaml(exp / "config.yaml")
+            import yaml
+
+            conf = {
+                "model": {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")},
+                "data": {
+                    "dataset": str(self.dataset),
+                    "embodiment_tag": self.cfg.embodiment_tag,
+                    "modality_config": processor.modality_configs[self.cfg.embodiment_tag.lower()].to_dict(),
+                    "shard_size": self.cfg.shard_size,
+                    "episode_sampling_rate": self.cfg.episode_sampling_rate,
+                    "seed": self.cfg.seed,
+                },
+                "training": self.cfg.to_dict(),
+                "max_steps": self.cfg.max_steps,
+                "save_steps": self.cfg.save_steps,
+            }
+            atomic_write_text(exp / "conf.yaml", yaml.safe_dump(conf, sort_keys=False))
+            atomic_write_json(exp / "final_model_config.json", model.config.to_dict())
+            atomic_write_json(exp / "dataset_statistics.json", statistics)
+            atomic_write_json(exp / "deepspeed_config.json", ds_config)
+            processor.save_pretrained(self.output_dir / "processor")
+            atomic_write_json(self.output_dir / "wandb_config.json", {"project": WANDB_PROJECT, "run_id": self.cfg.run_name})
+        acc.wait_for_everyone()
+
+    def _export_model(self, model, tokenizer, directory: Path) -> None:
+        model.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+
+    def _save_checkpoint(self, acc, engine, model, tokenizer, step: int, history) -> None:
+        """All ranks write DeepSpeed states into a temp dir; rank 0 completes it and renames it into place."""
+        final = self.output_dir / f"checkpoint-{step}"
+        tmp = self.output_dir / f".checkpoint-{step}.partial"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "training_state").mkdir(parents=True)
+        acc.wait_for_everyone()
+        engine.save_checkpoint(str(tmp / "training_state"), tag="state")
+        save_file(rng_state(), str(tmp / "training_state" / f"rng_state_{acc.process_index}.safetensors"))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self._export_model(acc.unwrap_model(model), tokenizer, tmp)
+            for name in ("processor_config.json", "statistics.json", "embodiment_id.json"):
+                shutil.copy2(self.output_dir / "processor" / name, tmp / name)
+            shutil.copytree(self.output_dir / "experiment_cfg", tmp / "experiment_cfg")
+            shutil.copy2(self.output_dir / "wandb_config.json", tmp / "wandb_config.json")
+            # written last: its presence marks the checkpoint complete
+            atomic_write_json(tmp / "trainer_state.json", {"global_step": step, "log_history": history})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            kept = complete_checkpoints(self.output_dir)
+            for _, old in kept[: max(0, len(kept) - self.cfg.save_total_limit)]:
+                shutil.rmtree(old)
+            print0(f"saved {final}")
+        acc.wait_for_everyone()
+
+    def _save_final(self, acc, model, tokenizer) -> None:
+        self._export_model(acc.unwrap_model(model), tokenizer, self.output_dir)
+        print0(f"final model written to {self.output_dir}")
+
+    def _tensorboard(self, acc):
+        if not acc.is_main_process:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.output_dir / "runs"))
+
+    def _profiler(self, acc):
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        out = self.output_dir / "profiling"
+        out.mkdir(parents=True, exist_ok=True)
+        rank = acc.process_index
+
+        def on_ready(prof):
+            prof.export_chrome_trace(str(out / f"trace_rank_{rank}_iter_{prof.step_num}.json"))
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        prof = profile(activities=activities, schedule=schedule(skip_first=10, wait=1, warmup=1, active=3, repeat=1),
+                       on_trace_ready=on_ready, with_stack=True)
+        prof.start()
+        return prof
+
+    def _wandb(self, acc):
+        if not acc.is_main_process:
+            return None
+        import wandb  # optional dependency
+
+        return wandb.init(project=WANDB_PROJECT, name=self.cfg.run_name, id=self.cfg.run_name, resume="allow",
+                          dir=str(self.output_dir), config=self.cfg.to_dict())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

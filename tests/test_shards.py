@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from groot_ft.data.lerobot import LeRobotDataset
+from groot_ft.data.video import read_frames
+from groot_ft.modality import load_modality_config
+from groot_ft.shards import ShardSet, build_shards, decode_jpeg, plan_shards, sample_from_row
+from tests.conftest import DEMO_MODALITY
+
+CFG = load_modality_config(DEMO_MODALITY)
+
+
+def test_every_valid_step_appears_exactly_once():
+    lengths = {0: 40, 1: 55, 2: 15, 3: 70}  # episode 2 is shorter than the 16-step horizon: no valid step
+    plan = plan_shards(lengths, CFG, shard_size=30, episode_sampling_rate=0.1, seed=7)
+    seen = {}
+    for shard in plan:
+        for episode, steps in shard:
+            for s in steps:
+                key = (episode, int(s))
+                assert key not in seen
+                seen[key] = True
+    expected = {(e, s) for e, n in lengths.items() for s in range(max(0, n - 16 + 1))}
+    assert set(seen) == expected
+    total = len(expected)
+    assert len(plan) == -(-total // 30)
+    sizes = [sum(len(s) for _, s in shard) for shard in plan]
+    assert max(sizes) - min(sizes) <= 10  # greedy balancing keeps shards within one split of each other
+
+
+def test_plan_is_seeded():
+    lengths = {i: 30 + i for i in range(10)}
+    a = plan_shards(lengths, CFG, 50, 0.25, seed=1)
+    b = plan_shards(lengths, CFG, 50, 0.25, seed=1)
+    c = plan_shards(lengths, CFG, 50, 0.25, seed=2)
+    flat = lambda p: [(e, s.tolist()) for shard in p for e, s in shard]  # noqa: E731
+    assert flat(a) == flat(b) and flat(a) != flat(c)
+
+
+def test_no_valid_step_is_a_clear_error():
+    with pytest.raises(ValueError, match="action horizon"):
+        plan_shards({0: 5}, CFG, 10, 0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(demo_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    build_shards(demo_dataset, CFG, out, image_edge=48, shard_size=64, seed=3, progress=False)
+    return out
+
+
+def test_shard_samples_match_the_dataset(demo_dataset, built):
+    shards = ShardSet.open(built)
+    ds = LeRobotDataset(demo_dataset)
+    assert shards.manifest["samples"] == sum(max(0, e.length - 15) for e in ds.episodes)
+    with pa.memory_map(str(shards.shard_paths[0])) as src:
+        row = pa.ipc.open_file(src).read_all().slice(5, 1).to_pylist()[0]
+    step = sample_from_row(row, CFG, shards.dims)
+    episode = ds.load_episode(row["episode_index"], CFG)
+    t = row["step"]
+    np.testing.assert_array_equal(step["state"]["arm"], episode.state["arm"][t : t + 1])
+    np.testing.assert_array_equal(step["action"]["arm"], episode.action["arm"][t : t + 16])
+    assert step["language"]["annotation.human.task_description"] == episode.language[t]
+    frame = step["video"]["front"][0]
+    assert frame.shape == (48, 48, 3)
+    original = read_frames(ds.video_path(row["episode_index"], "observation.images.front"), [t])[0]
+    small = original.reshape(48, 2, 48, 2, 3).mean(axis=(1, 3))
+    assert np.abs(frame.astype(float) - small).mean() < 6  # JPEG of the area-resized frame
+
+
+def test_rebuild_is_deterministic_and_incremental(demo_dataset, built, tmp_path):
+    first = {p.name: p.read_bytes() for p in built.glob("shard_*.arrow")}
+    manifest = build_shards(demo_dataset, CFG, built, image_edge=48, shard_size=64, seed=3, progress=False)
+    assert json.loads(manifest.read_text())["episodes_rebuilt"] == 0
+    assert {p.name: p.read_bytes() for p in built.glob("shard_*.arrow")} == first
+
+
+def test_jpeg_round_trip_is_close():
+    yy, xx = np.mgrid[0:48, 0:48]
+    img = np.stack([xx * 5, yy * 5, (xx + yy) * 2], axis=-1).astype(np.uint8)  # smooth, like rendered scenes
+    from groot_ft.shards import encode_jpeg
+
+    assert np.abs(decode_jpeg(encode_jpeg(img)).astype(int) - img).mean() < 2

@@ -1,0 +1,17 @@
+# The embedded demo dataset (only when dataset=demo): synthetic episodes with real mp4 video.
+if IS_DEMO:
+
+    rule demo_data:
+        output:
+            dataset=directory(DATASET),
+        log:
+            f"{OUT}/logs/demo_data.log",
+        params:
+            episodes=config["demo_episodes"],
+            codec=config["demo_codec"],
+            seed=config["seed"],
+        conda:
+            "../../envs/groot-ft.yaml"
+        shell:
+            "groot-ft demo-data {output.dataset} --episodes {params.episodes} --codec {params.codec} "
+            "--seed {params.seed} > {log} 2>&1"
