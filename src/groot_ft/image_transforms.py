@@ -1,0 +1,274 @@
+"""Image preprocessing and augmentation for the processor (no torchvision / albumentations / OpenCV).
+
+Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md`` §5.1, step 5):
+
+* train: shortest-edge resize (area-style downsampling) -> fractional random crop that keeps the aspect ratio
+  (each side x ``crop_fraction``, random position) -> shortest-edge resize again -> optional random rotation
+  (uniform in +-``rotation_angle`` degrees, reflected border) -> optional colour jitter (brightness, contrast,
+  saturation, hue; always applied, in a random order);
+* eval: the same resizes around a centre crop; no rotation, no jitter.
+
+One :class:`AugmentationParams` is drawn per sample and applied identically to every frame of every camera of that
+sample (upstream replays one ``ReplayCompose`` record). All frames that share a shape are processed as one batched
+float32 tensor, so the cost per sample is a handful of small torch ops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
+
+# ITU-R BT.601 luma weights, as OpenCV's RGB2GRAY (used by albumentations' torchvision-style colour ops).
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """The random choices for one sample; replayed on every frame and camera of it.
+
+    ``crop`` holds the crop position as fractions in [0, 1] of the free room (``None`` = centre crop), so the same
+    record applies to cameras of different resolutions. ``jitter`` is the ordered list of colour operations with
+    their factors (``hue`` as a fraction of the full hue circle).
+    """
+
+    crop: tuple[float, float] | None = None
+    angle: float = 0.0
+    jitter: tuple[tuple[str, float], ...] = ()
+
+
+def parse_color_jitter_params(params: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """Turn upstream-style jitter settings into sampling ranges.
+
+    Scalars follow torchvision/albumentations: ``brightness``/``contrast``/``saturation`` ``v`` ->
+    factor in ``[max(0, 1 - v), 1 + v]``; ``hue`` ``v`` -> shift in ``[-v, v]`` (``v <= 0.5``). Two-element lists are
+    taken as explicit ranges. Zero/None entries are dropped (no-op).
+    """
+    if not params:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"color_jitter_params must be a mapping with keys {JITTER_KEYS}, got {params!r}")
+    unknown = sorted(set(params) - set(JITTER_KEYS))
+    if unknown:
+        raise ValueError(f"color_jitter_params: unknown keys {unknown}; allowed: {', '.join(JITTER_KEYS)}")
+    ranges: dict[str, tuple[float, float]] = {}
+    for key in JITTER_KEYS:
+        value = params.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            v = float(value)
+            if v < 0:
+                raise ValueError(f"color_jitter_params.{key} must be >= 0, got {value!r}")
+            if v == 0:
+                continue
+            if key == "hue":
+                if v > 0.5:
+                    raise ValueError(f"color_jitter_params.hue must be <= 0.5, got {value!r}")
+                lo, hi = -v, v
+            else:
+                lo, hi = max(0.0, 1.0 - v), 1.0 + v
+        elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(x, (int, float)) for x in value):
+            lo, hi = float(value[0]), float(value[1])
+            if lo > hi:
+                raise ValueError(f"color_jitter_params.{key}: range {value!r} has min > max")
+            if key == "hue" and not -0.5 <= lo <= hi <= 0.5:
+                raise ValueError(f"color_jitter_params.hue range must lie in [-0.5, 0.5], got {value!r}")
+            if key != "hue" and lo < 0:
+                raise ValueError(f"color_jitter_params.{key} range must be >= 0, got {value!r}")
+        else:
+            raise ValueError(f"color_jitter_params.{key}: expected a number or [min, max], got {value!r}")
+        ranges[key] = (lo, hi)
+    return ranges
+
+
+def shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
+    """Output (H, W) of a resize that makes the shorter side ``edge`` and keeps the aspect ratio."""
+    scale = edge / min(height, width)
+    if scale == 1.0:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def crop_size(height: int, width: int, fraction: float) -> tuple[int, int]:
+    return max(1, int(height * fraction)), max(1, int(width * fraction))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a float (N, C, H, W) batch: area averaging when shrinking, bilinear when enlarging."""
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(size):
+        return x
+    if size[0] <= h and size[1] <= w:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_shortest_edge(x: torch.Tensor, edge: int) -> torch.Tensor:
+    return resize(x, shortest_edge_size(x.shape[-2], x.shape[-1], edge))
+
+
+def crop(x: torch.Tensor, fraction: float, position: tuple[float, float] | None) -> torch.Tensor:
+    """Crop each side to ``fraction`` of its length; ``position`` = fractions of the free room, None = centre."""
+    h, w = x.shape[-2:]
+    ch, cw = crop_size(h, w, fraction)
+    if (ch, cw) == (h, w):
+        return x
+    if position is None:
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+    else:
+        y0 = min(int(position[0] * (h - ch + 1)), h - ch)
+        x0 = min(int(position[1] * (w - cw + 1)), w - cw)
+    return x[..., y0 : y0 + ch, x0 : x0 + cw]
+
+
+def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate a float (N, C, H, W) batch about the image centre (bilinear, reflected border, same size)."""
+    if degrees == 0:
+        return x
+    n, _, h, w = x.shape
+    rad = math.radians(degrees)
+    c, s = math.cos(rad), math.sin(rad)
+    # Rotation in pixel space expressed in grid_sample's normalised coordinates (x spans W, y spans H).
+    theta = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, 1, h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return _GRAY_WEIGHTS[0] * r + _GRAY_WEIGHTS[1] * g + _GRAY_WEIGHTS[2] * b
+
+
+def adjust_brightness(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return (x * factor).clamp_(0.0, 255.0)
+
+
+def adjust_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)  # per image, as albumentations/torchvision
+    return (x * factor + mean * (1.0 - factor)).clamp_(0.0, 255.0)
+
+
+def adjust_saturation(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return (x * factor + _gray(x) * (1.0 - factor)).clamp_(0.0, 255.0)
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> HSV in [0, 1] (hue as a fraction of the circle)."""
+    r, g, b = rgb.unbind(1)
+    maxc, _ = rgb.max(dim=1)
+    minc, _ = rgb.min(dim=1)
+    delta = maxc - minc
+    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    rc, gc, bc = (maxc - r) / safe_delta, (maxc - g) / safe_delta, (maxc - b) / safe_delta
+    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = torch.where(delta > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
+    return torch.stack([hue, sat, maxc], dim=1)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_hsv`."""
+    h, s, v = hsv.unbind(1)
+    h6 = h * 6.0
+    i = torch.floor(h6)
+    f = h6 - i
+    i = i.long() % 6
+    p = v * (1.0 - s)
+    q = v * (1.0 - s * f)
+    t = v * (1.0 - s * (1.0 - f))
+    # sector -> (r, g, b) source among (v, q, p, t)
+    choices = torch.stack([v, q, p, t], dim=1)  # (N, 4, H, W)
+    table = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], device=hsv.device)
+    idx = table[i].permute(0, 3, 1, 2)  # (N, 3, H, W)
+    return torch.gather(choices, 1, idx)
+
+
+def adjust_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate hue by ``shift`` (fraction of the circle) on a [0, 255] float batch."""
+    if shift == 0:
+        return x
+    hsv = rgb_to_hsv(x / 255.0)
+    hsv[:, 0] = (hsv[:, 0] + shift) % 1.0
+    return (hsv_to_rgb(hsv) * 255.0).clamp_(0.0, 255.0)
+
+
+_JITTER_OPS = {
+    "brightness": adjust_brightness,
+    "contrast": adjust_contrast,
+    "saturation": adjust_saturation,
+    "hue": adjust_hue,
+}
+
+
+class ImageTransform:
+    """The per-sample image pipeline; call :meth:`sample_params` once per sample, then :meth:`apply` per batch."""
+
+    def __init__(
+        self,
+        shortest_image_edge: int,
+        crop_fraction: float = 0.95,
+        random_rotation_angle: float | None = None,
+        color_jitter_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(shortest_image_edge, int) or isinstance(shortest_image_edge, bool) or shortest_image_edge < 1:
+            raise ValueError(f"shortest_image_edge must be a positive integer, got {shortest_image_edge!r}")
+        if not 0.0 < float(crop_fraction) <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+        if random_rotation_angle is not None and float(random_rotation_angle) < 0:
+            raise ValueError(f"random_rotation_angle must be >= 0 degrees, got {random_rotation_angle!r}")
+        self.shortest_image_edge = shortest_image_edge
+        self.crop_fraction = float(crop_fraction)
+        self.random_rotation_angle = float(random_rotation_angle or 0.0)
+        self.jitter_ranges = parse_color_jitter_params(color_jitter_params)
+
+    def sample_params(self, rng: np.random.Generator, train: bool) -> AugmentationParams:
+        if not train:
+            return AugmentationParams()
+        position = (float(rng.random()), float(rng.random()))
+        angle = 0.0
+        if self.random_rotation_angle > 0:
+            angle = float(rng.uniform(-self.random_rotation_angle, self.random_rotation_angle))
+        jitter: tuple[tuple[str, float], ...] = ()
+        if self.jitter_ranges:
+            names = list(self.jitter_ranges)
+            order = rng.permutation(len(names))
+            jitter = tuple((names[i], float(rng.uniform(*self.jitter_ranges[names[i]]))) for i in order)
+        return AugmentationParams(crop=position, angle=angle, jitter=jitter)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        h, w = shortest_edge_size(height, width, self.shortest_image_edge)
+        h, w = crop_size(h, w, self.crop_fraction)
+        return shortest_edge_size(h, w, self.shortest_image_edge)
+
+    def apply_tensor(self, x: torch.Tensor, params: AugmentationParams) -> torch.Tensor:
+        """float32 (N, 3, H, W) in [0, 255] -> float32 (N, 3, H', W') in [0, 255]."""
+        x = resize_shortest_edge(x, self.shortest_image_edge)
+        x = crop(x, self.crop_fraction, params.crop)
+        x = resize_shortest_edge(x, self.shortest_image_edge)
+        x = rotate(x, params.angle)
+        for name, factor in params.jitter:
+            x = _JITTER_OPS[name](x, factor)
+        return x
+
+    def apply(self, frames: np.ndarray, params: AugmentationParams) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> uint8 (N, 3, H', W'), the same ``params`` for every frame."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"expected uint8 frames shaped (N, H, W, 3), got {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames, got dtype {frames.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+        x = self.apply_tensor(x, params)
+        return x.round_().clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, train: bool = False) -> np.ndarray:
+        params = self.sample_params(rng if rng is not None else np.random.default_rng(), train)
+        return self.apply(frames, params)

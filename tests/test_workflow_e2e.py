@@ -1,0 +1,125 @@
+"""The demo workflow end to end, as `make demo` runs it: 2 DeepSpeed training processes on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+MAX_STEPS = 120
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("e2e")
+    out = root / "run"
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    cmd = [
+        snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile",
+        "--config", f"output_dir={out}", "demo_episodes=12", f"max_steps={MAX_STEPS}", "save_steps=50",
+        "logging_steps=10", "save_total_limit=2", "main_process_port=29533",
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted((out / "logs").glob("*.log")))
+        pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n{logs}")
+    return out, proc
+
+
+def test_output_tree_is_complete(demo_run):
+    from groot_ft.package import check_tree
+
+    out, _ = demo_run
+    assert check_tree(out) == []
+    for rel in ("validation/report.json", "stats/stats.json", "stats/relative_stats.json", "shards/manifest.json",
+                "experiment_cfg/config.yaml", "processor/statistics.json", "manifest.json", "plots/loss.png",
+                "plots/dataset_stats.png", "processor_config.json"):
+        assert (out / rel).is_file(), rel
+    assert "!!python" not in (out / "experiment_cfg" / "config.yaml").read_text()
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert checkpoints == [100, MAX_STEPS]  # save_total_limit=2 dropped checkpoint-50
+    assert not list(out.glob(".checkpoint-*"))  # no half-written checkpoint left behind
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "model.safetensors" in manifest["artifacts"]
+
+
+def test_training_used_two_deepspeed_processes(demo_run):
+    out, _ = demo_run
+    log = (out / "logs" / "finetune.log").read_text()
+    assert "2 process(es)" in log
+    ds = json.loads((out / "experiment_cfg" / "deepspeed_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 2 and ds["train_micro_batch_size_per_gpu"] * 2 == ds["train_batch_size"]
+
+
+def test_loss_falls(demo_run):
+    out, _ = demo_run
+    records = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records][-1] == MAX_STEPS
+    first = np.mean([r["loss"] for r in records[:2]])
+    last = np.mean([r["loss"] for r in records[-2:]])
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert last < 0.7 * first, f"loss did not fall enough: {first:.4f} -> {last:.4f}"
+
+
+def test_final_model_loads_with_automodel(demo_run):
+    import groot_ft  # noqa: F401
+    from transformers import AutoModel
+
+    out, _ = demo_run
+    model = AutoModel.from_pretrained(out)
+    assert type(model).__name__ == "Gr00tN1d6"
+
+
+def test_policy_returns_finite_actions(demo_run):
+    from groot_ft.data.lerobot import LeRobotDataset
+    from groot_ft.data.video import read_frames
+    from groot_ft.modality import load_modality_config
+    from groot_ft.policy import Gr00tPolicy
+
+    out, _ = demo_run
+    dataset = LeRobotDataset(out.parent / "demo_dataset")
+    cfg = load_modality_config(PROJECT_ROOT / "config" / "modality" / "demo.yaml")
+    episode = dataset.load_episode(0, cfg)
+    t = 3
+    obs = {
+        "video": {k: read_frames(dataset.video_path(0, dataset.video_original_key(k)), [t])[None]
+                  for k in cfg.video.modality_keys},
+        "state": {k: v[t : t + 1][None] for k, v in episode.state.items()},
+        "language": {cfg.language.modality_keys[0]: [[episode.language[t]]]},
+    }
+    for path in (out, sorted(out.glob("checkpoint-*"))[-1]):
+        policy = Gr00tPolicy(path, "new_embodiment", device="cpu")
+        action = policy.get_action(obs)
+        assert set(action) == {"arm", "gripper"}
+        assert action["arm"].shape == (1, 16, 3) and action["gripper"].shape == (1, 16, 1)
+        assert all(np.isfinite(a).all() for a in action.values())
+    unbatched = {
+        "video": {k: v[0] for k, v in obs["video"].items()},
+        "state": {k: v[0] for k, v in obs["state"].items()},
+        "language": {k: v[0][0] for k, v in obs["language"].items()},
+    }
+    assert policy.get_action(unbatched)["arm"].shape == (16, 3)
+
+
+def test_second_run_has_nothing_to_do(demo_run):
+    out, _ = demo_run
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    proc = subprocess.run(
+        [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--dry-run", "--config", f"output_dir={out}",
+         "demo_episodes=12", f"max_steps={MAX_STEPS}", "save_steps=50", "logging_steps=10", "save_total_limit=2",
+         "main_process_port=29533"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr
