@@ -284,26 +284,11 @@ class _RelativeSpec:
 
 
 def _native_matrix(table: pa.Table, column: str, path: Path) -> np.ndarray:
-    """A numeric (list or scalar) column as an ``(rows, dim)`` array in its parquet dtype (no float32 cast)."""
-    col = table.column(column).combine_chunks()
-    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        if col.null_count:
-            raise StatsError(f"{path}: column {column} has {col.null_count} null rows")
-        if pa.types.is_fixed_size_list(col.type):
-            dim = col.type.list_size
-        else:
-            lengths = col.value_lengths().to_numpy(zero_copy_only=False)
-            if len(lengths) and (lengths != lengths[0]).any():
-                raise StatsError(
-                    f"{path}: column {column} has rows of different lengths {sorted(set(lengths.tolist()))}"
-                )
-            dim = int(lengths[0]) if len(lengths) else 0
-        out = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
-    else:
-        out = col.to_numpy(zero_copy_only=False).reshape(-1, 1)
-    if out.dtype.kind not in "fiu":
-        raise StatsError(f"{path}: column {column} has dtype {out.dtype}; state/action columns must be numeric")
-    return out
+    """A numeric column as an ``(rows, dim)`` array in its parquet dtype (no float32 cast)."""
+    try:
+        return column_matrix(table, column, path, dtype=None)
+    except DatasetError as exc:
+        raise StatsError(str(exc)) from None
 
 
 def relative_chunks(

@@ -224,7 +224,8 @@ class Trainer:
         scheduler = get_cosine_schedule_with_warmup(
             optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
         )
-        engine, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+        # The scheduler stays out of acc.prepare: accelerate would step it once per process per step.
+        engine, optimizer = acc.prepare(model, optimizer)
 
         history: list[dict[str, Any]] = []
         if checkpoints:
@@ -232,7 +233,7 @@ class Trainer:
             print0(f"resuming from {ckpt}")
             engine.load_checkpoint(str(ckpt / "training_state"), tag="state", load_lr_scheduler_states=False)
             for _ in range(start_step):
-                scheduler.scheduler.step()  # the schedule is a pure function of the step
+                scheduler.step()  # the schedule is a pure function of the step
             set_rng_state(load_file(str(ckpt / "training_state" / f"rng_state_{rank}.safetensors")))
             history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
 

@@ -246,17 +246,28 @@ class EpisodeArrays:
     language: list[str]
 
 
-def column_matrix(table: pa.Table, column: str, path: Path | str = "<table>") -> np.ndarray:
-    """A list/fixed-size-list (or scalar) float column as a float32 (rows, dim) matrix, as upstream casts it."""
+def column_matrix(
+    table: pa.Table, column: str, path: Path | str = "<table>", dtype: np.dtype | type | None = np.float32
+) -> np.ndarray:
+    """A list/fixed-size-list (or scalar) numeric column as a (rows, dim) matrix.
+
+    ``dtype`` defaults to float32, as upstream casts state and action; ``None`` keeps the parquet dtype (statistics
+    of differences are taken in the stored precision before any cast).
+    """
     col = table.column(column).combine_chunks()
+    if col.null_count:
+        raise DatasetError(f"{path}: column {column} has {col.null_count} null rows")
     if pa.types.is_fixed_size_list(col.type):
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape(len(col), col.type.list_size).astype(np.float32, copy=False)
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        dim = col.type.list_size
+        out = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
+    elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
         lengths = col.value_lengths().to_numpy(zero_copy_only=False)
         if len(lengths) and (lengths != lengths[0]).any():
             raise DatasetError(f"{path}: column {column} has rows of different lengths {sorted(set(lengths.tolist()))}")
         dim = int(lengths[0]) if len(lengths) else 0
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape(len(col), dim).astype(np.float32, copy=False)
-    return col.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, 1)
+        out = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
+    else:
+        out = col.to_numpy(zero_copy_only=False).reshape(-1, 1)
+    if out.dtype.kind not in "fiub":
+        raise DatasetError(f"{path}: column {column} has dtype {out.dtype}; expected numbers")
+    return out if dtype is None else out.astype(dtype, copy=False)
