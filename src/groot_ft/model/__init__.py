@@ -1,0 +1,44 @@
+"""GR00T N1.6-style VLA model: config, network, tokenizer, collator, and the factory the trainer uses.
+
+Importing this package registers ``Gr00tN1d6`` with ``AutoConfig`` / ``AutoModel`` (so ``AutoModel.from_pretrained``
+works on saved checkpoints after ``import groot_ft.model``).
+
+    model, tokenizer = create_model("tiny")              # or a checkpoint directory, plus tune_* overrides
+    collate = Gr00tCollator(tokenizer, model.config)
+    batch = collate(samples)                             # list of processor samples -> dict of tensors
+    loss = model(**batch).loss
+    actions = model.get_action(**batch)["action_pred"]   # (B, action_horizon, max_action_dim), normalised + padded
+    save_model(model, tokenizer, out_dir)
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .collator import Gr00tCollator
+from .configuration import Gr00tN1d6Config
+from .factory import create_model, save_model
+from .modeling import Gr00tN1d6, Gr00tN1d6Output
+from .presets import PRESETS, preset
+from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer
+
+
+def _register_auto_classes() -> None:
+    # exist_ok=True guards double registration: re-importing or reloading this package re-registers the current
+    # class objects instead of raising "already used by a Transformers config".
+    AutoConfig.register(Gr00tN1d6Config.model_type, Gr00tN1d6Config, exist_ok=True)
+    AutoModel.register(Gr00tN1d6Config, Gr00tN1d6, exist_ok=True)
+
+
+_register_auto_classes()
+
+__all__ = [
+    "Gr00tN1d6Config",
+    "Gr00tN1d6",
+    "Gr00tN1d6Output",
+    "Gr00tCollator",
+    "build_tokenizer",
+    "preset",
+    "PRESETS",
+    "create_model",
+    "save_model",
+    "IMG_CONTEXT_TOKEN",
+]

@@ -1,0 +1,216 @@
+"""`Gr00tN1d6Config`: upstream GR00T N1.6 field names and defaults, plus the nested backbone configs.
+
+Upstream's config (``gr00t/configs/model/gr00t_n1d6.py``) names the Eagle VLM by hub id and builds it from a vendored
+config. This re-implementation has no hub access, so the backbone is described by two nested transformers configs:
+``vision_config`` (``Siglip2VisionConfig``) and ``text_config`` (``Qwen3Config``), with upstream's Eagle geometry as the
+default. Fields that upstream keeps but this implementation does not act on are kept for config-file fidelity and are
+marked "recorded only".
+
+transformers 5 configs are dataclasses: fields are class annotations, ``__post_init__`` validates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from transformers import PretrainedConfig, Qwen3Config, Siglip2VisionConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+def default_diffusion_model_cfg() -> dict[str, Any]:
+    """Upstream's DiT settings (32 blocks of 32 heads x 48 = 1536 wide)."""
+    return {
+        "positional_embeddings": None,
+        "num_layers": 32,
+        "num_attention_heads": 32,
+        "attention_head_dim": 48,
+        "norm_type": "ada_norm",
+        "dropout": 0.2,
+        "final_dropout": True,
+        "output_dim": 1024,
+        "interleave_self_attention": True,
+    }
+
+
+# Upstream Eagle-Block2A-2B-v2 geometry: SigLIP2 (so400m: 27 layers, 1152 wide, patch 14) and a Qwen3-1.7B LLM.
+EAGLE_VISION_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+    "num_patches": 256,  # 16 x 16 learned position grid
+    "num_channels": 3,
+    "vision_use_head": False,  # Eagle takes patch features, not the pooled head
+}
+EAGLE_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 151680,
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 40960,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+    "tie_word_embeddings": True,
+}
+
+# Keys upstream's ``to_filtered_dict(exclude_augment=True)`` drops.
+AUGMENTATION_KEYS = (
+    "random_rotation_angle",
+    "color_jitter_params",
+    "use_albumentations_transforms",
+    "formalize_language",
+    "image_crop_size",
+    "image_target_size",
+    "shortest_image_edge",
+    "crop_fraction",
+)
+
+
+class Gr00tN1d6Config(PretrainedConfig):
+    model_type = "Gr00tN1d6"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(Siglip2VisionConfig, init_kwargs=EAGLE_VISION_DEFAULTS),
+        "text_config": SubConfigSpec(Qwen3Config, init_kwargs=EAGLE_TEXT_DEFAULTS),
+    }
+
+    # --- identity -------------------------------------------------------------------------------------------------
+    # Recorded only: weights are always materialised in torch's default dtype (fp32); see modeling.py.
+    model_dtype: str = "bfloat16"
+
+    # --- backbone ---------------------------------------------------------------------------------------------------
+    model_name: str = "nvidia/Eagle-Block2A-2B-v2"  # recorded only (no hub access; geometry is in the sub-configs)
+    backbone_model_type: str = "eagle"  # recorded only
+    model_revision: str | None = None  # recorded only
+    tune_top_llm_layers: int = 4
+    backbone_embedding_dim: int = 2048
+    tune_llm: bool = False
+    tune_visual: bool = False
+    select_layer: int = 16  # the LLM is truncated to this many layers
+    reproject_vision: bool = False  # recorded only
+    use_flash_attention: bool = True  # recorded only (SDPA is used)
+    load_bf16: bool = True  # recorded only
+    collator_overwrite_image_inputs: bool = False  # recorded only
+    eagle_collator: bool = False  # recorded only
+    backbone_trainable_params_fp32: bool = True  # recorded only (everything is fp32 here)
+    vision_config: dict | PretrainedConfig | None = None
+    text_config: dict | PretrainedConfig | None = None
+    image_token_index: int = 151669  # id of <IMG_CONTEXT>; create_model() aligns it with the tokenizer
+    image_size: int = 224  # square side the vision tower takes (upstream keeps native aspect ratios)
+    downsample_ratio: float = 0.5  # pixel shuffle factor between vision tower and mlp1
+    num_image_tokens: int | None = None  # <IMG_CONTEXT> tokens per image; derived when None
+
+    # --- processing (used by the processor, not by the network) -----------------------------------------------------
+    image_crop_size: list[int] | None = None
+    image_target_size: list[int] | None = None
+    shortest_image_edge: int = 256
+    crop_fraction: float = 0.95
+    random_rotation_angle: int | None = None
+    color_jitter_params: dict | None = None
+    use_albumentations_transforms: bool = True
+    formalize_language: bool = True
+    apply_sincos_state_encoding: bool = False
+    use_relative_action: bool = False
+
+    # --- action head ------------------------------------------------------------------------------------------------
+    max_state_dim: int = 29
+    max_action_dim: int = 29
+    action_horizon: int = 16  # padded (maximum) action horizon
+    hidden_size: int = 1024
+    input_embedding_dim: int = 1536
+    add_pos_embed: bool = True
+    attn_dropout: float = 0.2  # recorded only (the DiT uses diffusion_model_cfg["dropout"])
+    use_vlln: bool = True
+    max_seq_len: int = 1024
+    use_alternate_vl_dit: bool = True
+    attend_text_every_n_blocks: int = 2
+    diffusion_model_cfg: dict = dataclasses.field(default_factory=default_diffusion_model_cfg)
+
+    # --- flow matching ----------------------------------------------------------------------------------------------
+    num_inference_timesteps: int = 4
+    noise_beta_alpha: float = 1.5
+    noise_beta_beta: float = 1.0
+    noise_s: float = 0.999
+    num_timestep_buckets: int = 1000
+
+    # --- training flags ---------------------------------------------------------------------------------------------
+    tune_projector: bool = True
+    tune_diffusion_model: bool = True
+    tune_vlln: bool = True
+    state_dropout_prob: float = 0.0
+    state_additive_noise_scale: float = 0.0
+    max_num_embodiments: int = 32
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)  # builds vision_config / text_config objects from dicts or defaults
+        # A partial dict (e.g. only num_layers) keeps upstream's values for the other keys.
+        self.diffusion_model_cfg = {**default_diffusion_model_cfg(), **dict(self.diffusion_model_cfg or {})}
+        if self.num_image_tokens is None:
+            self.num_image_tokens = self.derived_num_image_tokens()
+        self.validate_architecture()
+
+    # ---------------------------------------------------------------------------------------------------------------
+    @property
+    def patches_per_side(self) -> int:
+        return self.image_size // self.vision_config.patch_size
+
+    def derived_num_image_tokens(self) -> int:
+        side = self.patches_per_side
+        return int(round(side * self.downsample_ratio)) ** 2
+
+    def validate_architecture(self) -> None:
+        """Fail at config time on combinations the network cannot be built from."""
+        errors = []
+        dit = self.diffusion_model_cfg
+        inner = dit["num_attention_heads"] * dit["attention_head_dim"]
+        if inner != self.input_embedding_dim:
+            errors.append(
+                f"DiT width num_attention_heads*attention_head_dim = {inner} must equal input_embedding_dim "
+                f"{self.input_embedding_dim}"
+            )
+        if self.backbone_embedding_dim != self.text_config.hidden_size:
+            errors.append(
+                f"backbone_embedding_dim {self.backbone_embedding_dim} must equal text_config.hidden_size "
+                f"{self.text_config.hidden_size}"
+            )
+        if not 1 <= self.select_layer <= self.text_config.num_hidden_layers:
+            errors.append(f"select_layer {self.select_layer} must be in [1, {self.text_config.num_hidden_layers}]")
+        if not 0 <= self.tune_top_llm_layers <= self.select_layer:
+            errors.append(f"tune_top_llm_layers {self.tune_top_llm_layers} must be in [0, select_layer]")
+        patch = self.vision_config.patch_size
+        if self.image_size % patch:
+            errors.append(f"image_size {self.image_size} must be a multiple of the patch size {patch}")
+        side = self.patches_per_side
+        scale = 1.0 / self.downsample_ratio
+        if abs(scale - round(scale)) > 1e-6 or side % round(scale):
+            errors.append(f"{side} patches per side cannot be pixel-shuffled by downsample_ratio {self.downsample_ratio}")
+        elif self.num_image_tokens != self.derived_num_image_tokens():
+            errors.append(
+                f"num_image_tokens {self.num_image_tokens} disagrees with image_size/patch/downsample "
+                f"({self.derived_num_image_tokens()})"
+            )
+        grid = round(self.vision_config.num_patches**0.5)
+        if grid * grid != self.vision_config.num_patches:
+            errors.append(f"vision_config.num_patches {self.vision_config.num_patches} must be a square number")
+        if self.action_horizon > self.max_seq_len:
+            errors.append(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
+        if not 0 <= self.image_token_index < self.text_config.vocab_size:
+            errors.append(f"image_token_index {self.image_token_index} outside vocab {self.text_config.vocab_size}")
+        if self.attend_text_every_n_blocks < 1:
+            errors.append("attend_text_every_n_blocks must be >= 1")
+        if not 0.0 <= self.state_dropout_prob <= 1.0:
+            errors.append("state_dropout_prob must be in [0, 1]")
+        if errors:
+            raise ValueError("invalid Gr00tN1d6Config: " + "; ".join(errors))
+
+    def to_filtered_dict(self, exclude_augment: bool = True) -> dict[str, Any]:
+        """Upstream's helper: the config dict without the image-augmentation keys."""
+        out = self.to_dict()
+        if exclude_augment:
+            for key in AUGMENTATION_KEYS:
+                out.pop(key, None)
+        return out

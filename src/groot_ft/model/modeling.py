@@ -1,0 +1,213 @@
+"""`Gr00tN1d6`: backbone + flow-matching action head as a transformers ``PreTrainedModel``.
+
+Call it with the collator's batch: ``model(**batch).loss`` for training, ``model.get_action(**batch)["action_pred"]``
+for inference. Weights are fp32 (``model_dtype`` is recorded only): the project trains on CPU, where DeepSpeed
+refuses bf16; on a GPU use the trainer's bf16 autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .action_head import Gr00tN1d6ActionHead
+from .backbone import EagleBackbone
+from .configuration import Gr00tN1d6Config
+from .layers import CategorySpecificLinear
+
+TRAINABLE_FLAGS = ("tune_llm", "tune_visual", "tune_top_llm_layers", "tune_projector", "tune_diffusion_model", "tune_vlln")
+
+
+@dataclass
+class Gr00tN1d6Output(ModelOutput):
+    """``loss``: masked flow-matching MSE (scalar). ``action_loss``: its masked elementwise terms (B, H, D)."""
+
+    loss: torch.FloatTensor | None = None
+    action_loss: torch.FloatTensor | None = None
+    action_mask: torch.FloatTensor | None = None
+
+
+class Gr00tN1d6(PreTrainedModel):
+    config_class = Gr00tN1d6Config
+    config: Gr00tN1d6Config
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["Siglip2EncoderLayer", "Qwen3DecoderLayer", "BasicTransformerBlock"]
+    # The loss is a mean over valid elements, not a sum to be divided by num_items_in_batch: keep the Trainer from
+    # passing num_items_in_batch and skipping its gradient-accumulation scaling.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: Gr00tN1d6Config):
+        super().__init__(config)
+        config.validate_architecture()
+        self.backbone = EagleBackbone(config)
+        self.action_head = Gr00tN1d6ActionHead(config)
+        self.post_init()
+        self.apply_trainable_flags()
+
+    # --- weights ----------------------------------------------------------------------------------------------------
+    def _init_weights(self, module: nn.Module) -> None:
+        # transformers.initialization functions skip tensors already loaded by from_pretrained.
+        # Linear/Embedding/LayerNorm: transformers' defaults (normal(0.02), ones/zeros); the SigLIP2 and Qwen3
+        # sub-models are dispatched to their own _init_weights by transformers.
+        super()._init_weights(module)
+        if isinstance(module, CategorySpecificLinear):
+            # std 1/sqrt(fan_in) instead of upstream's flat 0.02: about the same at N1.6 widths (0.018-0.031 for
+            # 1024-3072 inputs), but at tiny widths a flat 0.02 makes the chain W1 -> W2 -> W3 start as an almost-zero
+            # signal and the flow-matching loss falls several times slower.
+            init.normal_(module.W, mean=0.0, std=module.in_features**-0.5)
+            init.zeros_(module.b)
+        elif isinstance(module, Gr00tN1d6ActionHead) and module.mask_token is not None:
+            init.normal_(module.mask_token, mean=0.0, std=0.02)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.model.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.model.language_model.set_input_embeddings(value)
+
+    # --- trainable parameters (upstream §6.1 / §6.4) --------------------------------------------------------------------
+    def apply_trainable_flags(self) -> None:
+        """Set requires_grad from the config's tune_* flags; frozen modules go to eval() in train()."""
+        cfg = self.config
+        vlm = self.backbone.model
+        vlm.language_model.requires_grad_(cfg.tune_llm)
+        vlm.vision_model.requires_grad_(cfg.tune_visual)
+        vlm.mlp1.requires_grad_(cfg.tune_visual)
+        # The top LLM layers train even when tune_llm is False (they adapt the features the action head reads).
+        if cfg.tune_top_llm_layers > 0:
+            for layer in vlm.language_model.layers[-cfg.tune_top_llm_layers :]:
+                layer.requires_grad_(True)
+
+        head = self.action_head
+        for module in (head.state_encoder, head.action_encoder, head.action_decoder, head.position_embedding):
+            if module is not None:
+                module.requires_grad_(cfg.tune_projector)
+        if head.mask_token is not None:
+            head.mask_token.requires_grad_(cfg.tune_projector)
+        head.model.requires_grad_(cfg.tune_diffusion_model)
+        head.vlln.requires_grad_(cfg.tune_vlln)
+        self.train(self.training)  # re-applies eval() to whatever is frozen now
+
+    def set_trainable(self, **flags) -> None:
+        """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
+        unknown = set(flags) - set(TRAINABLE_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown trainable flags {sorted(unknown)}; known: {TRAINABLE_FLAGS}")
+        for key, value in flags.items():
+            setattr(self.config, key, value)
+        self.config.validate_architecture()
+        self.apply_trainable_flags()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            _eval_frozen_children(self)
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading replaces parameters, which resets requires_grad; re-apply the (possibly overridden) flags.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.apply_trainable_flags()
+        return loaded
+
+    # --- gradient checkpointing -------------------------------------------------------------------------------------
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs):
+        # Non-reentrant checkpointing (transformers' default) gives parameter gradients even when a layer's input
+        # needs none (trainable top LLM layers above frozen ones). Reentrant would silently drop them.
+        keywords = getattr(gradient_checkpointing_func, "keywords", None) or {}
+        if enable and keywords.get("use_reentrant", False):
+            raise ValueError("Gr00tN1d6 supports only non-reentrant gradient checkpointing (use_reentrant=False)")
+        if gradient_checkpointing_func is None:
+            return super()._set_gradient_checkpointing(enable=enable, **kwargs)
+        return super()._set_gradient_checkpointing(
+            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
+        )
+
+    def enable_input_require_grads(self):
+        # Not needed with non-reentrant checkpointing, and hooking the embeddings would make autograd run backward
+        # through the frozen vision tower and lower LLM layers for nothing.
+        self._require_grads_hooks = []
+
+    # --- forward / inference ----------------------------------------------------------------------------------------
+    def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def _backbone(self, input_ids, attention_mask, pixel_values) -> dict[str, torch.Tensor]:
+        device = self.device
+        return self.backbone(
+            input_ids.to(device), attention_mask.to(device), None if pixel_values is None else pixel_values.to(device)
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        state: torch.Tensor,
+        embodiment_id: torch.LongTensor,
+        action: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> Gr00tN1d6Output:
+        """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce)."""
+        if action_mask is None:
+            action_mask = torch.ones_like(action)
+        backbone_output = self._backbone(input_ids, attention_mask, pixel_values)
+        out = self.action_head(
+            backbone_output,
+            state=self._float(state),
+            action=self._float(action),
+            action_mask=self._float(action_mask),
+            embodiment_id=embodiment_id.to(self.device).long(),
+        )
+        return Gr00tN1d6Output(loss=out["loss"], action_loss=out["action_loss"], action_mask=out["action_mask"])
+
+    @torch.no_grad()
+    def get_action(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        state: torch.Tensor,
+        embodiment_id: torch.LongTensor,
+        pixel_values: torch.Tensor | None = None,
+        action: torch.Tensor | None = None,  # accepted (and ignored) so a training batch can be passed as is
+        action_mask: torch.Tensor | None = None,
+        num_inference_timesteps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Sample an action chunk: ``{"action_pred": (B, action_horizon, max_action_dim)}`` (normalised, padded)."""
+        was_training = self.training
+        self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
+        try:
+            backbone_output = self._backbone(input_ids, attention_mask, pixel_values)
+            pred = self.action_head.get_action(
+                backbone_output,
+                state=self._float(state),
+                embodiment_id=embodiment_id.to(self.device).long(),
+                num_inference_timesteps=num_inference_timesteps,
+                generator=generator,
+            )
+        finally:
+            if was_training:
+                self.train()
+        return {"action_pred": pred}
+
+
+def _eval_frozen_children(module: nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen into eval() (dropout off), recursing into mixed ones."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            _eval_frozen_children(child)
