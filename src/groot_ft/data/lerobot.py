@@ -75,6 +75,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def format_template(root: Path, template: str, what: str, **fields: Any) -> str:
+    """Fill an info.json path template, turning a bad placeholder into a DatasetError that names it."""
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DatasetError(
+            f"{root / 'meta/info.json'}: {what} {template!r} cannot be filled ({exc!r}); allowed placeholders: "
+            f"{', '.join('{' + f + '}' for f in fields)}"
+        ) from None
+
+
 def resolve_inside(root: Path, relative: str, what: str) -> Path:
     """Join a templated path to the dataset root, refusing anything that escapes it."""
     candidate = (root / relative).resolve()
@@ -110,7 +121,10 @@ class LeRobotDataset:
 
     @property
     def chunks_size(self) -> int:
-        return int(self.info.get("chunks_size", 1000))
+        value = self.info.get("chunks_size", 1000)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DatasetError(f"{self.root / 'meta/info.json'}: chunks_size must be a positive integer, got {value!r}")
+        return value
 
     @cached_property
     def episodes(self) -> list[Episode]:
@@ -153,15 +167,22 @@ class LeRobotDataset:
         template = self.info.get("data_path")
         if not template:
             raise DatasetError(f"{self.root / 'meta/info.json'}: data_path is missing")
-        rel = template.format(episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index)
+        rel = format_template(
+            self.root, template, "data_path", episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index
+        )
         return resolve_inside(self.root, rel, "data_path")
 
     def video_path(self, episode_index: int, original_key: str) -> Path:
         template = self.info.get("video_path")
         if not template:
             raise DatasetError(f"{self.root / 'meta/info.json'}: video_path is missing but videos are needed")
-        rel = template.format(
-            episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index, video_key=original_key
+        rel = format_template(
+            self.root,
+            template,
+            "video_path",
+            episode_chunk=self.episode_chunk(episode_index),
+            episode_index=episode_index,
+            video_key=original_key,
         )
         return resolve_inside(self.root, rel, "video_path")
 

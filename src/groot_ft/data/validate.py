@@ -503,17 +503,17 @@ class _Jsonl:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
                         self.report(
-                            "JSONL_INVALID", lineno, f"line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+                            "JSONL_INVALID", lineno, f"invalid JSON ({exc.msg} at column {exc.colno})"
                         )
                         continue
                     if not isinstance(obj, dict):
                         self.report(
-                            "JSONL_INVALID", lineno, f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
+                            "JSONL_INVALID", lineno, f"expected a JSON object, got {type(obj).__name__}"
                         )
                         continue
                     yield lineno, obj
             except UnicodeDecodeError as exc:
-                self.report("JSONL_INVALID", lineno + 1, f"line {lineno + 1}: not UTF-8 text ({exc.reason})")
+                self.report("JSONL_INVALID", lineno + 1, f"not UTF-8 text ({exc.reason})")
 
 
 def _iter_jsonl(ctx: _Ctx, rel: str, *, required: bool) -> _Jsonl | None:
