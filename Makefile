@@ -14,6 +14,10 @@ install: $(STAMP)
 # Re-runs only when the lock or the package metadata change, so a second
 # `make install` takes well under a second.
 $(STAMP): requirements.lock constraints.txt pyproject.toml
+	@# Debian/Ubuntu ship venv separately; install it when we can (root), otherwise say what to do
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; } || \
+		{ echo "error: $(PYTHON) lacks venv; run: sudo apt-get install python3-venv" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
