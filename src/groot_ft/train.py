@@ -143,8 +143,9 @@ class Trainer:
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
+        # model init below reseeds itself; this seeds flow-matching noise and dropout, different on every rank
+        torch.manual_seed(cfg.seed + rank)
+        np.random.seed(cfg.seed + rank)
 
         from groot_ft.data.loader import ShardBatchStream
         from groot_ft.model import Gr00tCollator, create_model
@@ -187,6 +188,10 @@ class Trainer:
         self._write_run_files(acc, model, processor, statistics, ds_config)
 
         # --- resume point ------------------------------------------------------------------------------------------
+        if acc.is_main_process:
+            for partial in self.output_dir.glob(".checkpoint-*.partial"):
+                shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+        acc.wait_for_everyone()
         checkpoints = complete_checkpoints(self.output_dir)
         start_step = checkpoints[-1][0] if checkpoints else 0
         if start_step >= cfg.max_steps:
@@ -227,6 +232,9 @@ class Trainer:
         # The scheduler stays out of acc.prepare: accelerate would step it once per process per step.
         engine, optimizer = acc.prepare(model, optimizer)
 
+        # The iterator draws its workers' base seed from the global RNG, so create it before restoring RNG state:
+        # a resumed run then continues the uninterrupted run's random stream exactly.
+        it = iter(loader)
         history: list[dict[str, Any]] = []
         if checkpoints:
             ckpt = checkpoints[-1][1]
@@ -236,6 +244,10 @@ class Trainer:
                 scheduler.step()  # the schedule is a pure function of the step
             set_rng_state(load_file(str(ckpt / "training_state" / f"rng_state_{rank}.safetensors")))
             history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
+            if acc.is_main_process:  # drop lines logged after the checkpoint by the interrupted run
+                atomic_write_text(self.output_dir / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        elif acc.is_main_process:
+            (self.output_dir / "training_log.jsonl").unlink(missing_ok=True)
 
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -250,7 +262,6 @@ class Trainer:
         profiler = self._profiler(acc) if cfg.enable_profiling else None
         wandb_run = self._wandb(acc) if cfg.use_wandb else None
         device = acc.device
-        it = iter(loader)
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start_step, desc="finetune", unit="step",

@@ -1,0 +1,103 @@
+"""Kill training with SIGKILL at several points, resume, and end with exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from groot_ft.config import FinetuneConfig
+from groot_ft.modality import load_modality_config
+from groot_ft.shards import build_shards
+from groot_ft.stats import compute_stats, write_stats
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+MAX_STEPS = 12
+SAVE_STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def prepared(demo_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    cfg = load_modality_config(PROJECT_ROOT / "config" / "modality" / "demo.yaml")
+    stats, relative = compute_stats(demo_dataset, cfg)
+    write_stats(root / "stats", stats, relative)
+    build_shards(demo_dataset, cfg, root / "shards", image_edge=48, shard_size=256, progress=False)
+    return demo_dataset, root
+
+
+def _launch(dataset: Path, root: Path, out: Path, port: int) -> subprocess.Popen:
+    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml").replace(
+        output_dir=str(out), max_steps=MAX_STEPS, save_steps=SAVE_STEPS, logging_steps=2, save_total_limit=3,
+        main_process_port=port,
+    )
+    cfg.save_yaml(out / "experiment_cfg" / "config.yaml")
+    bindir = Path(sys.executable).parent
+    cmd = [str(bindir / "accelerate"), "launch", "--use_deepspeed", "--deepspeed_config_file",
+           str(PROJECT_ROOT / "config" / "deepspeed" / "zero2.json"), "--num_processes", "2", "--num_machines", "1",
+           "--machine_rank", "0", "--main_process_port", str(port), "-m", "groot_ft.train",
+           "--config", str(out / "experiment_cfg" / "config.yaml"), "--dataset", str(dataset),
+           "--stats", str(root / "stats"), "--shards", str(root / "shards")]
+    log = open(out / "train.log", "a")  # noqa: SIM115 - closed with the process
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+def _run(dataset, root, out, port) -> None:
+    proc = _launch(dataset, root, out, port)
+    assert proc.wait(timeout=600) == 0, (out / "train.log").read_text()[-3000:]
+
+
+def _kill_when(dataset, root, out, port, condition) -> None:
+    """Start training and SIGKILL the whole process group as soon as `condition()` holds."""
+    proc = _launch(dataset, root, out, port)
+    deadline = time.monotonic() + 600
+    while not condition():
+        assert proc.poll() is None, "training finished before the kill point:\n" + (out / "train.log").read_text()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _logged_steps(out: Path) -> list[int]:
+    path = out / "training_log.jsonl"
+    return [json.loads(x)["step"] for x in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_killed_runs_resume_to_identical_weights(prepared, tmp_path):
+    dataset, root = prepared
+    reference = tmp_path / "reference"
+    (reference / "experiment_cfg").mkdir(parents=True)
+    _run(dataset, root, reference, 29541)
+    expected = (reference / "model.safetensors").read_bytes()
+
+    out = tmp_path / "killed"
+    (out / "experiment_cfg").mkdir(parents=True)
+    kill_points = [
+        # 1. mid-training, between two checkpoints
+        lambda: 6 in _logged_steps(out),
+        # 2. during a save: the temporary checkpoint directory exists but has not been renamed yet
+        lambda: (out / f".checkpoint-{2 * SAVE_STEPS}.partial" / "training_state").is_dir(),
+        # 3. right after a checkpoint became complete
+        lambda: (out / f"checkpoint-{3 * SAVE_STEPS}" / "trainer_state.json").is_file(),
+    ]
+    for i, point in enumerate(kill_points):
+        _kill_when(dataset, root, out, 29542 + i, point)
+        for ckpt in out.glob("checkpoint-*"):  # whatever survived a kill is complete
+            assert (ckpt / "trainer_state.json").is_file() and (ckpt / "model.safetensors").is_file()
+    _run(dataset, root, out, 29546)
+    assert "resuming from" in (out / "train.log").read_text()
+    assert (out / "model.safetensors").read_bytes() == expected, "resumed run differs from the uninterrupted run"
+    assert not list(out.glob(".checkpoint-*"))
+    assert _logged_steps(out) == _logged_steps(reference) == list(range(2, MAX_STEPS + 1, 2))
