@@ -27,7 +27,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     cmd = [
         snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile",
         "--config", f"output_dir={out}", "demo_episodes=12", f"max_steps={MAX_STEPS}", "save_steps=50",
-        "logging_steps=10", "save_total_limit=2", "main_process_port=29533",
+        "logging_steps=10", "save_total_limit=2", "main_process_port=29533", "eval_steps=50",
     ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
@@ -42,13 +42,16 @@ def test_output_tree_is_complete(demo_run):
 
     out, _ = demo_run
     assert check_tree(out) == []
-    for rel in ("validation/report.json", "stats/stats.json", "stats/relative_stats.json", "shards/manifest.json",
-                "experiment_cfg/config.yaml", "processor/statistics.json", "manifest.json", "plots/loss.png",
-                "plots/dataset_stats.png", "processor_config.json"):
+    for rel in ("validation/report.json", "stats/stats.json", "stats/relative_stats.json",
+                "shards/train/manifest.json", "shards/eval/manifest.json", "experiment_cfg/config.yaml",
+                "processor/statistics.json", "manifest.json", "plots/loss.png", "plots/dataset_stats.png",
+                "processor_config.json", "eval/open_loop/metrics.json"):
         assert (out / rel).is_file(), rel
     assert "!!python" not in (out / "experiment_cfg" / "config.yaml").read_text()
-    checkpoints = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if "best" not in p.name)
     assert checkpoints == [100, MAX_STEPS]  # save_total_limit=2 dropped checkpoint-50
+    best = list(out.glob("checkpoint-*-best-eval_loss_*"))
+    assert len(best) == 1 and (best[0] / "model.safetensors").is_file()
     assert not list(out.glob(".checkpoint-*"))  # no half-written checkpoint left behind
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model.safetensors" in manifest["artifacts"]
@@ -62,9 +65,23 @@ def test_training_used_two_deepspeed_processes(demo_run):
     assert ds["zero_optimization"]["stage"] == 2 and ds["train_micro_batch_size_per_gpu"] * 2 == ds["train_batch_size"]
 
 
+def test_held_out_episodes_never_train(demo_run):
+    out, _ = demo_run
+    train = json.loads((out / "shards" / "train" / "manifest.json").read_text())["episode_indices"]
+    held = json.loads((out / "shards" / "eval" / "manifest.json").read_text())["episode_indices"]
+    assert len(held) == 2 and not set(train) & set(held) and len(train) + len(held) == 12
+    metrics = json.loads((out / "eval" / "open_loop" / "metrics.json").read_text())
+    assert [e["episode_index"] for e in metrics["episodes"]] == held
+    assert np.isfinite(metrics["mean_mse"]) and metrics["mean_mae"] > 0
+    for ep in held:
+        assert (out / "eval" / "open_loop" / "plots" / f"traj_{ep:06d}.png").is_file()
+    evals = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines() if "eval_loss" in x]
+    assert [r["step"] for r in evals] == [50, 100, MAX_STEPS]
+
+
 def test_loss_falls(demo_run):
     out, _ = demo_run
-    records = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines() if '"loss"' in x]
     assert [r["step"] for r in records][-1] == MAX_STEPS
     first = np.mean([r["loss"] for r in records[:2]])
     last = np.mean([r["loss"] for r in records[-2:]])
@@ -118,7 +135,7 @@ def test_second_run_has_nothing_to_do(demo_run):
     proc = subprocess.run(
         [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--dry-run", "--config", f"output_dir={out}",
          "demo_episodes=12", f"max_steps={MAX_STEPS}", "save_steps=50", "logging_steps=10", "save_total_limit=2",
-         "main_process_port=29533"],
+         "main_process_port=29533", "eval_steps=50"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

@@ -1,10 +1,13 @@
 """``groot-ft``: one command per workflow stage, each usable on its own outside Snakemake.
 
-    groot-ft demo-data OUT [--episodes N] [--codec h264|av1] [--seed S]
+    groot-ft demo-data OUT [--episodes N] [--codec h264|av1] [--seed S] [--version v2.1|v3.0]
+    groot-ft convert-v3 SOURCE OUT
     groot-ft validate DATASET [--modality-config F] [--report R.json] [--deep]
     groot-ft stats DATASET [--modality-config F] --out DIR
     groot-ft shards DATASET --modality-config F --out DIR [--base-model-path P] [--shard-size N] ...
+    groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--eval-episodes N] [--num-episodes N]
     groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json]
+    groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
 
 Training itself is ``accelerate launch ... -m groot_ft.train`` (see ``groot_ft/train.py``).
 Errors go to stderr with the file and field they concern; the exit code is non-zero.
@@ -26,8 +29,17 @@ def _modality(path: str | None):
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from groot_ft.data.demo import write_demo_dataset
 
-    out = write_demo_dataset(args.out, episodes=args.episodes, codec=args.codec, seed=args.seed)
-    print(f"wrote demo dataset with {args.episodes} episodes to {out}")
+    out = write_demo_dataset(args.out, episodes=args.episodes, codec=args.codec, seed=args.seed, version=args.version)
+    print(f"wrote LeRobot {args.version} demo dataset with {args.episodes} episodes to {out}")
+    return 0
+
+
+def cmd_convert_v3(args: argparse.Namespace) -> int:
+    from groot_ft.data.convert import write_v3_dataset
+
+    out = write_v3_dataset(args.source, args.out, data_files_size_in_mb=args.data_files_size_in_mb,
+                           video_files_size_in_mb=args.video_files_size_in_mb)
+    print(f"wrote LeRobot v3.0 dataset to {out}")
     return 0
 
 
@@ -68,10 +80,43 @@ def image_edge_for(base_model_path: str) -> int:
     return int(preset(base_model_path).image_size)
 
 
+def parse_eval_episodes(text: str) -> int | list[int]:
+    """``3`` is a count; ``3,7`` (or ``5,`` for a single index) lists episode indices."""
+    text = text.strip()
+    if "," in text:
+        return [int(x) for x in text.split(",") if x.strip()]
+    return int(text)
+
+
+def cmd_eval_open_loop(args: argparse.Namespace) -> int:
+    from groot_ft.config import split_episodes
+    from groot_ft.data.lerobot import LeRobotDataset
+    from groot_ft.evaluate import evaluate_open_loop
+
+    indices = [e.index for e in LeRobotDataset(args.dataset).episodes]
+    held = parse_eval_episodes(args.eval_episodes)
+    train, evaluation = split_episodes(indices, held, args.seed) if held else (indices, [])
+    episodes = (evaluation or train)[: args.num_episodes]
+    metrics = evaluate_open_loop(args.model, args.dataset, args.embodiment_tag, args.out, episodes,
+                                 max_steps=args.max_steps, device=args.device)
+    source = "held-out" if evaluation else "training (no episodes held out)"
+    print(f"open-loop eval on {len(episodes)} {source} episode(s): mean MSE {metrics['mean_mse']:.5g}, "
+          f"mean MAE {metrics['mean_mae']:.5g} (physical units); plots in {args.out}")
+    return 0
+
+
 def cmd_shards(args: argparse.Namespace) -> int:
     from groot_ft.shards import build_shards
 
+    from groot_ft.config import split_episodes
+    from groot_ft.data.lerobot import LeRobotDataset
+
     edge = args.image_edge or image_edge_for(args.base_model_path)
+    episodes = None
+    if args.split != "all":
+        held = parse_eval_episodes(args.eval_episodes)
+        train, evaluation = split_episodes([e.index for e in LeRobotDataset(args.dataset).episodes], held, args.seed)
+        episodes = train if args.split == "train" else evaluation
     manifest = build_shards(
         args.dataset,
         _modality(args.modality_config),
@@ -80,6 +125,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         episode_sampling_rate=args.episode_sampling_rate,
         seed=args.seed,
+        episodes=episodes,
     )
     print(f"wrote {manifest}")
     return 0
@@ -102,7 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=24)
     p.add_argument("--codec", choices=["h264", "av1"], default="h264")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version", choices=["v2.1", "v3.0"], default="v2.1", help="LeRobot dataset format to write")
     p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("convert-v3", help="write a LeRobot v3.0 copy of a v2.x dataset (the source is only read)")
+    p.add_argument("source")
+    p.add_argument("out")
+    p.add_argument("--data-files-size-in-mb", type=float, default=100)
+    p.add_argument("--video-files-size-in-mb", type=float, default=200)
+    p.set_defaults(func=cmd_convert_v3)
 
     p = sub.add_parser("validate", help="check a dataset; exit 1 on errors")
     p.add_argument("dataset")
@@ -126,7 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=1024)
     p.add_argument("--episode-sampling-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--split", choices=["all", "train", "eval"], default="all",
+                   help="which side of the eval hold-out to shard (see --eval-episodes)")
+    p.add_argument("--eval-episodes", default="0",
+                   help="held-out episodes: a count (seeded choice) or a comma list of indices, e.g. 3,7,")
     p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("eval-open-loop", help="replay episodes through a trained policy; MSE/MAE and plots")
+    p.add_argument("model", help="output_dir or checkpoint-N directory")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--embodiment-tag", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--eval-episodes", default="0", help="the run's hold-out (count or comma list), as in training")
+    p.add_argument("--seed", type=int, default=42, help="the run's seed (decides which episodes were held out)")
+    p.add_argument("--num-episodes", type=int, default=2)
+    p.add_argument("--max-steps", type=int, help="replay at most this many steps per episode")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_eval_open_loop)
+
+    from groot_ft.data.modality_init import add_modality_parser
+
+    add_modality_parser(sub)
 
     p = sub.add_parser("package", help="finish and check a run's output tree")
     p.add_argument("output_dir")
@@ -143,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DatasetError, ModalityConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, ModalityConfigError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

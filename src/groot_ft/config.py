@@ -27,6 +27,23 @@ def schema_defaults() -> dict[str, Any]:
     return {k: v.get("default") for k, v in load_schema()["properties"].items()}
 
 
+def split_episodes(episode_indices: list[int], eval_episodes: int | list[int], seed: int) -> tuple[list[int], list[int]]:
+    """Hold out ``eval_episodes`` (a count chosen by a seeded shuffle, or explicit indices) from training."""
+    indices = sorted(episode_indices)
+    if isinstance(eval_episodes, list):
+        unknown = sorted(set(eval_episodes) - set(indices))
+        if unknown:
+            raise ConfigError(f"eval_episodes: episodes {unknown} are not in the dataset ({len(indices)} episodes)")
+        held = set(eval_episodes)
+    else:
+        if eval_episodes >= len(indices):
+            raise ConfigError(f"eval_episodes={eval_episodes} leaves no training episode (the dataset has {len(indices)})")
+        import numpy as np
+
+        held = {int(e) for e in np.random.default_rng(seed).permutation(indices)[:eval_episodes]}
+    return [e for e in indices if e not in held], sorted(held)
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     dataset: str
@@ -56,12 +73,17 @@ class FinetuneConfig:
     state_dropout_prob: float
     shard_size: int
     episode_sampling_rate: float
+    eval_episodes: int | list[int]
+    eval_steps: int
+    eval_batch_size: int
+    open_loop_eval_episodes: int
     deepspeed_config: str
     main_process_port: int
     use_wandb: bool
     enable_profiling: bool
     demo_episodes: int
     demo_codec: str
+    demo_version: str
     seed: int
 
     @classmethod
@@ -110,6 +132,10 @@ class FinetuneConfig:
     @property
     def run_name(self) -> str:
         return self.experiment_name or Path(self.output_dir).name
+
+    def split_episodes(self, episode_indices: list[int]) -> tuple[list[int], list[int]]:
+        """(train, eval) episode indices; the eval set is held out from training entirely."""
+        return split_episodes(episode_indices, self.eval_episodes, self.seed)
 
     def per_device_batch_size(self, num_processes: int) -> int:
         """global_batch_size is the true effective batch, so it must split evenly over processes and accumulation."""

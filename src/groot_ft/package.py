@@ -28,11 +28,14 @@ def check_tree(out: Path) -> list[str]:
                 "model.safetensors", *(f"processor/{n}" for n in PROCESSOR_FILES)):
         if not (out / rel).is_file():
             missing.append(rel)
-    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir())
-    if not checkpoints:
+    checkpoints = sorted(p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[1].isdigit())
+    numbered = [p for p in checkpoints if p.name[len("checkpoint-"):].isdigit()]
+    if not numbered:
         missing.append("checkpoint-N/ (no checkpoint was saved)")
     for ckpt in checkpoints:
-        for name in CHECKPOINT_FILES:
+        # checkpoint-{step}-best-{metric}_{value}/ holds weights and processor files but no resume state
+        required = CHECKPOINT_FILES if ckpt in numbered else tuple(n for n in CHECKPOINT_FILES if n != "trainer_state.json")
+        for name in required:
             if not (ckpt / name).is_file():
                 missing.append(f"{ckpt.name}/{name}")
         if not (ckpt / "experiment_cfg" / "config.yaml").is_file():
@@ -47,12 +50,17 @@ def plot_loss(log_path: Path, out_png: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.is_file() else []
+    train = [r for r in records if "loss" in r]
+    evaluation = [r for r in records if "eval_loss" in r]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    if records:
-        steps = [r["step"] for r in records]
-        axes[0].plot(steps, [r["loss"] for r in records], marker=".")
-        axes[0].set_yscale("log")
-        axes[1].plot(steps, [r["learning_rate"] for r in records], color="tab:orange")
+    if train:
+        axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", label="train")
+        axes[1].plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:orange")
+    if evaluation:
+        axes[0].plot([r["step"] for r in evaluation], [r["eval_loss"] for r in evaluation], marker="s",
+                     color="tab:green", label="eval (held-out episodes)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
     axes[0].set(title="training loss (flow-matching MSE)", xlabel="step", ylabel="loss")
     axes[1].set(title="learning rate", xlabel="step")
     fig.tight_layout()
@@ -120,10 +128,13 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
     history = []
     if (out / "training_log.jsonl").is_file():
         history = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines() if x.strip()]
+    train = [r for r in history if "loss" in r]
+    evaluation = [r for r in history if "eval_loss" in r]
     manifest = {
         "format": "groot-ft-manifest/1",
-        "final_loss": history[-1]["loss"] if history else None,
-        "first_loss": history[0]["loss"] if history else None,
+        "first_loss": train[0]["loss"] if train else None,
+        "final_loss": train[-1]["loss"] if train else None,
+        "final_eval_loss": evaluation[-1]["eval_loss"] if evaluation else None,
         "validation": json.loads(Path(validation_report).read_text()).get("summary") if validation_report else None,
         "artifacts": artifacts,
     }

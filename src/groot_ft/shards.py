@@ -27,7 +27,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset
-from groot_ft.data.video import read_frames
 from groot_ft.io import atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
@@ -104,13 +103,23 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 # --- stage 1: per-episode caches ------------------------------------------------------------------------------------
 def episode_fingerprint(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalityConfig, edge: int) -> str:
-    """Cheap content key: file sizes and mtimes of the episode's inputs plus everything that shapes the cache."""
+    """Cheap content key: file sizes and mtimes of the episode's inputs plus everything that shapes the cache.
+
+    The inputs are the episode's data file and video files whatever the layout; for LeRobot v3 (files shared by many
+    episodes) the episode's global row range and each camera's time window in its file are part of the key too.
+    """
     h = hashlib.sha256()
     h.update(json.dumps([SHARD_FORMAT_VERSION, edge, JPEG_QUALITY, cfg.to_dict(), ds.modality], sort_keys=True).encode())
-    paths = [ds.data_path(episode)] + [ds.video_path(episode, ds.video_original_key(k)) for k in cfg.video.modality_keys]
+    h.update(json.dumps([ds.version, ds.episode(episode).length, ds.episode_rows(episode)]).encode())
+    paths = [ds.episode_data_file(episode)]
+    for key in cfg.video.modality_keys:
+        segment = ds.episode_video_segment(episode, ds.video_original_key(key))
+        paths.append(segment.path)
+        h.update(f"{key}:{segment.start_s!r}:{segment.end_s!r}".encode())
+    root = ds.root.resolve()
     for p in paths:
         st = p.stat()
-        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{p.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps(ds.tasks, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -131,8 +140,7 @@ def build_episode_cache(
     n = arrays.length
     columns: dict[str, pa.Array] = {"frame_index": pa.array(np.arange(n, dtype=np.int64))}
     for key in cfg.video.modality_keys:
-        video = ds.video_path(episode, ds.video_original_key(key))
-        frames = read_frames(video, list(range(n)))
+        frames = ds.read_episode_frames(episode, ds.video_original_key(key), np.arange(n))
         columns[f"video.{key}"] = pa.array([encode_jpeg(resize_shortest_edge(f, edge)) for f in frames], pa.binary())
     shapes: dict[str, int] = {}
     for modality, groups in (("state", arrays.state), ("action", arrays.action)):
@@ -211,14 +219,25 @@ def build_shards(
     episode_sampling_rate: float = 0.1,
     seed: int = 42,
     progress: bool = True,
+    episodes: list[int] | None = None,
 ) -> Path:
-    """Build (or refresh) the shard directory; returns the path of its manifest.json."""
+    """Build (or refresh) the shard directory; returns the path of its manifest.json.
+
+    ``episodes`` restricts the shards to those episode indices (e.g. the training split); default all.
+    """
     ds = LeRobotDataset(dataset_root)
     out = Path(out_dir)
     cache_dir = out / "episodes"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    episodes = ds.episodes
+    if episodes is None:
+        episodes = [ep for ep in ds.episodes]
+    else:
+        by_index = {ep.index: ep for ep in ds.episodes}
+        missing = sorted(set(episodes) - set(by_index))
+        if missing:
+            raise ValueError(f"{dataset_root}: episodes {missing} do not exist")
+        episodes = [by_index[e] for e in sorted(set(episodes))]
     rebuilt = 0
     for ep in tqdm(episodes, desc="decode episodes", unit="ep", disable=not progress):
         path = cache_dir / f"episode_{ep.index:06d}.arrow"
@@ -268,6 +287,7 @@ def build_shards(
         "episode_sampling_rate": episode_sampling_rate,
         "seed": seed,
         "episodes": len(episodes),
+        "episode_indices": [ep.index for ep in episodes],
         "episodes_rebuilt": rebuilt,
         "samples": int(sum(s["samples"] for s in shard_entries)),
         "dims": dims,

@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", required=True, help="dataset root (for metadata; samples come from --shards)")
     p.add_argument("--stats", required=True, help="directory with stats.json (+ relative_stats.json)")
     p.add_argument("--shards", required=True, help="shard directory written by `groot-ft shards`")
+    p.add_argument("--eval-shards", help="shards of the held-out episodes (eval loss every eval_steps)")
     return p.parse_args(argv)
 
 
@@ -97,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return Trainer(cfg, Path(args.dataset), Path(args.stats), Path(args.shards)).train()
+    eval_shards = Path(args.eval_shards) if args.eval_shards else None
+    return Trainer(cfg, Path(args.dataset), Path(args.stats), Path(args.shards), eval_shards).train()
 
 
 class Trainer:
-    def __init__(self, cfg: FinetuneConfig, dataset: Path, stats_dir: Path, shards_dir: Path):
+    def __init__(self, cfg: FinetuneConfig, dataset: Path, stats_dir: Path, shards_dir: Path,
+                 eval_shards_dir: Path | None = None):
         self.cfg = cfg
+        self.eval_shards_dir = eval_shards_dir
         self.dataset = dataset
         self.stats_dir = stats_dir
         self.shards_dir = shards_dir
@@ -184,6 +188,8 @@ class Trainer:
         )
         processor.train()
         collator = Gr00tCollator(tokenizer, mcfg)
+        self._eval_setup(shards_cls=ShardSet, modality_cfg=modality_cfg, processor=processor, collator=collator,
+                         tag=tag, rank=rank, world=world)
 
         self._write_run_files(acc, model, processor, statistics, ds_config)
 
@@ -243,7 +249,14 @@ class Trainer:
             for _ in range(start_step):
                 scheduler.step()  # the schedule is a pure function of the step
             set_rng_state(load_file(str(ckpt / "training_state" / f"rng_state_{rank}.safetensors")))
-            history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
+            trainer_state = json.loads((ckpt / "trainer_state.json").read_text())
+            history = trainer_state["log_history"]
+            self.best = trainer_state.get("best_metric")
+            if acc.is_main_process:  # a best checkpoint saved after the resumed one belongs to the lost timeline
+                keep = self.best["checkpoint"] if self.best else None
+                for stale in self.output_dir.glob("checkpoint-*-best-*"):
+                    if stale.name != keep:
+                        shutil.rmtree(stale, ignore_errors=True)
             if acc.is_main_process:  # drop lines logged after the checkpoint by the interrupted run
                 atomic_write_text(self.output_dir / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         elif acc.is_main_process:
@@ -314,6 +327,20 @@ class Trainer:
                         wandb_run.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
                 window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0, "samples": 0}
 
+            if self.eval_stream is not None and (step % cfg.eval_steps == 0 or step == cfg.max_steps):
+                eval_loss = self._evaluate(acc, engine)
+                record = {"step": step, "eval_loss": eval_loss}
+                history.append(record)
+                if acc.is_main_process:
+                    print0(json.dumps(record))
+                    with open(self.output_dir / "training_log.jsonl", "a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                    writer.add_scalar("eval/loss", eval_loss, step)
+                    if wandb_run is not None:
+                        wandb_run.log({"eval/loss": eval_loss}, step=step)
+                if self.best is None or eval_loss < self.best["value"]:
+                    self._save_best(acc, model, tokenizer, step, eval_loss)
+
             if step % cfg.save_steps == 0 or step == cfg.max_steps:
                 self._save_checkpoint(acc, engine, model, tokenizer, step, history)
         bar.close()
@@ -380,7 +407,8 @@ class Trainer:
             shutil.copytree(self.output_dir / "experiment_cfg", tmp / "experiment_cfg")
             shutil.copy2(self.output_dir / "wandb_config.json", tmp / "wandb_config.json")
             # written last: its presence marks the checkpoint complete
-            atomic_write_json(tmp / "trainer_state.json", {"global_step": step, "log_history": history})
+            atomic_write_json(tmp / "trainer_state.json",
+                              {"global_step": step, "log_history": history, "best_metric": self.best})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -388,6 +416,57 @@ class Trainer:
             for _, old in kept[: max(0, len(kept) - self.cfg.save_total_limit)]:
                 shutil.rmtree(old)
             print0(f"saved {final}")
+        acc.wait_for_everyone()
+
+    def _eval_setup(self, *, shards_cls, modality_cfg, processor, collator, tag, rank, world) -> None:
+        """Held-out episodes: a fixed pass over their shards, with fixed noise, so eval losses are comparable."""
+        import copy
+
+        from groot_ft.data.loader import ShardBatchStream
+
+        self.best: dict[str, Any] | None = None
+        self.eval_stream = None
+        if self.eval_shards_dir is None:
+            return
+        eval_shards = shards_cls.open(self.eval_shards_dir)
+        eval_processor = copy.copy(processor).eval()  # centre crop, no jitter; shares the statistics
+        batch = min(self.cfg.eval_batch_size, max(1, eval_shards.manifest["samples"] // world))
+        self.eval_stream = ShardBatchStream(
+            eval_shards, modality_cfg, lambda step, rng: eval_processor(step, tag, rng=rng), collator, batch,
+            rank=rank, world_size=world, seed=self.cfg.seed,
+        )
+        self.eval_batches = max(1, eval_shards.manifest["samples"] // (batch * world))
+
+    @torch.no_grad()
+    def _evaluate(self, acc, engine) -> float:
+        """Mean flow-matching loss over one pass of the held-out samples, without touching the training RNG."""
+        total = torch.zeros((), device=acc.device)
+        with torch.random.fork_rng(devices=[acc.device] if acc.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed + 7919 * (acc.process_index + 1))
+            engine.eval()
+            it = iter(self.eval_stream)
+            for _ in range(self.eval_batches):
+                batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in next(it).items()}
+                total += engine(**batch).loss.detach().float()
+            engine.train()
+        return acc.reduce(total / self.eval_batches, "mean").item()
+
+    def _save_best(self, acc, model, tokenizer, step: int, value: float) -> None:
+        """upstream's checkpoint-{step}-best-{metric}_{value}/: weights + processor + configs, no optimizer state."""
+        name = f"checkpoint-{step}-best-eval_loss_{value:.4f}"
+        if acc.is_main_process:
+            tmp = self.output_dir / f".{name}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._export_model(acc.unwrap_model(model), tokenizer, tmp)
+            for f in ("processor_config.json", "statistics.json", "embodiment_id.json"):
+                shutil.copy2(self.output_dir / "processor" / f, tmp / f)
+            shutil.copytree(self.output_dir / "experiment_cfg", tmp / "experiment_cfg")
+            shutil.copy2(self.output_dir / "wandb_config.json", tmp / "wandb_config.json")
+            os.replace(tmp, self.output_dir / name)
+            if self.best is not None and self.best["checkpoint"] != name:
+                shutil.rmtree(self.output_dir / self.best["checkpoint"], ignore_errors=True)
+            print0(f"new best eval_loss {value:.4f}: saved {self.output_dir / name}")
+        self.best = {"metric": "eval_loss", "value": value, "step": step, "checkpoint": name}
         acc.wait_for_everyone()
 
     def _save_final(self, acc, model, tokenizer) -> None:

@@ -3,6 +3,11 @@
 Every corruption is a function ``apply(root)`` plus the finding the validator must produce (code, file relative to
 the dataset root, episode). The demo dataset (``groot_ft.data.demo.write_demo_dataset``) is a LeRobot v2.1 dataset
 with episodes of 40-70 frames, two cameras (front, wrist), float32 4-D state/action and one annotation column.
+
+:data:`V3_CORRUPTIONS` break the LeRobot v3.0 version of it (``version="v3.0"`` with small file-size limits, so that
+data and video files hold several episodes and there are several of each). Their expected file and episode may be
+functions of the (uncorrupted) dataset root, because which file holds an episode depends on the encoder's output
+sizes; the test resolves them before applying the corruption.
 """
 
 from __future__ import annotations
@@ -130,10 +135,16 @@ class Corruption:
     id: str
     apply: Callable[[Path], None]
     code: str
-    file: str | None
-    episode: int | None = None
+    file: str | Callable[[Path], str] | None  # a function of the uncorrupted root where the layout decides
+    episode: int | Callable[[Path], int] | None = None
     field: str | None = None
     deep: bool = False
+
+    def expected(self, root: Path) -> tuple[str | None, int | None]:
+        """(file, episode) the finding must name; call on the dataset before applying the corruption."""
+        file = self.file(root) if callable(self.file) else self.file
+        episode = self.episode(root) if callable(self.episode) else self.episode
+        return file, episode
 
 
 def _truncate(rel: str, fraction: float = 0.5) -> Callable[[Path], None]:
@@ -361,7 +372,13 @@ CORRUPTIONS: list[Corruption] = [
         INFO,
         field="codebase_version",
     ),
-    Corruption("version-v3-not-yet", _set_info("codebase_version", "v3.0"), "VERSION_NOT_YET_SUPPORTED", INFO),
+    Corruption(
+        "version-v3-on-v2-layout",
+        _set_info("codebase_version", "v3.0"),
+        "VERSION_LAYOUT_MISMATCH",
+        INFO,
+        field="codebase_version",
+    ),
     # episodes / tasks metadata
     Corruption("episode-indices-gap", _renumber_episode, "EPISODE_INDICES_INVALID", EPISODES),
     Corruption(
@@ -541,5 +558,253 @@ CORRUPTIONS: list[Corruption] = [
         "STATS_UNKNOWN_FEATURE",
         "meta/stats.json",
         field="observation.effort",
+    ),
+]
+
+
+# ======================================================================================================== LeRobot v3.0
+
+META_EP = "meta/episodes/chunk-000/file-000.parquet"
+TASKS_PQ = "meta/tasks.parquet"
+V3_CAMERAS = ("front", "wrist")
+
+
+def v3_rows(root: Path) -> list[dict]:
+    return pq.read_table(root / META_EP).to_pylist()
+
+
+def v3_data_file(root: Path, ep: int) -> str:
+    row = v3_rows(root)[ep]
+    return f"data/chunk-{row['data/chunk_index']:03d}/file-{row['data/file_index']:03d}.parquet"
+
+
+def v3_video_file(root: Path, ep: int, cam: str) -> str:
+    row = v3_rows(root)[ep]
+    key = f"observation.images.{cam}"
+    return f"videos/{key}/chunk-{row[f'videos/{key}/chunk_index']:03d}/file-{row[f'videos/{key}/file_index']:03d}.mp4"
+
+
+def v3_second_in_video_file(root: Path, cam: str) -> int:
+    """The first episode that is not the first of its video file (the demo fixture has one for each camera)."""
+    for ep in range(1, len(v3_rows(root))):
+        if v3_video_file(root, ep, cam) == v3_video_file(root, ep - 1, cam):
+            return ep
+    raise AssertionError(f"no video file of camera {cam} holds two episodes; lower the file-size limits")
+
+
+def v3_first_of_second_data_file(root: Path) -> int:
+    first = v3_data_file(root, 0)
+    for ep in range(1, len(v3_rows(root))):
+        if v3_data_file(root, ep) != first:
+            return ep
+    raise AssertionError("the dataset has a single data file; lower data_files_size_in_mb")
+
+
+def v3_first_of_second_video_file(root: Path, cam: str) -> int:
+    first = v3_video_file(root, 0, cam)
+    for ep in range(1, len(v3_rows(root))):
+        if v3_video_file(root, ep, cam) != first:
+            return ep
+    raise AssertionError("the dataset has a single video file per camera; lower video_files_size_in_mb")
+
+
+def set_v3_meta(root: Path, column: str, fn: Callable[[int, Any], Any]) -> None:
+    """Replace ``column`` of the episodes metadata by ``fn(episode_index, old_value)``, keeping its arrow type."""
+    path = root / META_EP
+    table = pq.read_table(path)
+    episodes = table.column("episode_index").to_pylist()
+    values = [fn(e, v) for e, v in zip(episodes, table.column(column).to_pylist(), strict=True)]
+    i = table.schema.get_field_index(column)
+    table = table.set_column(i, table.schema.field(i), pa.array(values, type=table.schema.field(i).type))
+    pq.write_table(table, path)
+
+
+def rewrite_v3_data(root: Path, rel: str, fn: Callable[[pa.Table], pa.Table]) -> None:
+    path = root / rel
+    pq.write_table(fn(pq.read_table(path)), path)
+
+
+def _v3_index_gap(root: Path) -> None:
+    """Episodes >= 2 are moved 5 rows further: a gap between episodes 1 and 2 in dataset_from_index."""
+    for col in ("dataset_from_index", "dataset_to_index"):
+        set_v3_meta(root, col, lambda e, v: v + 5 if e >= 2 else v)
+
+
+def _v3_first_from_nonzero(root: Path) -> None:
+    for col in ("dataset_from_index", "dataset_to_index"):
+        set_v3_meta(root, col, lambda e, v: v + 3)
+
+
+def _v3_index_length(root: Path) -> None:
+    set_v3_meta(root, "dataset_to_index", lambda e, v: v + 1 if e == 3 else v)
+
+
+def _v3_timestamp_chain(root: Path) -> None:
+    """The second episode of a front video file is moved half a second later (from and to): the chain breaks."""
+    ep = v3_second_in_video_file(root, "front")
+    for col in ("from_timestamp", "to_timestamp"):
+        set_v3_meta(root, f"videos/observation.images.front/{col}", lambda e, v: v + 0.5 if e == ep else v)
+
+
+def _v3_video_span(root: Path) -> None:
+    set_v3_meta(root, "videos/observation.images.wrist/to_timestamp", lambda e, v: v + 1.0 if e == 2 else v)
+
+
+def _v3_drop_rows(root: Path) -> None:
+    """Three rows of episode 1 disappear from its data file."""
+
+    def drop(table: pa.Table) -> pa.Table:
+        ep = table.column("episode_index").to_numpy()
+        keep = np.flatnonzero(ep != 1)
+        last = np.flatnonzero(ep == 1)[:-3]
+        return table.take(pa.array(np.sort(np.concatenate([keep, last]))))
+
+    rewrite_v3_data(root, v3_data_file(root, 1), drop)
+
+
+def _v3_wrong_episode_index(root: Path) -> None:
+    """The first episode of the second data file gets its neighbour's episode_index."""
+    ep = v3_first_of_second_data_file(root)
+    rewrite_v3_data(root, v3_data_file(root, ep), map_numpy("episode_index", lambda v: np.where(v == ep, ep + 1, v)))
+
+
+def _v3_drop_meta_column(root: Path) -> None:
+    path = root / META_EP
+    pq.write_table(pq.read_table(path).drop_columns(["dataset_to_index"]), path)
+
+
+def _v3_stats_count(root: Path) -> None:
+    set_v3_meta(root, "stats/action/count", lambda e, v: [v[0] + 1] if e == 1 else v)
+
+
+def _v3_duplicate_task(root: Path) -> None:
+    path = root / TASKS_PQ
+    table = pq.read_table(path)
+    tasks = table.column("task").to_pylist()
+    indices = table.column("task_index").to_pylist()
+    # row 1 repeats row 0's string under a new index
+    rows = {"task_index": [indices[0], len(tasks), *indices[1:]], "task": [tasks[0], tasks[0], *tasks[1:]]}
+    pq.write_table(pa.table(rows, schema=pa.schema([("task_index", pa.int64()), ("task", pa.string())])), path)
+    edit_json(root, INFO, lambda d: d.__setitem__("total_tasks", len(tasks) + 1))
+
+
+def _v3_short_video(root: Path) -> None:
+    """The second front video file is re-encoded without its last 10 frames."""
+    rel = v3_video_file(root, v3_first_of_second_video_file(root, "front"), "front")
+    frames = read_frames(root / rel)
+    info = json.loads((root / INFO).read_text())
+    encode_video(frames[:-10], root / rel, int(info["fps"]), "h264")
+
+
+def _v3_extra_file(root: Path) -> None:
+    src = root / v3_data_file(root, 0)
+    (src.parent / "file-099.parquet").write_bytes(src.read_bytes())
+
+
+def _delete_tree(rel: str) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        import shutil
+
+        shutil.rmtree(root / rel)
+
+    return apply
+
+
+def _deferred_delete(fn: Callable[[Path], str]) -> Callable[[Path], None]:
+    return lambda root: (root / fn(root)).unlink()
+
+
+V3_CORRUPTIONS: list[Corruption] = [
+    Corruption("v3-missing-tasks-parquet", _delete(TASKS_PQ), "META_MISSING", TASKS_PQ),
+    Corruption("v3-missing-episodes-meta", _delete_tree("meta/episodes"), "META_MISSING", "meta/episodes"),
+    Corruption(
+        "v3-declared-as-v21", _set_info("codebase_version", "v2.1"), "VERSION_LAYOUT_MISMATCH", INFO,
+        field="codebase_version",
+    ),
+    Corruption(
+        "v3-data-path-v2-template",
+        _set_info("data_path", "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"),
+        "VERSION_LAYOUT_MISMATCH",
+        INFO,
+        field="data_path",
+    ),
+    Corruption(
+        "v3-info-size-key-missing",
+        lambda r: edit_json(r, INFO, lambda d: {k: v for k, v in d.items() if k != "data_files_size_in_mb"}),
+        "V3_INFO_KEY_MISSING",
+        INFO,
+        field="data_files_size_in_mb",
+    ),
+    Corruption(
+        "v3-episodes-column-missing", _v3_drop_meta_column, "V3_EPISODES_SCHEMA", META_EP, field="dataset_to_index"
+    ),
+    Corruption("v3-index-gap", _v3_index_gap, "V3_INDEX_GAP", META_EP, episode=2, field="dataset_from_index"),
+    Corruption(
+        "v3-index-first-nonzero", _v3_first_from_nonzero, "V3_INDEX_GAP", META_EP, episode=0, field="dataset_from_index"
+    ),
+    Corruption(
+        "v3-index-length", _v3_index_length, "V3_INDEX_LENGTH_MISMATCH", META_EP, episode=3, field="dataset_to_index"
+    ),
+    Corruption(
+        "v3-timestamp-chain",
+        _v3_timestamp_chain,
+        "V3_TIMESTAMP_CHAIN",
+        META_EP,
+        episode=lambda r: v3_second_in_video_file(r, "front"),
+        field="videos/observation.images.front/from_timestamp",
+    ),
+    Corruption(
+        "v3-video-span",
+        _v3_video_span,
+        "V3_VIDEO_SPAN_MISMATCH",
+        META_EP,
+        episode=2,
+        field="videos/observation.images.wrist/to_timestamp",
+    ),
+    Corruption(
+        "v3-episode-rows-dropped",
+        _v3_drop_rows,
+        "V3_EPISODE_ROWS",
+        lambda r: v3_data_file(r, 1),
+        episode=1,
+    ),
+    Corruption(
+        "v3-episode-index-column",
+        _v3_wrong_episode_index,
+        "V3_EPISODE_ROWS",
+        lambda r: v3_data_file(r, v3_first_of_second_data_file(r)),
+        episode=v3_first_of_second_data_file,
+        field="episode_index",
+    ),
+    Corruption(
+        "v3-missing-data-file",
+        _deferred_delete(lambda r: v3_data_file(r, v3_first_of_second_data_file(r))),
+        "PARQUET_MISSING",
+        lambda r: v3_data_file(r, v3_first_of_second_data_file(r)),
+        episode=v3_first_of_second_data_file,
+    ),
+    Corruption(
+        "v3-missing-video-file",
+        _deferred_delete(lambda r: v3_video_file(r, 0, "wrist")),
+        "VIDEO_MISSING",
+        lambda r: v3_video_file(r, 0, "wrist"),
+        episode=0,
+    ),
+    Corruption(
+        "v3-video-frame-count",
+        _v3_short_video,
+        "VIDEO_FRAME_COUNT_MISMATCH",
+        lambda r: v3_video_file(r, v3_first_of_second_video_file(r, "front"), "front"),
+        episode=lambda r: v3_first_of_second_video_file(r, "front"),
+    ),
+    Corruption(
+        "v3-episode-stats-count", _v3_stats_count, "STATS_COUNT_MISMATCH", META_EP, episode=1, field="action.count"
+    ),
+    Corruption("v3-duplicate-task", _v3_duplicate_task, "DUPLICATE_TASK", TASKS_PQ, field="row 1"),
+    Corruption(
+        "v3-unreferenced-data-file",
+        _v3_extra_file,
+        "V3_FILE_UNREFERENCED",
+        lambda r: str(Path(v3_data_file(r, 0)).parent / "file-099.parquet"),
     ),
 ]

@@ -359,3 +359,100 @@ def test_gr1_without_config_and_deep(gr1_dataset):
     deep = validate_dataset(gr1_dataset, load_modality_config(GR1_CONFIG), deep=True)
     assert deep.ok, describe(deep)
     assert "VIDEO_SPARSE_KEYFRAMES" in deep.codes(WARNING)  # 2 keyframes per file
+
+
+# ------------------------------------------------------------------------------------------------------ LeRobot v3.0
+
+
+@pytest.fixture(scope="module")
+def v3_master(tmp_path_factory) -> Path:
+    """The demo dataset in the v3.0 layout with small file limits: several data and video files, several episodes
+    per file."""
+    return write_demo_dataset(
+        tmp_path_factory.mktemp("demo3") / "ds",
+        episodes=4,
+        seed=0,
+        version="v3.0",
+        data_files_size_in_mb=0.01,
+        video_files_size_in_mb=0.05,
+    )
+
+
+@pytest.fixture()
+def v3(v3_master, tmp_path) -> Path:
+    dst = tmp_path / "ds3"
+    shutil.copytree(v3_master, dst)
+    return dst
+
+
+def test_clean_v3_demo_dataset_has_no_findings(v3_master, demo_cfg):
+    report = validate_dataset(v3_master, demo_cfg)
+    assert report.ok and report.findings == [], describe(report)
+    assert report.codebase_version == "v3.0" and report.episodes == 4
+    assert report.frames == sum(r["length"] for r in C.v3_rows(v3_master))
+    deep = validate_dataset(v3_master, demo_cfg, deep=True)
+    assert deep.ok and deep.findings == [], describe(deep)
+    assert validate_dataset(v3_master).findings == []
+
+
+def test_v3_corpus_uses_known_codes():
+    assert len(C.V3_CORRUPTIONS) >= 15
+    assert len({c.id for c in C.V3_CORRUPTIONS} | {c.id for c in C.CORRUPTIONS}) == len(C.V3_CORRUPTIONS) + len(
+        C.CORRUPTIONS
+    )
+    codes = {c.code for c in C.V3_CORRUPTIONS}
+    assert codes <= set(CODES)
+    assert {"V3_INDEX_GAP", "V3_TIMESTAMP_CHAIN", "V3_EPISODE_ROWS", "PARQUET_MISSING", "VIDEO_MISSING"} <= codes
+
+
+@pytest.mark.parametrize("corruption", C.V3_CORRUPTIONS, ids=[c.id for c in C.V3_CORRUPTIONS])
+def test_v3_corruption_is_reported(v3, demo_cfg, corruption):
+    file, episode = corruption.expected(v3)
+    corruption.apply(v3)
+    report = validate_dataset(v3, demo_cfg, deep=corruption.deep)
+    hits = matching(report, corruption.code, file, episode)
+    assert hits, f"expected {corruption.code} for {file} episode {episode}" + describe(report)
+    if corruption.field is not None:
+        assert any(f.field == corruption.field for f in hits), describe(report)
+    severity = CODES[corruption.code][0]
+    assert all(f.severity == severity for f in hits)
+    assert report.ok == (severity == WARNING and not report.errors)
+    assert "INTERNAL" not in report.codes(), describe(report)
+    for f in report.findings:
+        assert f.code in CODES and f.message and f.hint
+        assert f.file is None or not Path(f.file).is_absolute()
+
+
+def test_v3_validation_does_not_modify_the_dataset(v3, demo_cfg):
+    C._v3_index_gap(v3)
+    before = tree_digest(v3)
+    validate_dataset(v3, demo_cfg, deep=True)
+    assert tree_digest(v3) == before
+
+
+def test_v3_tasks_stored_as_pandas_index_validate(v3, demo_cfg):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(v3 / C.TASKS_PQ)
+    legacy = pa.table({"task_index": table.column("task_index"), "__index_level_0__": table.column("task")})
+    pq.write_table(legacy, v3 / C.TASKS_PQ)
+    report = validate_dataset(v3, demo_cfg)
+    assert report.ok and report.findings == [], describe(report)
+
+
+def test_v3_unused_camera_without_video_columns_is_a_warning(v3):
+    import pyarrow.parquet as pq
+
+    path = v3 / C.META_EP
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns([c for c in table.column_names if "observation.images.wrist" in c]), path)
+    for p in (v3 / "videos" / "observation.images.wrist").rglob("*.mp4"):
+        p.unlink()
+    unused = validate_dataset(v3, _config(video=["front"]))
+    assert unused.ok, describe(unused)
+    [warning] = matching(unused, "UNUSED_VIDEO_MISSING")
+    assert "none of the 4 episodes" in warning.message
+    used = validate_dataset(v3, _config())
+    assert matching(used, "V3_EPISODES_SCHEMA", C.META_EP) and not used.ok
+

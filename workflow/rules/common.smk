@@ -9,6 +9,13 @@ IS_DEMO = config["dataset"] == "demo"
 DATASET = str(Path(OUT).parent / "demo_dataset") if IS_DEMO else config["dataset"]
 MODALITY = load_modality_config(config["modality_config_path"])
 HAS_RELATIVE = bool(MODALITY.relative_action_keys())
+HAS_EVAL = config["eval_episodes"] not in (0, [])
+# the hold-out as the CLI takes it: a count, or a comma list ("5," for a single index)
+EVAL_EPISODES_ARG = (
+    ",".join(map(str, config["eval_episodes"])) + ","
+    if isinstance(config["eval_episodes"], list)
+    else str(config["eval_episodes"])
+)
 
 
 def dataset_files():
@@ -29,5 +36,15 @@ def stats_outputs():
     return outputs
 
 
+def shard_manifests():
+    manifests = {"manifest": f"{OUT}/shards/train/manifest.json"}
+    if HAS_EVAL:
+        manifests["eval_manifest"] = f"{OUT}/shards/eval/manifest.json"
+    return manifests
+
+
 def all_targets():
-    return [f"{OUT}/manifest.json"]
+    targets = [f"{OUT}/manifest.json"]
+    if config["open_loop_eval_episodes"] > 0:
+        targets.append(f"{OUT}/eval/open_loop/metrics.json")
+    return targets

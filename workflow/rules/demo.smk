@@ -9,9 +9,10 @@ if IS_DEMO:
         params:
             episodes=config["demo_episodes"],
             codec=config["demo_codec"],
+            version=config["demo_version"],
             seed=config["seed"],
         conda:
             "../../envs/groot-ft.yaml"
         shell:
             "groot-ft demo-data {output.dataset} --episodes {params.episodes} --codec {params.codec} "
-            "--seed {params.seed} > {log} 2>&1"
+            "--seed {params.seed} --version {params.version} > {log} 2>&1"

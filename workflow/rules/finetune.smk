@@ -18,7 +18,7 @@ rule finetune:
         config=f"{OUT}/experiment_cfg/config.yaml",
         modality=config["modality_config_path"],
         deepspeed=config["deepspeed_config"],
-        manifest=f"{OUT}/shards/manifest.json",
+        **shard_manifests(),
         **stats_outputs(),
     output:
         model=f"{OUT}/model.safetensors",
@@ -27,8 +27,11 @@ rule finetune:
         f"{OUT}/logs/finetune.log",
     params:
         dataset=DATASET,
-        stats=f"{OUT}/stats",
-        shards=f"{OUT}/shards",
+        stats=lambda wildcards, input: str(Path(input.stats).parent),
+        shards=lambda wildcards, input: str(Path(input.manifest).parent),
+        eval_shards=lambda wildcards, input: (
+            f"--eval-shards {Path(input.eval_manifest).parent}" if HAS_EVAL else ""
+        ),
         processes=config["num_gpus"],
         port=config["main_process_port"],
     threads: max(1, config["num_gpus"])
@@ -41,4 +44,4 @@ rule finetune:
         "--num_processes {params.processes} --num_machines 1 --machine_rank 0 "
         "--main_process_port {params.port} "
         "-m groot_ft.train --config {input.config} --dataset {params.dataset} "
-        "--stats {params.stats} --shards {params.shards} > {log} 2>&1"
+        "--stats {params.stats} --shards {params.shards} {params.eval_shards} > {log} 2>&1"

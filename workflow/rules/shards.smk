@@ -1,23 +1,28 @@
-# shards: decode every needed frame once and write training-sample shard files.
+# shards: decode every needed frame once and write training-sample shard files; held-out episodes get their own set.
 rule shards:
     input:
         dataset=dataset_files(),
         modality=config["modality_config_path"],
         validation=f"{OUT}/validation/report.json",
     output:
-        manifest=f"{OUT}/shards/manifest.json",
+        manifest=f"{OUT}/shards/{{split}}/manifest.json",
     log:
-        f"{OUT}/logs/shards.log",
+        f"{OUT}/logs/shards_{{split}}.log",
+    wildcard_constraints:
+        split="train|eval",
     params:
         dataset=DATASET,
-        out=f"{OUT}/shards",
+        out=lambda wildcards, output: str(Path(output.manifest).parent),
         base_model=config["base_model_path"],
         shard_size=config["shard_size"],
         rate=config["episode_sampling_rate"],
         seed=config["seed"],
+        eval_episodes=EVAL_EPISODES_ARG,
+    threads: 1
     conda:
         "../../envs/groot-ft.yaml"
     shell:
         "groot-ft shards {params.dataset} --modality-config {input.modality} --out {params.out} "
         "--base-model-path {params.base_model} --shard-size {params.shard_size} "
-        "--episode-sampling-rate {params.rate} --seed {params.seed} > {log} 2>&1"
+        "--episode-sampling-rate {params.rate} --seed {params.seed} "
+        "--split {wildcards.split} --eval-episodes {params.eval_episodes} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""A small synthetic, learnable, GR00T-flavoured LeRobot v2.1 dataset ("reach the named target and grasp it").
+"""A small synthetic, learnable, GR00T-flavoured LeRobot v2.1 (or v3.0) dataset ("reach the named target and grasp it").
 
 Scene (seen from straight above): a square table spanning ``x, y in [-1, 1]`` with a faint grid, two coloured target
 discs (two distinct colours out of red/green/blue/yellow) at random positions, and the arm's end effector drawn as a
@@ -37,6 +37,7 @@ from groot_ft.data.video import CODECS, encode_video
 __all__ = [
     "CAMERAS",
     "COLOURS",
+    "DEMO_VERSIONS",
     "FRONT_HALF_EXTENT",
     "ROBOT_TYPE",
     "TARGET_RADIUS",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 ROBOT_TYPE = "groot_ft_demo_arm"
+DEMO_VERSIONS = ("v2.1", "v3.0")
 CHUNKS_SIZE = 1000
 CAMERAS = ("front", "wrist")
 STATE_NAMES = ["x", "y", "z", "gripper"]
@@ -357,13 +359,32 @@ def write_demo_dataset(
     seed: int = 0,
     fps: int = 15,
     image_size: int = 96,
+    version: str = "v2.1",
+    data_files_size_in_mb: float | None = None,
+    video_files_size_in_mb: float | None = None,
 ) -> Path:
     """Write the synthetic dataset to ``out_dir`` (must not exist, or be an empty directory) and return its path.
 
     The dataset is built in a hidden temporary sibling directory and renamed into place at the end, so ``out_dir``
     either does not exist or holds a complete dataset.
+
+    ``version="v3.0"`` writes the same content in the LeRobot v3.0 layout (via
+    :func:`groot_ft.data.convert.write_v3_dataset` from a temporary v2.1 copy, so videos are encoded twice);
+    ``data_files_size_in_mb`` / ``video_files_size_in_mb`` then bound its files (LeRobot's defaults 100 / 200 when
+    None; small values make a small dataset span several data and video files).
     """
     out = Path(out_dir)
+    if version not in DEMO_VERSIONS:
+        raise ValueError(f"unsupported version {version!r}; choose one of {', '.join(DEMO_VERSIONS)}")
+    if version == "v3.0":
+        return _write_v3_demo(
+            out,
+            dict(episodes=episodes, codec=codec, seed=seed, fps=fps, image_size=image_size),
+            data_files_size_in_mb,
+            video_files_size_in_mb,
+        )
+    if data_files_size_in_mb is not None or video_files_size_in_mb is not None:
+        raise ValueError("data_files_size_in_mb / video_files_size_in_mb apply to version='v3.0' only")
     if codec not in CODECS:
         raise ValueError(f"unsupported codec {codec!r}; choose one of {sorted(CODECS)}")
     if int(episodes) != episodes or episodes < 1:
@@ -438,6 +459,29 @@ def write_demo_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_v3_demo(
+    out: Path, kwargs: dict, data_files_size_in_mb: float | None, video_files_size_in_mb: float | None
+) -> Path:
+    from groot_ft.data.convert import (
+        DEFAULT_DATA_FILES_SIZE_IN_MB,
+        DEFAULT_VIDEO_FILES_SIZE_IN_MB,
+        write_v3_dataset,
+    )
+
+    _refuse_existing(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.v2-{uuid.uuid4().hex}"
+    try:
+        source = write_demo_dataset(staging / "v2.1", **kwargs)
+        data_mb = DEFAULT_DATA_FILES_SIZE_IN_MB if data_files_size_in_mb is None else data_files_size_in_mb
+        video_mb = DEFAULT_VIDEO_FILES_SIZE_IN_MB if video_files_size_in_mb is None else video_files_size_in_mb
+        return write_v3_dataset(
+            source, out, data_files_size_in_mb=data_mb, video_files_size_in_mb=video_mb, codec=kwargs["codec"]
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _refuse_existing(out: Path) -> None:

@@ -1,11 +1,29 @@
-"""One reader for GR00T-flavoured LeRobot datasets, used by every stage (validate, stats, shards, eval).
+"""One reader for GR00T-flavoured LeRobot datasets (v2.0, v2.1 and v3.0), used by every stage.
 
 It resolves ``info.json`` path templates, ``modality.json`` group slices and annotation columns, and reads only the
 parquet columns a caller asks for. Path templates are formatted and then checked to stay inside the dataset root.
+
+Layouts (``dataset-formats.md`` §1.2/§1.3), read natively, without a conversion copy:
+
+* **v2.0 / v2.1**: one parquet file per episode (``meta/episodes.jsonl``, ``meta/tasks.jsonl``) and one mp4 per
+  episode and camera; frame ``k`` of an episode is the ``k``-th frame of its mp4.
+* **v3.0**: many episodes per parquet file and per mp4 file. ``meta/episodes/*.parquet`` locates each episode
+  (``data/chunk_index``, ``data/file_index``, ``dataset_from_index``, ``dataset_to_index`` and per camera
+  ``videos/<key>/chunk_index``, ``file_index``, ``from_timestamp``, ``to_timestamp``); ``meta/tasks.parquet`` holds the
+  task strings (as a ``task`` column or as the stored pandas index ``__index_level_0__``). Frame ``k`` of an episode is
+  the frame shown at ``from_timestamp + k / fps`` in the shared mp4 (matched within a quarter frame period), i.e. the
+  same frame a v2 reader decodes by index.
+
+Stages use the version-independent accessors :meth:`LeRobotDataset.read_episode_table`,
+:meth:`LeRobotDataset.episode_data_file`, :meth:`LeRobotDataset.episode_video_segment` and
+:meth:`LeRobotDataset.read_episode_frames`. ``data_path`` remains (on v3 it returns the shared file holding the
+episode, fine for messages); ``video_path`` is v2-only and raises on v3, because decoding a shared mp4 by episode
+frame index would silently return another episode's frames.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,9 +36,37 @@ import pyarrow.parquet as pq
 
 from groot_ft.modality import EmbodimentModalityConfig
 
-SUPPORTED_VERSIONS = ("v2.0", "v2.1")
+V2_VERSIONS = ("v2.0", "v2.1")
+V3_VERSIONS = ("v3.0",)
+SUPPORTED_VERSIONS = V2_VERSIONS + V3_VERSIONS
 DEFAULT_STATE_COLUMN = "observation.state"
 DEFAULT_ACTION_COLUMN = "action"
+
+#: LeRobot v3.0 default path templates (used when info.json lacks them) and the episodes-metadata layout.
+V3_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+V3_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+V3_EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+V3_EPISODES_DIR = "meta/episodes"
+V3_TASKS_FILE = "meta/tasks.parquet"
+V3_EPISODE_COLUMNS = (
+    "episode_index",
+    "length",
+    "data/chunk_index",
+    "data/file_index",
+    "dataset_from_index",
+    "dataset_to_index",
+)
+PANDAS_INDEX_COLUMN = "__index_level_0__"
+
+
+def v3_video_columns(video_key: str) -> tuple[str, str, str, str]:
+    """The four ``meta/episodes`` columns locating one camera's frames of an episode."""
+    return (
+        f"videos/{video_key}/chunk_index",
+        f"videos/{video_key}/file_index",
+        f"videos/{video_key}/from_timestamp",
+        f"videos/{video_key}/to_timestamp",
+    )
 
 
 class DatasetError(ValueError):
@@ -45,6 +91,31 @@ class GroupSlice:
     @property
     def dim(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class VideoSegment:
+    """Where one camera's frames of one episode live: ``path`` from ``start_s`` (seconds in the file) on.
+
+    v2: the episode's own mp4, ``start_s = 0`` and ``end_s = None`` (the whole file). v3: the shared mp4 and the
+    episode's ``[from_timestamp, to_timestamp)`` window.
+    """
+
+    path: Path
+    start_s: float
+    end_s: float | None
+
+
+@dataclass(frozen=True)
+class _V3Location:
+    """Where a v3 episode lives, straight from its ``meta/episodes`` row."""
+
+    data_chunk: int
+    data_file: int
+    from_index: int
+    to_index: int
+    videos: dict[str, tuple[int, int, float, float]]  # original key -> (chunk, file, from_ts, to_ts)
+    meta_file: str  # the meta/episodes parquet file (relative), for messages
 
 
 def read_json(path: Path) -> Any:
@@ -94,23 +165,102 @@ def resolve_inside(root: Path, relative: str, what: str) -> Path:
     return candidate
 
 
+def detect_version(root: Path, info: dict[str, Any]) -> str:
+    """``codebase_version`` of info.json, cross-checked against the files on disk (§1.5); raises on a mismatch."""
+    version = info.get("codebase_version")
+    where = root / "meta/info.json"
+    if version not in SUPPORTED_VERSIONS:
+        raise DatasetError(
+            f"{where}: codebase_version {version!r} is not supported; supported: {', '.join(SUPPORTED_VERSIONS)}"
+        )
+    has_v3_meta = (root / V3_EPISODES_DIR).is_dir()
+    has_v2_meta = (root / "meta/episodes.jsonl").is_file()
+    data_path = info.get("data_path")
+    if version in V3_VERSIONS:
+        if not has_v3_meta and has_v2_meta:
+            raise DatasetError(
+                f"{where}: codebase_version is {version} but the dataset has meta/episodes.jsonl and no "
+                f"{V3_EPISODES_DIR}/ (a v2 layout); fix codebase_version"
+            )
+        if isinstance(data_path, str) and "{file_index" not in data_path:
+            raise DatasetError(
+                f"{where}: codebase_version is {version} but data_path {data_path!r} has no {{file_index}} "
+                "placeholder (a v2 template); fix codebase_version or data_path"
+            )
+    else:
+        if not has_v2_meta and has_v3_meta:
+            raise DatasetError(
+                f"{where}: codebase_version is {version} but the dataset has {V3_EPISODES_DIR}/ and no "
+                "meta/episodes.jsonl (a v3.0 layout); fix codebase_version"
+            )
+        if isinstance(data_path, str) and "{file_index" in data_path:
+            raise DatasetError(
+                f"{where}: codebase_version is {version} but data_path {data_path!r} is a v3.0 template "
+                "({file_index}); fix codebase_version or data_path"
+            )
+    return version
+
+
+def read_v3_tasks(path: Path) -> dict[int, str]:
+    """``task_index -> task`` from a v3 ``meta/tasks.parquet`` (task string as a column or as the pandas index)."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file is missing") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{path}: cannot read tasks: {exc}") from None
+    column = v3_task_column(table.schema)
+    if column is None or "task_index" not in table.column_names:
+        raise DatasetError(
+            f"{path}: needs a task_index column and the task strings as a 'task' column or pandas index "
+            f"(columns: {', '.join(table.column_names)})"
+        )
+    indices = table.column("task_index").to_pylist()
+    texts = table.column(column).to_pylist()
+    out: dict[int, str] = {}
+    for row, (idx, text) in enumerate(zip(indices, texts, strict=True)):
+        if not isinstance(idx, int) or isinstance(idx, bool) or not isinstance(text, str):
+            raise DatasetError(f"{path}: row {row}: needs integer task_index and string task, got {idx!r}, {text!r}")
+        if idx in out:
+            raise DatasetError(f"{path}: row {row}: task_index {idx} appears twice")
+        out[idx] = text
+    return out
+
+
+def v3_task_column(schema: pa.Schema) -> str | None:
+    """Name of the column holding task strings in a v3 tasks table: ``task``, the stored pandas index, or None."""
+    names = schema.names
+    if "task" in names:
+        return "task"
+    if PANDAS_INDEX_COLUMN in names:
+        return PANDAS_INDEX_COLUMN
+    meta = schema.pandas_metadata or {}
+    for col in meta.get("index_columns", []):
+        if isinstance(col, str) and col in names and col != "task_index":
+            return col
+    return None
+
+
 class LeRobotDataset:
-    """Read-only view of a LeRobot v2.0/v2.1 dataset with GR00T's ``meta/modality.json``."""
+    """Read-only view of a LeRobot v2.0/v2.1/v3.0 dataset with GR00T's ``meta/modality.json``."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset directory does not exist")
         self.info: dict[str, Any] = read_json(self.root / "meta" / "info.json")
-        version = self.info.get("codebase_version")
-        if version not in SUPPORTED_VERSIONS:
-            raise DatasetError(
-                f"{self.root / 'meta/info.json'}: codebase_version {version!r} is not supported; "
-                f"supported: {', '.join(SUPPORTED_VERSIONS)}"
-            )
-        self.version: str = version
+        if not isinstance(self.info, dict):
+            raise DatasetError(f"{self.root / 'meta/info.json'}: must hold a JSON object")
+        self.version: str = detect_version(self.root, self.info)
+        # v3: the last data file read (path, columns, table, episode -> rows), so that iterating episodes in order
+        # reads every shared file once
+        self._file_cache: tuple[Path, tuple[str, ...] | None, pa.Table, dict[int, Any]] | None = None
 
     # --- metadata -------------------------------------------------------------------------------------------
+    @property
+    def is_v3(self) -> bool:
+        return self.version in V3_VERSIONS
+
     @property
     def fps(self) -> float:
         return float(self.info.get("fps", 30))
@@ -126,8 +276,19 @@ class LeRobotDataset:
             raise DatasetError(f"{self.root / 'meta/info.json'}: chunks_size must be a positive integer, got {value!r}")
         return value
 
+    @property
+    def episodes_file(self) -> Path:
+        """The episodes metadata: ``meta/episodes.jsonl`` (v2) or the ``meta/episodes/`` directory (v3)."""
+        return self.root / (V3_EPISODES_DIR if self.is_v3 else "meta/episodes.jsonl")
+
+    @property
+    def tasks_file(self) -> Path:
+        return self.root / (V3_TASKS_FILE if self.is_v3 else "meta/tasks.jsonl")
+
     @cached_property
     def episodes(self) -> list[Episode]:
+        if self.is_v3:
+            return [ep for ep, _ in self._v3_episodes]
         rows = read_jsonl(self.root / "meta" / "episodes.jsonl")
         out = []
         for lineno, row in enumerate(rows, start=1):
@@ -140,7 +301,19 @@ class LeRobotDataset:
         return out
 
     @cached_property
+    def _episode_map(self) -> dict[int, Episode]:
+        return {e.index: e for e in self.episodes}
+
+    def episode(self, episode_index: int) -> Episode:
+        try:
+            return self._episode_map[episode_index]
+        except KeyError:
+            raise DatasetError(f"{self.episodes_file}: episode {episode_index} is not listed") from None
+
+    @cached_property
     def tasks(self) -> dict[int, str]:
+        if self.is_v3:
+            return read_v3_tasks(self.root / V3_TASKS_FILE)
         rows = read_jsonl(self.root / "meta" / "tasks.jsonl")
         try:
             return {int(r["task_index"]): str(r["task"]) for r in rows}
@@ -159,32 +332,165 @@ class LeRobotDataset:
         """Original (info.json) keys of every declared video feature."""
         return [k for k, f in self.features.items() if f.get("dtype") == "video"]
 
+    # --- v3 episodes metadata -------------------------------------------------------------------------------
+    def v3_episode_files(self) -> list[Path]:
+        """The ``meta/episodes/chunk-*/file-*.parquet`` files of a v3 dataset, in (chunk, file) order."""
+        base = self.root / V3_EPISODES_DIR
+        if not base.is_dir():
+            raise DatasetError(f"{base}: directory is missing (a v3.0 dataset lists its episodes there)")
+        files = sorted(p for p in base.rglob("*.parquet") if p.is_file())
+        if not files:
+            raise DatasetError(f"{base}: holds no parquet files")
+        return files
+
+    @cached_property
+    def _v3_episodes(self) -> list[tuple[Episode, _V3Location]]:
+        video_keys = self.video_keys()
+        found: dict[int, tuple[Episode, _V3Location]] = {}
+        for path in self.v3_episode_files():
+            rel = path.relative_to(self.root).as_posix()
+            try:
+                names = pq.read_schema(path).names
+                wanted = [n for n in names if not n.startswith("stats/")]
+                table = pq.read_table(path, columns=wanted)
+            except (pa.ArrowException, OSError) as exc:
+                raise DatasetError(f"{path}: cannot read the episodes metadata: {exc}") from None
+            missing = [c for c in V3_EPISODE_COLUMNS if c not in names]
+            if missing:
+                raise DatasetError(f"{path}: episodes metadata lacks column(s) {', '.join(missing)}")
+            cols = {c: table.column(c).to_pylist() for c in V3_EPISODE_COLUMNS}
+            tasks = table.column("tasks").to_pylist() if "tasks" in names else [None] * table.num_rows
+            videos = {
+                key: [table.column(c).to_pylist() for c in v3_video_columns(key)]
+                for key in video_keys
+                if all(c in names for c in v3_video_columns(key))
+            }
+            for row in range(table.num_rows):
+                values = {c: cols[c][row] for c in V3_EPISODE_COLUMNS}
+                bad = [c for c, v in values.items() if not isinstance(v, int) or isinstance(v, bool)]
+                if bad:
+                    raise DatasetError(f"{path}: row {row}: {', '.join(bad)} must be integers")
+                vids: dict[str, tuple[int, int, float, float]] = {}
+                for key, (chunk, file, t0, t1) in videos.items():
+                    if None in (chunk[row], file[row], t0[row], t1[row]):
+                        continue  # no video for this camera in this episode
+                    vids[key] = (int(chunk[row]), int(file[row]), float(t0[row]), float(t1[row]))
+                idx = values["episode_index"]
+                if idx in found:
+                    raise DatasetError(f"{path}: row {row}: episode {idx} is listed twice in {V3_EPISODES_DIR}/")
+                ep = Episode(idx, values["length"], tuple(t for t in (tasks[row] or []) if isinstance(t, str)))
+                loc = _V3Location(
+                    values["data/chunk_index"],
+                    values["data/file_index"],
+                    values["dataset_from_index"],
+                    values["dataset_to_index"],
+                    vids,
+                    rel,
+                )
+                found[idx] = (ep, loc)
+        return [found[i] for i in sorted(found)]
+
+    @cached_property
+    def _v3_locations(self) -> dict[int, _V3Location]:
+        return {ep.index: loc for ep, loc in self._v3_episodes}
+
+    def _v3_location(self, episode_index: int) -> _V3Location:
+        try:
+            return self._v3_locations[episode_index]
+        except KeyError:
+            raise DatasetError(f"{self.root / V3_EPISODES_DIR}: episode {episode_index} is not listed") from None
+
     # --- paths ----------------------------------------------------------------------------------------------
     def episode_chunk(self, episode_index: int) -> int:
         return episode_index // self.chunks_size
 
-    def data_path(self, episode_index: int) -> Path:
-        template = self.info.get("data_path")
+    def _template(self, key: str, default_v3: str | None = None) -> str:
+        template = self.info.get(key)
+        if not template and self.is_v3 and default_v3 is not None:
+            return default_v3
         if not template:
-            raise DatasetError(f"{self.root / 'meta/info.json'}: data_path is missing")
+            what = "is missing" if key == "data_path" else "is missing but videos are needed"
+            raise DatasetError(f"{self.root / 'meta/info.json'}: {key} {what}")
+        if not isinstance(template, str):
+            raise DatasetError(f"{self.root / 'meta/info.json'}: {key} must be a string, got {template!r}")
+        return template
+
+    def episode_data_file(self, episode_index: int) -> Path:
+        """The parquet file holding the episode's rows (its own file in v2, a shared one in v3)."""
+        if self.is_v3:
+            loc = self._v3_location(episode_index)
+            rel = format_template(
+                self.root,
+                self._template("data_path", V3_DATA_PATH),
+                "data_path",
+                chunk_index=loc.data_chunk,
+                file_index=loc.data_file,
+            )
+            return resolve_inside(self.root, rel, "data_path")
         rel = format_template(
-            self.root, template, "data_path", episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index
+            self.root,
+            self._template("data_path"),
+            "data_path",
+            episode_chunk=self.episode_chunk(episode_index),
+            episode_index=episode_index,
         )
         return resolve_inside(self.root, rel, "data_path")
 
-    def video_path(self, episode_index: int, original_key: str) -> Path:
-        template = self.info.get("video_path")
-        if not template:
-            raise DatasetError(f"{self.root / 'meta/info.json'}: video_path is missing but videos are needed")
+    def episode_rows(self, episode_index: int) -> tuple[int, int] | None:
+        """v3: the episode's global ``[dataset_from_index, dataset_to_index)`` row range; v2: None (own file)."""
+        if not self.is_v3:
+            return None
+        loc = self._v3_location(episode_index)
+        return loc.from_index, loc.to_index
+
+    def episode_video_segment(self, episode_index: int, original_key: str) -> VideoSegment:
+        """The mp4 holding one camera's frames of the episode and where in it they are."""
+        if self.is_v3:
+            loc = self._v3_location(episode_index)
+            if original_key not in loc.videos:
+                raise DatasetError(
+                    f"{self.root / loc.meta_file}: episode {episode_index} has no videos/{original_key}/... entry "
+                    f"(cameras with one: {', '.join(sorted(loc.videos)) or 'none'})"
+                )
+            chunk, file, t0, t1 = loc.videos[original_key]
+            rel = format_template(
+                self.root,
+                self._template("video_path", V3_VIDEO_PATH),
+                "video_path",
+                chunk_index=chunk,
+                file_index=file,
+                video_key=original_key,
+            )
+            return VideoSegment(resolve_inside(self.root, rel, "video_path"), t0, t1)
         rel = format_template(
             self.root,
-            template,
+            self._template("video_path"),
             "video_path",
             episode_chunk=self.episode_chunk(episode_index),
             episode_index=episode_index,
             video_key=original_key,
         )
-        return resolve_inside(self.root, rel, "video_path")
+        return VideoSegment(resolve_inside(self.root, rel, "video_path"), 0.0, None)
+
+    def episode_video_file(self, episode_index: int, original_key: str) -> Path:
+        return self.episode_video_segment(episode_index, original_key).path
+
+    def data_path(self, episode_index: int) -> Path:
+        """Parquet file of the episode (v2 layout name; on v3 the shared file, see :meth:`read_episode_table`)."""
+        return self.episode_data_file(episode_index)
+
+    def video_path(self, episode_index: int, original_key: str) -> Path:
+        """The episode's own mp4 (v2 layouts only).
+
+        A v3 mp4 holds many episodes, so decoding it by frame index would silently return another episode's frames;
+        this raises for v3 instead. Use :meth:`read_episode_frames` (or :meth:`episode_video_segment`).
+        """
+        if self.is_v3:
+            raise DatasetError(
+                f"{self.root}: a {self.version} mp4 holds many episodes; use read_episode_frames(episode, key, "
+                "indices) or episode_video_segment(episode, key) instead of video_path"
+            )
+        return self.episode_video_file(episode_index, original_key)
 
     # --- modality.json resolution ---------------------------------------------------------------------------
     def group_slice(self, modality: str, key: str) -> GroupSlice:
@@ -223,13 +529,98 @@ class LeRobotDataset:
 
     # --- data -----------------------------------------------------------------------------------------------
     def read_episode_table(self, episode_index: int, columns: list[str] | None = None) -> pa.Table:
-        path = self.data_path(episode_index)
+        """The episode's rows (only ``columns`` if given), in file order, whatever the layout.
+
+        v3: the shared file is read once (the columns asked for plus ``episode_index``) and kept until a call needs
+        another file or other columns, so iterating episodes in order reads each file once.
+        """
+        if self.is_v3:
+            return self._read_v3_episode_table(episode_index, columns)
+        path = self.episode_data_file(episode_index)
         try:
             return pq.read_table(path, columns=columns)
         except FileNotFoundError:
             raise DatasetError(f"{path}: parquet file of episode {episode_index} is missing") from None
         except (pa.ArrowInvalid, KeyError) as exc:
             raise DatasetError(f"{path}: cannot read episode {episode_index}: {exc}") from None
+
+    def _read_v3_episode_table(self, episode_index: int, columns: list[str] | None) -> pa.Table:
+        loc = self._v3_location(episode_index)
+        path = self.episode_data_file(episode_index)
+        key = None if columns is None else tuple(columns)
+        cache = self._file_cache
+        if cache is None or cache[0] != path or cache[1] != key:
+            cache = self._load_v3_file(path, key)
+            self._file_cache = cache
+        _, _, table, rows = cache
+        where = rows.get("episodes")
+        if where is not None:
+            span = where.get(episode_index)
+        else:  # no episode_index column: select by the global index range
+            span = _range_in(rows["index"], loc.from_index, loc.to_index)
+        if span is None:
+            raise DatasetError(
+                f"{path}: holds no rows of episode {episode_index}, which {self.root / loc.meta_file} places there"
+            )
+        out = table.slice(span[0], span[1] - span[0]) if isinstance(span, tuple) else table.take(pa.array(span))
+        if columns is not None:
+            out = out.select(list(columns))
+        return out
+
+    def _load_v3_file(
+        self, path: Path, columns: tuple[str, ...] | None
+    ) -> tuple[Path, tuple[str, ...] | None, pa.Table, dict[str, Any]]:
+        try:
+            names = pq.read_schema(path).names
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: parquet data file is missing") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetError(f"{path}: cannot read: {exc}") from None
+        if "episode_index" in names:
+            helper = "episode_index"
+        elif "index" in names:
+            helper = "index"
+        else:
+            raise DatasetError(f"{path}: has neither an episode_index nor an index column; cannot locate episodes")
+        read = None if columns is None else list(dict.fromkeys([*columns, helper]))
+        try:
+            table = pq.read_table(path, columns=read)
+        except (pa.ArrowInvalid, KeyError, OSError) as exc:
+            raise DatasetError(f"{path}: cannot read: {exc}") from None
+        column = table.column(helper)
+        if column.null_count or not pa.types.is_integer(column.type):
+            raise DatasetError(f"{path}: column {helper} must hold integers without nulls to locate episodes")
+        values = column.to_numpy()
+        rows: dict[str, Any] = {}
+        if helper == "episode_index":
+            rows["episodes"] = _episode_spans(values)
+        else:
+            rows["index"] = values
+        return path, columns, table, rows
+
+    def read_episode_frames(
+        self, episode_index: int, original_key: str, frame_indices: Any, *, tolerance_s: float | None = None
+    ) -> np.ndarray:
+        """Frames ``frame_indices`` (0-based within the episode, any order) of one camera as ``(K, H, W, 3)`` uint8.
+
+        v2: decoded by index from the episode's mp4 (as GR00T does). v3: the frames shown at ``from_timestamp +
+        k / fps`` in the shared mp4, each matched within ``tolerance_s`` (default a quarter frame period).
+        """
+        from groot_ft.data.video import read_frames
+
+        idx = np.asarray(frame_indices)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError(f"frame_indices must be a 1-D sequence of integers, got {idx!r:.80}")
+        idx = idx.astype(np.int64)
+        length = self.episode(episode_index).length
+        if idx.size and (idx.min() < 0 or idx.max() >= length):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise DatasetError(f"episode {episode_index} has {length} frames; frame index {bad} is outside it")
+        segment = self.episode_video_segment(episode_index, original_key)
+        if not self.is_v3:
+            return read_frames(segment.path, idx)
+        tol = 0.25 / self.fps if tolerance_s is None else float(tolerance_s)
+        return decode_frames_at(segment.path, segment.start_s + idx / self.fps, tol)
 
     def load_episode(self, episode_index: int, cfg: EmbodimentModalityConfig) -> EpisodeArrays:
         """State/action groups as float32 arrays and the language strings, for every frame of one episode."""
@@ -239,15 +630,16 @@ class LeRobotDataset:
         lang_col = self.language_column(lang_key)
         columns = sorted({s.column for s in (*state_slices.values(), *action_slices.values())} | {lang_col})
         table = self.read_episode_table(episode_index, columns)
-        length = min(table.num_rows, next(e.length for e in self.episodes if e.index == episode_index))
-        matrices = {c: column_matrix(table, c, self.data_path(episode_index))[:length] for c in columns if c != lang_col}
+        length = min(table.num_rows, self.episode(episode_index).length)
+        path = self.episode_data_file(episode_index)
+        matrices = {c: column_matrix(table, c, path)[:length] for c in columns if c != lang_col}
         tasks = self.tasks
         task_ids = table.column(lang_col).to_numpy()[:length]
         try:
             language = [tasks[int(t)] for t in task_ids]
         except KeyError as exc:
             raise DatasetError(
-                f"{self.data_path(episode_index)}: {lang_col} value {exc.args[0]} is not a task_index in tasks.jsonl"
+                f"{path}: {lang_col} value {exc.args[0]} is not a task_index in {self.tasks_file.name}"
             ) from None
         return EpisodeArrays(
             episode_index=episode_index,
@@ -256,6 +648,112 @@ class LeRobotDataset:
             action={k: matrices[s.column][:, s.start : s.end] for k, s in action_slices.items()},
             language=language,
         )
+
+
+def _episode_spans(values: np.ndarray) -> dict[int, tuple[int, int] | np.ndarray]:
+    """episode index -> (start, stop) row span, or the row positions when its rows are not contiguous."""
+    spans: dict[int, Any] = {}
+    n = len(values)
+    if n == 0:
+        return spans
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    stops = np.concatenate([change, [n]])
+    for s, e in zip(starts.tolist(), stops.tolist(), strict=True):
+        ep = int(values[s])
+        if ep in spans:  # rows of one episode in several runs: fall back to positions
+            spans[ep] = np.flatnonzero(values == ep)
+        else:
+            spans[ep] = (s, e)
+    return spans
+
+
+def _range_in(index: np.ndarray, lo: int, hi: int) -> tuple[int, int] | np.ndarray | None:
+    pos = np.flatnonzero((index >= lo) & (index < hi))
+    if pos.size == 0:
+        return None
+    if pos[-1] - pos[0] + 1 == pos.size:
+        return int(pos[0]), int(pos[-1]) + 1
+    return pos
+
+
+def decode_frames_at(path: str | Path, times_s: Any, tolerance_s: float) -> np.ndarray:
+    """Frames of ``path`` shown at ``times_s`` (seconds from the file start) as ``(K, H, W, 3)`` uint8 RGB.
+
+    Seeks to the keyframe before the earliest time, decodes forward to the latest one and takes, per query, the
+    frame whose presentation time is nearest (it must be within ``tolerance_s``). If the seek lands past a query
+    (odd containers), decoding restarts from the beginning of the file. Raises
+    :class:`~groot_ft.data.video.VideoError` naming the file otherwise.
+    """
+    import av
+
+    from groot_ft.data.video import VideoError
+
+    path = Path(path)
+    queries = np.asarray(times_s, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(queries)):
+        raise ValueError("frame times must be finite")
+    if not path.is_file():
+        raise VideoError(path, "no such file" if not path.exists() else "not a regular file")
+    order = np.argsort(queries, kind="stable")
+    sorted_q = queries[order].tolist()
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(path, f"cannot open as a video container ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError(path, "contains no video stream")
+        stream = container.streams.video[0]
+        if not sorted_q:
+            return np.empty((0, int(stream.codec_context.height), int(stream.codec_context.width), 3), np.uint8)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        best = _scan(container, stream, sorted_q, tolerance_s, start, seek=sorted_q[0] > tolerance_s, path=path)
+        if any(slot is None for slot in best):
+            best = _scan(container, stream, sorted_q, tolerance_s, start, seek=False, path=path, restart=True)
+    missing = [sorted_q[j] for j, slot in enumerate(best) if slot is None]
+    if missing:
+        raise VideoError(path, f"no frame within {tolerance_s:g} s of time {missing[0]:.6f} s")
+    shapes = {b[1].shape for b in best}
+    if len(shapes) > 1:
+        raise VideoError(path, f"frame size changes inside the stream: {sorted(shapes)}")
+    out = np.empty((len(sorted_q),) + best[0][1].shape, dtype=np.uint8)
+    for j, (_, frame) in enumerate(best):
+        out[order[j]] = frame
+    return out
+
+
+def _scan(container, stream, sorted_q, tolerance_s, start, *, seek, path, restart=False):
+    import av
+
+    from groot_ft.data.video import VideoError
+
+    best: list[Any] = [None] * len(sorted_q)  # (|dt|, frame) per query
+    horizon = sorted_q[-1] + tolerance_s
+    try:
+        if seek:
+            target = (sorted_q[0] - tolerance_s + start) / float(stream.time_base)
+            container.seek(max(0, int(np.floor(target))), stream=stream, backward=True, any_frame=False)
+        elif restart:
+            container.seek(0, stream=stream, backward=True, any_frame=False)
+        fallback_fps = float(stream.average_rate or stream.guessed_rate or 1)
+        for k, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) - start if frame.time is not None else k / fallback_fps
+            lo = bisect.bisect_left(sorted_q, t - tolerance_s)
+            hi = bisect.bisect_right(sorted_q, t + tolerance_s)
+            if hi > lo:
+                rgb = None
+                for j in range(lo, hi):
+                    dt = abs(sorted_q[j] - t)
+                    if best[j] is None or dt < best[j][0]:
+                        if rgb is None:
+                            rgb = frame.to_ndarray(format="rgb24")
+                        best[j] = (dt, rgb)
+            if t > horizon:
+                break
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"decoding failed ({exc})") from exc
+    return best
 
 
 @dataclass

@@ -13,9 +13,14 @@ Design rules:
   the file relative to the dataset root, the episode and the field (column, JSON key or ``"line N"``);
 * the per-episode pass streams one episode at a time and reads only the declared columns, so memory does not grow
   with the number of episodes (only counters and findings are kept);
-* on-disk layouts plug in through :class:`_Layout` (v2.0/v2.1 = one parquet and one mp4 per episode today). A v3.0
-  layout (many episodes per file) only needs its own ``check_layout``/``load_episodes``/``load_tasks``/
-  ``episode_sources``/``open_table``/``check_stats``; the column, timestamp, video and modality checks are shared.
+* on-disk layouts plug in through :class:`_Layout`: :class:`_V2Layout` (v2.0/v2.1: one parquet and one mp4 per
+  episode, JSONL metadata) and :class:`_V3Layout` (v3.0: many episodes per parquet/mp4 file, located by the
+  ``meta/episodes/*.parquet`` rows; ``meta/tasks.parquet``). Each provides ``check_layout``/``load_episodes``/
+  ``load_tasks``/``episode_sources``/``open_table``/``check_episode_videos``/``finish``/``check_stats``; the column,
+  timestamp, video-file and modality checks are shared. v3 adds the row-range and video-time-window invariants
+  (``dataset-formats.md`` §2 invariants 8 and 15): ``V3_INDEX_GAP``, ``V3_INDEX_LENGTH_MISMATCH``, ``V3_EPISODE_ROWS``,
+  ``V3_VIDEO_SPAN_MISMATCH``, ``V3_TIMESTAMP_CHAIN``; and a video file is checked once, against the sum of the
+  lengths of the episodes it holds.
 """
 
 from __future__ import annotations
@@ -39,8 +44,15 @@ from groot_ft.data.lerobot import (
     DEFAULT_ACTION_COLUMN,
     DEFAULT_STATE_COLUMN,
     SUPPORTED_VERSIONS,
+    V3_EPISODE_COLUMNS,
+    V3_EPISODES_DIR,
+    V3_TASKS_FILE,
     DatasetError,
+    _episode_spans,
+    _range_in,
     resolve_inside,
+    v3_task_column,
+    v3_video_columns,
 )
 from groot_ft.modality import EmbodimentModalityConfig
 
@@ -58,11 +70,7 @@ CODES: dict[str, tuple[str, str]] = {
     "JSONL_INVALID": (ERROR, "Every line of a .jsonl file must be one JSON object; fix or remove the reported line."),
     "INTERNAL": (ERROR, "This is a validator bug or an unreadable file; report it with the file named here."),
     # --- A. metadata / schema -------------------------------------------------------------------------------
-    "UNSUPPORTED_VERSION": (ERROR, "Convert the dataset to LeRobot v2.1 (or v2.0) with lerobot's converters."),
-    "VERSION_NOT_YET_SUPPORTED": (
-        ERROR,
-        "v3.0 support is planned; until then convert to v2.x (GR00T: scripts/lerobot_conversion/convert_v3_to_v2.py).",
-    ),
+    "UNSUPPORTED_VERSION": (ERROR, "Convert the dataset to LeRobot v3.0, v2.1 or v2.0 with lerobot's converters."),
     "VERSION_LAYOUT_MISMATCH": (ERROR, "Make codebase_version in meta/info.json match the files on disk."),
     "INFO_KEY_MISSING": (ERROR, "Add the key to meta/info.json (see LeRobot's info.json format)."),
     "INFO_INVALID_VALUE": (ERROR, "Fix the value in meta/info.json."),
@@ -76,24 +84,56 @@ CODES: dict[str, tuple[str, str]] = {
     "VIDEO_INFO_MISSING": (WARNING, 'Add the video metadata ("info": {"video.fps", "video.codec", ...}).'),
     "TOTAL_EPISODES_MISMATCH": (ERROR, "Set total_episodes in meta/info.json to the number of episodes."),
     "TOTAL_FRAMES_MISMATCH": (ERROR, "Set total_frames in meta/info.json to the sum of the episode lengths."),
-    "TOTAL_TASKS_MISMATCH": (ERROR, "Set total_tasks in meta/info.json to the number of lines of meta/tasks.jsonl."),
+    "TOTAL_TASKS_MISMATCH": (ERROR, "Set total_tasks in meta/info.json to the number of tasks in the tasks file."),
     "TOTAL_VIDEOS_MISMATCH": (WARNING, "total_videos should be episodes x video features; it is informational."),
     "TOTAL_CHUNKS_MISMATCH": (WARNING, "total_chunks should be ceil(total_episodes / chunks_size); informational."),
     "SPLIT_INVALID": (WARNING, 'splits values should be "start:end" episode ranges; GR00T ignores them.'),
     "SPLIT_OUT_OF_RANGE": (WARNING, "Split ranges should lie within [0, total_episodes]; GR00T ignores splits."),
     "EMPTY_DATASET": (ERROR, "The dataset has no episodes; record or convert at least one episode."),
-    "EPISODE_ENTRY_INVALID": (ERROR, "Each episodes.jsonl line needs integer episode_index and length >= 0."),
-    "EPISODE_TASKS_MISSING": (WARNING, 'Add the episode\'s task strings ("tasks": [...]) to meta/episodes.jsonl.'),
+    "EPISODE_ENTRY_INVALID": (ERROR, "Each episode entry needs integer episode_index and length >= 0."),
+    "EPISODE_TASKS_MISSING": (WARNING, "Add the episode's task strings (tasks) to its episodes metadata entry."),
     "EPISODE_INDICES_INVALID": (ERROR, "Episode indices must be exactly 0..N-1, unique and sorted; renumber them."),
     "ZERO_LENGTH_EPISODE": (ERROR, "Drop the empty episode (and renumber) or re-export it with its frames."),
-    "TASK_ENTRY_INVALID": (ERROR, "Each tasks.jsonl line needs an integer task_index and a string task."),
-    "TASK_INDICES_INVALID": (ERROR, "Task indices must be exactly 0..T-1 and unique; renumber tasks.jsonl."),
+    "TASK_ENTRY_INVALID": (ERROR, "Each task entry needs an integer task_index and a string task."),
+    "TASK_INDICES_INVALID": (ERROR, "Task indices must be exactly 0..T-1 and unique; renumber the tasks."),
     "DUPLICATE_TASK": (ERROR, "Keep one line per task string and point every index column at it."),
-    "EPISODE_TASK_UNKNOWN": (WARNING, "List only task strings that appear in meta/tasks.jsonl."),
+    "EPISODE_TASK_UNKNOWN": (WARNING, "List only task strings that appear in the tasks file."),
     "PATH_TEMPLATE_INVALID": (ERROR, "Use LeRobot's placeholders ({episode_chunk}, {episode_index}, {video_key})."),
     "PATH_ESCAPES_ROOT": (ERROR, "Path templates must stay inside the dataset root; remove '..' or absolute parts."),
+    # --- A'. LeRobot v3.0 metadata ------------------------------------------------------------------------------
+    "V3_INFO_KEY_MISSING": (
+        WARNING,
+        "LeRobot v3 writers record data_files_size_in_mb and video_files_size_in_mb; readers do not need them.",
+    ),
+    "V3_EPISODES_SCHEMA": (
+        ERROR,
+        "meta/episodes/*.parquet needs integer episode_index, length, data/chunk_index, data/file_index, "
+        "dataset_from_index, dataset_to_index and, per camera, videos/<key>/chunk_index, file_index, from_timestamp, "
+        "to_timestamp; re-export the metadata.",
+    ),
+    "V3_INDEX_GAP": (
+        ERROR,
+        "dataset_from_index must start at 0 and each episode must start at the previous one's dataset_to_index; "
+        "fix meta/episodes or re-export the dataset.",
+    ),
+    "V3_INDEX_LENGTH_MISMATCH": (ERROR, "dataset_to_index - dataset_from_index must equal the episode's length."),
+    "V3_EPISODE_ROWS": (
+        ERROR,
+        "The data file must hold exactly length rows of the episode (episode_index == e, index == "
+        "dataset_from_index..dataset_to_index-1), contiguous; fix meta/episodes or re-export the file.",
+    ),
+    "V3_VIDEO_SPAN_MISMATCH": (
+        ERROR,
+        "to_timestamp - from_timestamp must equal length / fps (within one frame); fix meta/episodes or re-encode.",
+    ),
+    "V3_TIMESTAMP_CHAIN": (
+        ERROR,
+        "Episodes sharing a video file must chain: the first starts at 0, each from_timestamp equals the previous "
+        "to_timestamp and the last to_timestamp is the file's duration; fix meta/episodes or re-encode.",
+    ),
+    "V3_FILE_UNREFERENCED": (WARNING, "No episode points at this file; delete it or fix meta/episodes."),
     # --- B. parquet per episode -----------------------------------------------------------------------------
-    "PARQUET_MISSING": (ERROR, "Restore the episode's parquet file or drop the episode from meta/episodes.jsonl."),
+    "PARQUET_MISSING": (ERROR, "Restore the parquet file or drop its episodes from the episodes metadata."),
     "PARQUET_UNREADABLE": (ERROR, "Re-export the file; it is truncated or not a parquet file (missing footer?)."),
     "EPISODE_LENGTH_MISMATCH": (ERROR, "Make length in meta/episodes.jsonl equal the parquet row count."),
     "COLUMN_MISSING": (ERROR, "Add the column to the parquet file or remove the feature from meta/info.json."),
@@ -111,9 +151,9 @@ CODES: dict[str, tuple[str, str]] = {
     "TIMESTAMP_STEP_MISMATCH": (ERROR, "Consecutive timestamps must be 1/fps apart; fix fps or resample the episode."),
     "TIMESTAMP_DRIFT": (WARNING, "Timestamps drift from ts[0] + k/fps; the recording clock is not at fps."),
     "TIMESTAMP_START_NONZERO": (WARNING, "LeRobot timestamps start at 0; GR00T indexes frames and does not mind."),
-    "TASK_INDEX_OUT_OF_RANGE": (ERROR, "Every task_index value must be a task_index of meta/tasks.jsonl."),
-    "ANNOTATION_INDEX_OUT_OF_RANGE": (ERROR, "Annotation values index meta/tasks.jsonl; add the task or fix values."),
-    "EPISODE_TASKS_MISMATCH": (WARNING, "List the tasks the episode's rows use in its meta/episodes.jsonl entry."),
+    "TASK_INDEX_OUT_OF_RANGE": (ERROR, "Every task_index value must be a task_index of the tasks file."),
+    "ANNOTATION_INDEX_OUT_OF_RANGE": (ERROR, "Annotation values index the tasks file; add the task or fix values."),
+    "EPISODE_TASKS_MISMATCH": (WARNING, "List the tasks the episode's rows use in its episodes metadata entry."),
     "NEXT_DONE_INCONSISTENT": (WARNING, "next.done is expected to be true exactly on each episode's last frame."),
     # --- C. video -------------------------------------------------------------------------------------------
     "VIDEO_MISSING": (ERROR, "Restore the video file, or stop using this camera in modality.json / the config."),
@@ -125,7 +165,7 @@ CODES: dict[str, tuple[str, str]] = {
     "VIDEO_RESOLUTION_MISMATCH": (ERROR, "Fix the feature shape in meta/info.json or re-encode at that size."),
     "VIDEO_PIX_FMT_MISMATCH": (WARNING, "Update video.pix_fmt in meta/info.json to the files' pixel format."),
     "VIDEO_FPS_MISMATCH": (ERROR, "Videos must run at the dataset fps; re-encode or fix the declared fps."),
-    "VIDEO_FRAME_COUNT_MISMATCH": (ERROR, "The video needs one frame per parquet row; re-encode the episode."),
+    "VIDEO_FRAME_COUNT_MISMATCH": (ERROR, "The video needs one frame per parquet row; re-encode it."),
     "VIDEO_EXTRA_FRAMES": (WARNING, "Frames past the last parquet row are never used by GR00T."),
     "VIDEO_DURATION_MISMATCH": (ERROR, "The video duration must match length / fps; re-encode the episode."),
     "VIDEO_DECODE_ERROR": (ERROR, "The file fails to decode; re-encode it from the source frames."),
@@ -535,7 +575,7 @@ def validate_dataset(
     deep: bool = False,
     timestamp_tolerance_s: float = 1e-4,
 ) -> ValidationReport:
-    """Check a LeRobot v2.0/v2.1 dataset (GR00T flavour) and return every problem found.
+    """Check a LeRobot v2.0/v2.1/v3.0 dataset (GR00T flavour) and return every problem found.
 
     ``modality_config`` (the embodiment's config) adds checks that every key it uses exists in ``modality.json`` and
     decides which cameras are "used". ``deep=True`` decodes every video frame instead of trusting container metadata.
@@ -577,14 +617,6 @@ def _validate(ctx: _Ctx, report: ValidationReport) -> None:
     ctx.info = info
     version = info.get("codebase_version")
     ctx.version = version if isinstance(version, str) else None
-    if version in _NOT_YET_SUPPORTED:
-        ctx.add(
-            "VERSION_NOT_YET_SUPPORTED",
-            f"codebase_version {version!r} is not yet supported (reads: {', '.join(SUPPORTED_VERSIONS)})",
-            file="meta/info.json",
-            field="codebase_version",
-        )
-        return
     layout_cls = _LAYOUTS.get(version) if isinstance(version, str) else None
     if layout_cls is None:
         shown = "missing" if version is None else repr(version)
@@ -612,8 +644,12 @@ def _syntax_only(ctx: _Ctx) -> None:
 def _run(ctx: _Ctx, layout: _Layout, report: ValidationReport) -> None:
     with ctx.guard("meta/info.json"):
         _check_info(ctx, layout)
+    proceed = True
     with ctx.guard("meta/info.json"):
-        layout.check_layout()
+        proceed = layout.check_layout() is not False
+    if not proceed:  # the files are another version's layout: everything else would only repeat that
+        ctx.flush_aggregates(0)
+        return
     episodes: list[_EpisodeMeta] = []
     tasks: dict[int, str] | None = None
     with ctx.guard(layout.episodes_file):
@@ -633,7 +669,9 @@ def _run(ctx: _Ctx, layout: _Layout, report: ValidationReport) -> None:
         for source in layout.episode_sources(episodes):
             rows = _check_episode(ctx, layout, source, plan)
             ctx.frames_seen += rows if rows is not None else source.meta.length
-            _check_episode_videos(ctx, source, plan, rows)
+            layout.check_episode_videos(source, plan, rows)
+    with ctx.guard(None):
+        layout.finish(plan, episodes)
     plan.finish(ctx, len(episodes))
     report.frames = ctx.frames_seen if episodes else 0
     with ctx.guard("meta"):
@@ -651,7 +689,9 @@ class _EpisodeMeta:
     index: int
     length: int
     tasks: tuple[str, ...]
-    line: int
+    line: int  # line (v2) or row (v3) of the episode's metadata entry
+    file: str = "meta/episodes.jsonl"  # the metadata file listing the episode
+    where: str = ""  # "line N" / "row N": the field used when a finding is about the metadata entry
 
 
 @dataclass
@@ -661,15 +701,21 @@ class _EpisodeSource:
     meta: _EpisodeMeta
     data_file: Path | None  # None when the path cannot be formed (already reported)
     videos: dict[str, Path | None]  # original video key -> file
-    # A v3 layout would add the row range inside a shared file and per-video (from_ts, to_ts) windows here.
+    # v3: the global [dataset_from_index, dataset_to_index) range and per camera (from_ts, to_ts) in its file
+    rows: tuple[int, int] | None = None
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class _Layout:
-    """One on-disk layout family. Subclasses: :class:`_V2Layout` (v2.0/v2.1); a v3.0 layout will follow."""
+    """One on-disk layout family: :class:`_V2Layout` (v2.0/v2.1) or :class:`_V3Layout` (v3.0)."""
 
     episodes_file = "meta/episodes.jsonl"
     tasks_file = "meta/tasks.jsonl"
     required_info: tuple[str, ...] = ()
+    legacy_totals = True  # total_videos / total_chunks are v2 keys
+    length_mismatch_code = "EPISODE_LENGTH_MISMATCH"
+    placeholders = ""  # what a path template may use, for PATH_TEMPLATE_INVALID messages
+    template_hint: str | None = None  # PATH_TEMPLATE_INVALID hint; None: the code's default
     episodes_complete = False
     tasks_complete = False
     task_lines = 0
@@ -677,66 +723,9 @@ class _Layout:
     def __init__(self, ctx: _Ctx):
         self.ctx = ctx
 
-    def check_layout(self) -> None:
+    def check_layout(self) -> bool | None:
+        """Check version vs files and the path templates; False stops validation (another version's layout)."""
         raise NotImplementedError
-
-    def load_episodes(self) -> list[_EpisodeMeta]:
-        raise NotImplementedError
-
-    def load_tasks(self) -> dict[int, str] | None:
-        raise NotImplementedError
-
-    def episode_sources(self, episodes: list[_EpisodeMeta]) -> Iterator[_EpisodeSource]:
-        raise NotImplementedError
-
-    def open_table(self, source: _EpisodeSource, columns_wanted: list[str]) -> tuple[pa.Schema, pa.Table] | None:
-        raise NotImplementedError
-
-    def check_stats(self, episodes: list[_EpisodeMeta], rows: dict[int, int]) -> None:
-        """Check the stats files; ``rows`` maps episodes whose parquet row count differs from their length."""
-        raise NotImplementedError
-
-
-class _V2Layout(_Layout):
-    """LeRobot v2.0 / v2.1: one parquet file and one mp4 per camera per episode, JSONL metadata."""
-
-    required_info = _V2_REQUIRED_INFO
-
-    def __init__(self, ctx: _Ctx):
-        super().__init__(ctx)
-        self.data_template_ok = False
-        self.video_template_ok = False
-        self.episodes_complete = False  # episodes.jsonl read without dropping a line
-        self.tasks_complete = False
-        self.task_lines = 0
-        cs = ctx.info.get("chunks_size")
-        # an invalid/missing chunks_size is reported by _check_info; keep checking with LeRobot's default
-        self.chunks_size = cs if _is_int(cs) and cs > 0 else 1000
-
-    # --- layout / templates ---------------------------------------------------------------------------------
-    def check_layout(self) -> None:
-        ctx = self.ctx
-        version = ctx.version
-        if (ctx.root / "meta" / "episodes").is_dir() and not (ctx.root / self.episodes_file).exists():
-            ctx.add(
-                "VERSION_LAYOUT_MISMATCH",
-                f"codebase_version is {version} but meta/episodes/ holds a v3.0 layout",
-                file="meta/info.json",
-                field="codebase_version",
-            )
-        has_ep_stats = (ctx.root / "meta" / "episodes_stats.jsonl").is_file()
-        if version == "v2.1" and not has_ep_stats:
-            ctx.add(
-                "VERSION_LAYOUT_MISMATCH",
-                "codebase_version is v2.1 but meta/episodes_stats.jsonl is missing (LeRobot v2.1 loaders need it)",
-                file="meta/info.json",
-                field="codebase_version",
-                hint="Write meta/episodes_stats.jsonl or declare codebase_version v2.0.",
-            )
-        self.data_template_ok = self._check_template("data_path", ("episode_index",))
-        video_features = [k for k, f in ctx.features.items() if f["dtype"] == "video"]
-        if video_features:
-            self.video_template_ok = self._check_template("video_path", ("episode_index", "video_key"))
 
     def _check_template(self, key: str, needed: tuple[str, ...]) -> bool:
         """Check a path template once (placeholders, formatting, root escape); True if paths can be formed."""
@@ -759,17 +748,18 @@ class _V2Layout(_Layout):
                     f"{key} {template!r} lacks the {{{name}}} placeholder",
                     file="meta/info.json",
                     field=key,
+                    hint=self.template_hint,
                 )
                 return False
         try:
-            rel = self._format(template, 0, "observation.images.x")
+            rel = self._format_sample(template)
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
             ctx.add(
                 "PATH_TEMPLATE_INVALID",
-                f"{key} {template!r} cannot be formatted ({type(exc).__name__}: {exc}); "
-                "v2 templates may use {episode_chunk}, {episode_index} and {video_key}",
+                f"{key} {template!r} cannot be formatted ({type(exc).__name__}: {exc}); {self.placeholders}",
                 file="meta/info.json",
                 field=key,
+                hint=self.template_hint,
             )
             return False
         try:
@@ -783,6 +773,90 @@ class _V2Layout(_Layout):
             )
             return False
         return True
+
+    def _format_sample(self, template: str) -> str:
+        """A template formatted with sample values (episode/file 0), to check it once."""
+        raise NotImplementedError
+
+    def check_episode_videos(self, source: _EpisodeSource, plan: _EpisodePlan, rows: int | None) -> None:
+        _check_episode_videos(self.ctx, source, plan, rows)
+
+    def finish(self, plan: _EpisodePlan, episodes: list[_EpisodeMeta]) -> None:
+        """Checks that need every episode seen (v3: whole video files, unreferenced files)."""
+
+    def load_episodes(self) -> list[_EpisodeMeta]:
+        raise NotImplementedError
+
+    def load_tasks(self) -> dict[int, str] | None:
+        raise NotImplementedError
+
+    def episode_sources(self, episodes: list[_EpisodeMeta]) -> Iterator[_EpisodeSource]:
+        raise NotImplementedError
+
+    def open_table(self, source: _EpisodeSource, columns_wanted: list[str]) -> tuple[pa.Schema, pa.Table] | None:
+        raise NotImplementedError
+
+    def check_stats(self, episodes: list[_EpisodeMeta], rows: dict[int, int]) -> None:
+        """Check the stats files; ``rows`` maps episodes whose parquet row count differs from their length."""
+        raise NotImplementedError
+
+
+class _V2Layout(_Layout):
+    """LeRobot v2.0 / v2.1: one parquet file and one mp4 per camera per episode, JSONL metadata."""
+
+    required_info = _V2_REQUIRED_INFO
+    placeholders = "v2 templates may use {episode_chunk}, {episode_index} and {video_key}"
+
+    def __init__(self, ctx: _Ctx):
+        super().__init__(ctx)
+        self.data_template_ok = False
+        self.video_template_ok = False
+        self.episodes_complete = False  # episodes.jsonl read without dropping a line
+        self.tasks_complete = False
+        self.task_lines = 0
+        cs = ctx.info.get("chunks_size")
+        # an invalid/missing chunks_size is reported by _check_info; keep checking with LeRobot's default
+        self.chunks_size = cs if _is_int(cs) and cs > 0 else 1000
+
+    # --- layout / templates ---------------------------------------------------------------------------------
+    def check_layout(self) -> bool:
+        ctx = self.ctx
+        version = ctx.version
+        if (ctx.root / "meta" / "episodes").is_dir() and not (ctx.root / self.episodes_file).exists():
+            ctx.add(
+                "VERSION_LAYOUT_MISMATCH",
+                f"codebase_version is {version} but meta/episodes/ holds a v3.0 layout (and there is no "
+                f"{self.episodes_file})",
+                file="meta/info.json",
+                field="codebase_version",
+                hint='Set codebase_version to "v3.0" if the dataset was written in the v3.0 layout.',
+            )
+            return False
+        data_template = ctx.info.get("data_path")
+        if isinstance(data_template, str) and "{file_index" in data_template:
+            ctx.add(
+                "VERSION_LAYOUT_MISMATCH",
+                f"codebase_version is {version} but data_path {data_template!r} is a v3.0 template ({{file_index}})",
+                file="meta/info.json",
+                field="codebase_version",
+            )
+        has_ep_stats = (ctx.root / "meta" / "episodes_stats.jsonl").is_file()
+        if version == "v2.1" and not has_ep_stats:
+            ctx.add(
+                "VERSION_LAYOUT_MISMATCH",
+                "codebase_version is v2.1 but meta/episodes_stats.jsonl is missing (LeRobot v2.1 loaders need it)",
+                file="meta/info.json",
+                field="codebase_version",
+                hint="Write meta/episodes_stats.jsonl or declare codebase_version v2.0.",
+            )
+        self.data_template_ok = self._check_template("data_path", ("episode_index",))
+        video_features = [k for k, f in ctx.features.items() if f["dtype"] == "video"]
+        if video_features:
+            self.video_template_ok = self._check_template("video_path", ("episode_index", "video_key"))
+        return True
+
+    def _format_sample(self, template: str) -> str:
+        return self._format(template, 0, "observation.images.x")
 
     def _format(self, template: str, episode: int, video_key: str | None = None) -> str:
         chunk = episode // self.chunks_size
@@ -859,89 +933,25 @@ class _V2Layout(_Layout):
                 ctx.add(
                     "ZERO_LENGTH_EPISODE", f"episode {idx} has length 0", file=rel, field=f"line {lineno}", episode=idx
                 )
-            episodes.append(_EpisodeMeta(idx, length, tuple(tasks), lineno))
+            episodes.append(_EpisodeMeta(idx, length, tuple(tasks), lineno, rel, f"line {lineno}"))
         self.episodes_complete = not dropped and not rows.bad
         if not episodes:
             ctx.add("EMPTY_DATASET", f"{rel} lists no (usable) episodes", file=rel)
             return []
-        indices = sorted(first_line)
-        n = len(indices)
-        if indices != list(range(n)):
-            missing = sorted(set(range(n)) - set(indices))
-            extra = [i for i in indices if i >= n]
-            note = "" if self.episodes_complete else " (some lines could not be read; fix those first)"
-            ctx.add(
-                "EPISODE_INDICES_INVALID",
-                f"episode indices are not 0..{n - 1}: missing {_ranges(missing)}; unexpected {_ranges(extra)}{note}",
-                file=rel,
-                field="episode_index",
-            )
-        elif not order_ok:
-            ctx.add(
-                "EPISODE_INDICES_INVALID",
-                "episodes are not listed in episode_index order",
-                file=rel,
-                field="episode_index",
-            )
+        _check_episode_indices(ctx, rel, sorted(first_line), self.episodes_complete, order_ok)
         episodes.sort(key=lambda e: e.index)
         return episodes
 
     def load_tasks(self) -> dict[int, str] | None:
-        ctx = self.ctx
-        rel = self.tasks_file
-        rows = _iter_jsonl(ctx, rel, required=True)
+        rows = _iter_jsonl(self.ctx, self.tasks_file, required=True)
         if rows is None:
             return None
-        tasks: dict[int, str] = {}
-        by_text: dict[str, tuple[int, int]] = {}
-        lines: dict[int, int] = {}
-        dropped = 0
-        for lineno, row in rows:
-            idx, text = row.get("task_index", _MISSING), row.get("task", _MISSING)
-            if not _is_int(idx) or idx < 0 or not isinstance(text, str):
-                ctx.add(
-                    "TASK_ENTRY_INVALID",
-                    f"line {lineno}: needs integer task_index >= 0 and string task, got "
-                    f"task_index={'missing' if idx is _MISSING else repr(idx)}, "
-                    f"task={'missing' if text is _MISSING else repr(text)}",
-                    file=rel,
-                    field=f"line {lineno}",
-                )
-                dropped += 1
-                continue
-            if idx in tasks:
-                ctx.add(
-                    "TASK_INDICES_INVALID",
-                    f"line {lineno}: task_index {idx} duplicates line {lines[idx]}",
-                    file=rel,
-                    field=f"line {lineno}",
-                )
-                dropped += 1
-                continue
-            if text in by_text:
-                other_idx, other_line = by_text[text]
-                ctx.add(
-                    "DUPLICATE_TASK",
-                    f"line {lineno}: task {text!r} (task_index {idx}) duplicates task_index "
-                    f"{other_idx} on line {other_line}",
-                    file=rel,
-                    field=f"line {lineno}",
-                )
-            else:
-                by_text[text] = (idx, lineno)
-            tasks[idx] = text
-            lines[idx] = lineno
+        tasks, dropped = _collect_tasks(
+            self.ctx, self.tasks_file, ((f"line {n}", n, row) for n, row in rows), "line"
+        )
         self.tasks_complete = not dropped and not rows.bad
         self.task_lines = rows.lines
-        if self.tasks_complete and tasks and sorted(tasks) != list(range(len(tasks))):
-            missing = sorted(set(range(len(tasks))) - set(tasks))
-            extra = sorted(i for i in tasks if i >= len(tasks))
-            ctx.add(
-                "TASK_INDICES_INVALID",
-                f"task indices are not 0..{len(tasks) - 1}: missing {_ranges(missing)}; unexpected {_ranges(extra)}",
-                file=rel,
-                field="task_index",
-            )
+        _check_task_indices(self.ctx, self.tasks_file, tasks, self.tasks_complete)
         return tasks
 
     # --- data -----------------------------------------------------------------------------------------------
@@ -1024,8 +1034,741 @@ class _V2Layout(_Layout):
             )
 
 
-_LAYOUTS: dict[str, type[_Layout]] = {"v2.0": _V2Layout, "v2.1": _V2Layout}
-_NOT_YET_SUPPORTED = frozenset({"v3.0"})
+def _collect_tasks(
+    ctx: _Ctx, rel: str, rows: Iterator[tuple[str, int, dict[str, Any]]], unit: str
+) -> tuple[dict[int, str], int]:
+    """task_index -> task from ``(where, number, {"task_index", "task"})`` rows; returns the tasks and rows dropped."""
+    tasks: dict[int, str] = {}
+    by_text: dict[str, tuple[int, int]] = {}
+    lines: dict[int, int] = {}
+    dropped = 0
+    for where, lineno, row in rows:
+        idx, text = row.get("task_index", _MISSING), row.get("task", _MISSING)
+        if not _is_int(idx) or idx < 0 or not isinstance(text, str):
+            ctx.add(
+                "TASK_ENTRY_INVALID",
+                f"{where}: needs integer task_index >= 0 and string task, got "
+                f"task_index={'missing' if idx is _MISSING else repr(idx)}, "
+                f"task={'missing' if text is _MISSING else repr(text)}",
+                file=rel,
+                field=where,
+            )
+            dropped += 1
+            continue
+        if idx in tasks:
+            ctx.add(
+                "TASK_INDICES_INVALID",
+                f"{where}: task_index {idx} duplicates {unit} {lines[idx]}",
+                file=rel,
+                field=where,
+            )
+            dropped += 1
+            continue
+        if text in by_text:
+            other_idx, other_line = by_text[text]
+            ctx.add(
+                "DUPLICATE_TASK",
+                f"{where}: task {text!r} (task_index {idx}) duplicates task_index {other_idx} on {unit} {other_line}",
+                file=rel,
+                field=where,
+            )
+        else:
+            by_text[text] = (idx, lineno)
+        tasks[idx] = text
+        lines[idx] = lineno
+    return tasks, dropped
+
+
+def _check_task_indices(ctx: _Ctx, rel: str, tasks: dict[int, str], complete: bool) -> None:
+    if complete and tasks and sorted(tasks) != list(range(len(tasks))):
+        missing = sorted(set(range(len(tasks))) - set(tasks))
+        extra = sorted(i for i in tasks if i >= len(tasks))
+        ctx.add(
+            "TASK_INDICES_INVALID",
+            f"task indices are not 0..{len(tasks) - 1}: missing {_ranges(missing)}; unexpected {_ranges(extra)}",
+            file=rel,
+            field="task_index",
+        )
+
+
+def _check_episode_indices(ctx: _Ctx, rel: str, indices: list[int], complete: bool, order_ok: bool) -> None:
+    """Episode indices must be exactly 0..N-1 (``indices`` sorted, unique) and listed in order."""
+    n = len(indices)
+    if indices != list(range(n)):
+        missing = sorted(set(range(n)) - set(indices))
+        extra = [i for i in indices if i >= n]
+        note = "" if complete else " (some entries could not be read; fix those first)"
+        ctx.add(
+            "EPISODE_INDICES_INVALID",
+            f"episode indices are not 0..{n - 1}: missing {_ranges(missing)}; unexpected {_ranges(extra)}{note}",
+            file=rel,
+            field="episode_index",
+        )
+    elif not order_ok:
+        ctx.add(
+            "EPISODE_INDICES_INVALID", "episodes are not listed in episode_index order", file=rel, field="episode_index"
+        )
+
+
+@dataclass
+class _V3Location:
+    """An episode's ``meta/episodes`` row, checked: None where the entry is unusable (already reported)."""
+
+    data: tuple[int, int] | None  # (data/chunk_index, data/file_index)
+    rows: tuple[int, int] | None  # (dataset_from_index, dataset_to_index)
+    # camera -> (chunk_index, file_index, from_timestamp, to_timestamp); None when the row has no entry for it
+    videos: dict[str, tuple[int, int, float, float] | None]
+
+
+def _nonneg_int(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+class _V3Layout(_Layout):
+    """LeRobot v3.0: many episodes per parquet file and per mp4, located by ``meta/episodes/*.parquet`` rows."""
+
+    episodes_file = V3_EPISODES_DIR
+    tasks_file = V3_TASKS_FILE
+    required_info = _V2_REQUIRED_INFO
+    legacy_totals = False
+    length_mismatch_code = "V3_EPISODE_ROWS"
+    placeholders = "v3 templates may use {chunk_index}, {file_index} and {video_key}"
+    template_hint = "Use LeRobot v3's placeholders ({chunk_index}, {file_index}, {video_key})."
+
+    def __init__(self, ctx: _Ctx):
+        super().__init__(ctx)
+        self.data_template_ok = False
+        self.video_template_ok = False
+        self.locations: dict[int, _V3Location] = {}
+        self.meta_files: list[str] = []
+        self.absent_video_columns: dict[str, str] = {}  # camera -> first meta file without its columns
+        self.broken_video_columns: set[str] = set()  # cameras whose columns are malformed (reported)
+        self.file_episodes: dict[Path, list[int]] = {}  # data file -> episodes meta/episodes places there
+        self.bad_files: set[Path] = set()  # missing/unreadable data files (reported once)
+        self.cache: tuple[Path, pa.Schema, pa.Table, dict[int, Any] | None, np.ndarray | None] | None = None
+        # (camera, video file) -> [(episode, from_ts, to_ts, length, meta file)] in episode order
+        self.video_entries: dict[tuple[str, Path], list[tuple[int, float, float, int, str]]] = {}
+
+    @property
+    def video_keys(self) -> list[str]:
+        """Declared (well-formed) video features; known once _check_info has run."""
+        return [k for k, f in self.ctx.features.items() if f["dtype"] == "video"]
+
+    # --- layout / templates ---------------------------------------------------------------------------------
+    def check_layout(self) -> bool:
+        ctx, info, f = self.ctx, self.ctx.info, "meta/info.json"
+        has_dir = (ctx.root / V3_EPISODES_DIR).is_dir()
+        if not has_dir and (ctx.root / "meta" / "episodes.jsonl").is_file():
+            ctx.add(
+                "VERSION_LAYOUT_MISMATCH",
+                f"codebase_version is {ctx.version} but the dataset has meta/episodes.jsonl and no "
+                f"{V3_EPISODES_DIR}/ (a v2 layout)",
+                file=f,
+                field="codebase_version",
+                hint="Set codebase_version to the dataset's real version (v2.0/v2.1), or convert the dataset "
+                "(groot_ft.data.convert.write_v3_dataset).",
+            )
+            return False
+        for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
+            if key not in info:
+                ctx.add("V3_INFO_KEY_MISSING", f"{key} is missing (LeRobot v3 writers record it)", file=f, field=key)
+            elif not _is_number(info[key]) or not info[key] > 0:
+                ctx.add("INFO_INVALID_VALUE", f"{key} must be a positive number, got {info[key]!r}", file=f, field=key)
+        template = info.get("data_path")
+        if isinstance(template, str) and "{episode_index" in template and "{file_index" not in template:
+            ctx.add(
+                "VERSION_LAYOUT_MISMATCH",
+                f"codebase_version is {ctx.version} but data_path {template!r} is a v2 template (one file per episode)",
+                file=f,
+                field="data_path",
+            )
+        else:
+            self.data_template_ok = self._check_template("data_path", ("chunk_index", "file_index"))
+        if self.video_keys:
+            self.video_template_ok = self._check_template("video_path", ("video_key", "chunk_index", "file_index"))
+        return True
+
+    def _format_sample(self, template: str) -> str:
+        return template.format(chunk_index=0, file_index=0, video_key="observation.images.x")
+
+    def _data_path(self, loc: _V3Location) -> Path | None:
+        if not self.data_template_ok or loc.data is None:
+            return None
+        try:
+            rel = self.ctx.info["data_path"].format(chunk_index=loc.data[0], file_index=loc.data[1])
+            return resolve_inside(self.ctx.root, rel, "data_path")
+        except (DatasetError, KeyError, IndexError, ValueError):
+            return None
+
+    def _video_path(self, key: str, entry: tuple[int, int, float, float]) -> Path | None:
+        try:
+            rel = self.ctx.info["video_path"].format(video_key=key, chunk_index=entry[0], file_index=entry[1])
+            return resolve_inside(self.ctx.root, rel, "video_path")
+        except (DatasetError, KeyError, IndexError, ValueError):
+            return None
+
+    # --- metadata -------------------------------------------------------------------------------------------
+    def load_episodes(self) -> list[_EpisodeMeta]:
+        ctx = self.ctx
+        base = ctx.root / V3_EPISODES_DIR
+        if not base.is_dir():
+            ctx.add(
+                "META_MISSING",
+                f"{V3_EPISODES_DIR}/ is missing (a v3.0 dataset lists its episodes in "
+                f"{V3_EPISODES_DIR}/chunk-*/file-*.parquet)",
+                file=V3_EPISODES_DIR,
+            )
+            return []
+        files = sorted(p for p in base.rglob("*.parquet") if p.is_file())
+        if not files:
+            ctx.add("META_MISSING", f"{V3_EPISODES_DIR}/ holds no parquet files", file=V3_EPISODES_DIR)
+            return []
+        episodes: list[_EpisodeMeta] = []
+        first_seen: dict[int, str] = {}
+        order_ok, prev, complete = True, -1, True
+        for path in files:
+            rel = ctx.rel(path)
+            self.meta_files.append(rel)
+            with ctx.guard(rel):
+                read = self._read_episodes_file(path, rel)
+                if read is None:
+                    complete = False
+                    continue
+                for meta, loc in read:
+                    if meta is None:
+                        complete = False
+                        continue
+                    if meta.index in first_seen:
+                        ctx.add(
+                            "EPISODE_INDICES_INVALID",
+                            f"{meta.where}: episode_index {meta.index} duplicates {first_seen[meta.index]}",
+                            file=rel,
+                            field=meta.where,
+                            episode=meta.index,
+                        )
+                        complete = False
+                        continue
+                    first_seen[meta.index] = f"{rel} {meta.where}"
+                    order_ok = order_ok and meta.index > prev
+                    prev = meta.index
+                    self.locations[meta.index] = loc
+                    episodes.append(meta)
+        self.episodes_complete = complete
+        if not episodes:
+            ctx.add("EMPTY_DATASET", f"{V3_EPISODES_DIR}/ lists no (usable) episodes", file=V3_EPISODES_DIR)
+            return []
+        _check_episode_indices(ctx, V3_EPISODES_DIR, sorted(first_seen), complete, order_ok)
+        episodes.sort(key=lambda e: e.index)
+        self._check_index_chain(episodes)
+        return episodes
+
+    def _read_episodes_file(
+        self, path: Path, rel: str
+    ) -> list[tuple[_EpisodeMeta | None, _V3Location | None]] | None:
+        ctx = self.ctx
+        try:
+            schema = pq.read_schema(path)
+            names = schema.names
+            table = pq.read_table(path, columns=[n for n in names if not n.startswith("stats/")])
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            ctx.add("PARQUET_UNREADABLE", f"cannot read the episodes metadata: {exc}", file=rel)
+            return None
+        unusable = set()
+        for col in V3_EPISODE_COLUMNS:
+            if col not in names:
+                ctx.add("V3_EPISODES_SCHEMA", f"column {col!r} is missing", file=rel, field=col)
+                unusable.add(col)
+            elif not pa.types.is_integer(schema.field(col).type):
+                ctx.add(
+                    "V3_EPISODES_SCHEMA",
+                    f"column {col!r} is {schema.field(col).type}, expected integers",
+                    file=rel,
+                    field=col,
+                )
+                unusable.add(col)
+        if {"episode_index", "length"} & unusable:
+            return None
+        cols = {c: table.column(c).to_pylist() for c in V3_EPISODE_COLUMNS if c not in unusable}
+        tasks = None
+        if "tasks" in names:
+            tasks = table.column("tasks").to_pylist()
+        else:
+            ctx.add("EPISODE_TASKS_MISSING", "no tasks column (each episode's task strings)", file=rel, field="tasks")
+        videos: dict[str, list[list[Any]]] = {}
+        for key in self.video_keys:
+            wanted = v3_video_columns(key)
+            present = [c for c in wanted if c in names]
+            if not present:
+                self.absent_video_columns.setdefault(key, rel)
+                continue
+            bad = [c for c in wanted if c not in names]
+            for c in wanted[:2]:
+                if c in names and not pa.types.is_integer(schema.field(c).type):
+                    bad.append(c)
+            for c in wanted[2:]:
+                if c in names and not (
+                    pa.types.is_floating(schema.field(c).type) or pa.types.is_integer(schema.field(c).type)
+                ):
+                    bad.append(c)
+            if bad:
+                for c in bad:
+                    what = "is missing" if c not in names else f"is {schema.field(c).type}, expected numbers"
+                    ctx.add("V3_EPISODES_SCHEMA", f"column {c!r} {what}", file=rel, field=c)
+                self.broken_video_columns.add(key)
+                continue
+            videos[key] = [table.column(c).to_pylist() for c in wanted]
+        out: list[tuple[_EpisodeMeta | None, _V3Location | None]] = []
+        for row in range(table.num_rows):
+            where = f"row {row}"
+            idx, length = cols["episode_index"][row], cols["length"][row]
+            if not _nonneg_int(idx) or not _nonneg_int(length):
+                ctx.add(
+                    "EPISODE_ENTRY_INVALID",
+                    f"{where}: episode_index {idx!r}, length {length!r} (need integers >= 0)",
+                    file=rel,
+                    field=where,
+                    episode=idx if _is_int(idx) else None,
+                )
+                out.append((None, None))
+                continue
+            ep_tasks = tasks[row] if tasks is not None else []
+            if not isinstance(ep_tasks, list) or not all(isinstance(t, str) for t in ep_tasks):
+                ctx.add(
+                    "EPISODE_ENTRY_INVALID",
+                    f"{where}: tasks must be a list of strings, got {ep_tasks!r}",
+                    file=rel,
+                    field=where,
+                    episode=idx,
+                )
+                ep_tasks = [t for t in ep_tasks if isinstance(t, str)] if isinstance(ep_tasks, list) else []
+            if length == 0:
+                ctx.add("ZERO_LENGTH_EPISODE", f"episode {idx} has length 0", file=rel, field=where, episode=idx)
+            data = rows = None
+            if "data/chunk_index" in cols and "data/file_index" in cols:
+                chunk, file = cols["data/chunk_index"][row], cols["data/file_index"][row]
+                if _nonneg_int(chunk) and _nonneg_int(file):
+                    data = (chunk, file)
+                else:
+                    ctx.add(
+                        "V3_EPISODES_SCHEMA",
+                        f"{where}: data/chunk_index {chunk!r}, data/file_index {file!r} (need integers >= 0)",
+                        file=rel,
+                        field="data/file_index",
+                        episode=idx,
+                    )
+            if "dataset_from_index" in cols and "dataset_to_index" in cols:
+                lo, hi = cols["dataset_from_index"][row], cols["dataset_to_index"][row]
+                if _nonneg_int(lo) and _nonneg_int(hi):
+                    rows = (lo, hi)
+                else:
+                    ctx.add(
+                        "V3_EPISODES_SCHEMA",
+                        f"{where}: dataset_from_index {lo!r}, dataset_to_index {hi!r} (need integers >= 0)",
+                        file=rel,
+                        field="dataset_from_index",
+                        episode=idx,
+                    )
+            locs: dict[str, tuple[int, int, float, float] | None] = {}
+            for key, (chunks, files, starts, ends) in videos.items():
+                entry = (chunks[row], files[row], starts[row], ends[row])
+                if all(v is None for v in entry):
+                    locs[key] = None  # no video of this camera for this episode
+                elif (
+                    _nonneg_int(entry[0])
+                    and _nonneg_int(entry[1])
+                    and all(_is_number(v) and math.isfinite(v) for v in entry[2:])
+                ):
+                    locs[key] = (entry[0], entry[1], float(entry[2]), float(entry[3]))
+                else:
+                    ctx.add(
+                        "V3_EPISODES_SCHEMA",
+                        f"{where}: videos/{key}/... entry {entry!r} needs chunk_index, file_index >= 0 and finite "
+                        "from_timestamp, to_timestamp",
+                        file=rel,
+                        field=f"videos/{key}/from_timestamp",
+                        episode=idx,
+                    )
+                    locs[key] = None
+            out.append(
+                (_EpisodeMeta(idx, length, tuple(ep_tasks), row, rel, where), _V3Location(data, rows, locs))
+            )
+        return out
+
+    def _check_index_chain(self, episodes: list[_EpisodeMeta]) -> None:
+        """dataset_from_index[0] == 0, from[i+1] == to[i], to - from == length (invariant 8)."""
+        ctx = self.ctx
+        prev: tuple[int, int] | None = None  # (episode, dataset_to_index)
+        for i, ep in enumerate(episodes):
+            rows = self.locations[ep.index].rows
+            if rows is None:
+                prev = None
+                continue
+            lo, hi = rows
+            if i == 0 and lo != 0:
+                ctx.add(
+                    "V3_INDEX_GAP",
+                    f"the first episode ({ep.index}) starts at dataset_from_index {lo}, expected 0",
+                    file=ep.file,
+                    episode=ep.index,
+                    field="dataset_from_index",
+                )
+            elif prev is not None and lo != prev[1]:
+                kind = "gap" if lo > prev[1] else "overlap"
+                ctx.add(
+                    "V3_INDEX_GAP",
+                    f"episode {ep.index} starts at dataset_from_index {lo} but episode {prev[0]} ends at "
+                    f"dataset_to_index {prev[1]} ({kind} of {abs(lo - prev[1])} rows)",
+                    file=ep.file,
+                    episode=ep.index,
+                    field="dataset_from_index",
+                )
+            if hi - lo != ep.length:
+                ctx.add(
+                    "V3_INDEX_LENGTH_MISMATCH",
+                    f"dataset_to_index - dataset_from_index = {hi} - {lo} = {hi - lo} but episode {ep.index} has "
+                    f"length {ep.length}",
+                    file=ep.file,
+                    episode=ep.index,
+                    field="dataset_to_index",
+                )
+            prev = (ep.index, hi)
+
+    def load_tasks(self) -> dict[int, str] | None:
+        ctx, rel = self.ctx, self.tasks_file
+        path = ctx.root / rel
+        if not path.is_file():
+            ctx.add("META_MISSING", f"{rel} is missing", file=rel)
+            return None
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            ctx.add("PARQUET_UNREADABLE", f"cannot read the tasks: {exc}", file=rel)
+            return None
+        column = v3_task_column(table.schema)
+        if column is None or "task_index" not in table.column_names:
+            ctx.add(
+                "TASK_ENTRY_INVALID",
+                "needs a task_index column and the task strings as a 'task' column or as the pandas index "
+                f"(columns: {', '.join(table.column_names)})",
+                file=rel,
+                field="task_index" if "task_index" not in table.column_names else "task",
+            )
+            return None
+        pairs = zip(table.column("task_index").to_pylist(), table.column(column).to_pylist(), strict=True)
+        rows = ((f"row {i}", i, {"task_index": a, "task": b}) for i, (a, b) in enumerate(pairs))
+        tasks, dropped = _collect_tasks(ctx, rel, rows, "row")
+        self.tasks_complete = not dropped
+        self.task_lines = table.num_rows
+        _check_task_indices(ctx, rel, tasks, self.tasks_complete)
+        return tasks
+
+    # --- data -----------------------------------------------------------------------------------------------
+    def episode_sources(self, episodes: list[_EpisodeMeta]) -> Iterator[_EpisodeSource]:
+        paths = {ep.index: self._data_path(self.locations[ep.index]) for ep in episodes}
+        for ep in episodes:
+            if paths[ep.index] is not None:
+                self.file_episodes.setdefault(paths[ep.index], []).append(ep.index)
+        for ep in episodes:
+            loc = self.locations[ep.index]
+            videos: dict[str, Path | None] = {}
+            windows: dict[str, tuple[float, float]] = {}
+            for key in self.video_keys:
+                entry = loc.videos.get(key)
+                videos[key] = self._video_path(key, entry) if entry is not None and self.video_template_ok else None
+                if entry is not None:
+                    windows[key] = (entry[2], entry[3])
+            yield _EpisodeSource(ep, paths[ep.index], videos, loc.rows, windows)
+
+    def open_table(self, source: _EpisodeSource, columns_wanted: list[str]) -> tuple[pa.Schema, pa.Table] | None:
+        ctx = self.ctx
+        ep = source.meta
+        e = ep.index
+        path = source.data_file
+        assert path is not None
+        rel = ctx.rel(path)
+        if path in self.bad_files:
+            return None  # reported with the first episode that needed it
+        if self.cache is None or self.cache[0] != path:
+            self.cache = None
+            eps = self.file_episodes.get(path, [e])
+            if not path.is_file():
+                ctx.add(
+                    "PARQUET_MISSING",
+                    f"data file of episode(s) {_ranges(eps)} is missing",
+                    file=rel,
+                    episode=e,
+                )
+                self.bad_files.add(path)
+                return None
+            try:
+                with pq.ParquetFile(path) as pf:
+                    schema = pf.schema_arrow
+                    wanted = dict.fromkeys([*columns_wanted, "episode_index", "index"])
+                    wanted = [c for c in wanted if c in schema.names]
+                    table = pf.read(columns=wanted, use_threads=False)
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                ctx.add(
+                    "PARQUET_UNREADABLE", f"cannot read the data file of episode(s) {_ranges(eps)}: {exc}", file=rel,
+                    episode=e,
+                )
+                self.bad_files.add(path)
+                return None
+            spans = index = None
+            if "episode_index" in table.column_names and pa.types.is_integer(table.schema.field("episode_index").type):
+                col = table.column("episode_index")
+                if not col.null_count:
+                    spans = _episode_spans(col.to_numpy())
+            if "index" in table.column_names and pa.types.is_integer(table.schema.field("index").type):
+                col = table.column("index")
+                if not col.null_count:
+                    index = col.to_numpy()
+            self.cache = (path, schema, table, spans, index)
+            self._check_orphans(path, rel, spans)
+        _, schema, table, spans, index = self.cache
+        if spans is not None:
+            span = spans.get(e)
+        elif index is not None and source.rows is not None:
+            span = _range_in(index, *source.rows)
+        else:
+            ctx.add(
+                "V3_EPISODE_ROWS",
+                f"the data file has no usable episode_index or index column: cannot tell which rows are episode {e}'s",
+                file=rel,
+                episode=e,
+                field="episode_index",
+            )
+            return None
+        if span is None:
+            ctx.add(
+                "V3_EPISODE_ROWS",
+                f"the data file holds no rows of episode {e}, which {ep.file} {ep.where} places there",
+                file=rel,
+                episode=e,
+                field="episode_index",
+            )
+            return None
+        if isinstance(span, tuple):
+            sub = table.slice(span[0], span[1] - span[0])
+        else:
+            ctx.add(
+                "V3_EPISODE_ROWS",
+                f"episode {e}'s {len(span)} rows are not contiguous in the data file (sort rows by episode)",
+                file=rel,
+                episode=e,
+                field="episode_index",
+            )
+            sub = table.take(pa.array(span))
+        if source.rows is not None and "index" in sub.column_names and sub.num_rows and index is not None:
+            first = int(sub.column("index")[0].as_py())
+            if first != source.rows[0]:
+                ctx.add(
+                    "V3_EPISODE_ROWS",
+                    f"episode {e}'s rows start at index {first} but {ep.file} {ep.where} gives dataset_from_index "
+                    f"{source.rows[0]}",
+                    file=rel,
+                    episode=e,
+                    field="index",
+                )
+        return schema, sub.select([c for c in sub.column_names if c in columns_wanted])
+
+    def _check_orphans(self, path: Path, rel: str, spans: dict[int, Any] | None) -> None:
+        if spans is None or not self.episodes_complete:
+            return
+        expected = set(self.file_episodes.get(path, ()))
+        for other in sorted(set(spans) - expected)[:10]:
+            where = "places in another file" if other in self.locations else "does not list"
+            ctx_msg = f"the data file holds rows of episode {other}, which {V3_EPISODES_DIR} {where}"
+            self.ctx.add("V3_EPISODE_ROWS", ctx_msg, file=rel, episode=other, field="episode_index")
+
+    # --- video ----------------------------------------------------------------------------------------------
+    def check_episode_videos(self, source: _EpisodeSource, plan: _EpisodePlan, rows: int | None) -> None:
+        ctx = self.ctx
+        ep = source.meta
+        e = ep.index
+        loc = self.locations.get(e)
+        if loc is None:
+            return
+        for key in self.video_keys:
+            if key in self.absent_video_columns or key in self.broken_video_columns:
+                continue  # reported once in finish / when read
+            used = key in plan.used_videos
+            entry = loc.videos.get(key)
+            if entry is None:
+                if used:
+                    ctx.add(
+                        "VIDEO_MISSING",
+                        f"episode {e} has no videos/{key}/... entry (no video of camera {key!r})",
+                        file=ep.file,
+                        episode=e,
+                        field=key,
+                    )
+                else:
+                    stat = plan.video_missing.setdefault(key, [0, e, e])
+                    stat[0] += 1
+                    stat[2] = e
+                continue
+            path = source.videos.get(key)
+            if path is None:
+                if used and ctx.info.get("video_path") is None and not plan.video_path_reported:
+                    ctx.add(
+                        "INFO_KEY_MISSING",
+                        f"video_path is missing but video feature {key!r} is used",
+                        file="meta/info.json",
+                        field="video_path",
+                    )
+                    plan.video_path_reported = True
+                continue
+            _, _, t0, t1 = entry
+            if ctx.fps and ep.length:
+                want = ep.length / ctx.fps
+                if abs((t1 - t0) - want) > 1.0 / ctx.fps + ctx.tol:
+                    ctx.add(
+                        "V3_VIDEO_SPAN_MISMATCH",
+                        f"camera {key!r}: to_timestamp - from_timestamp = {t1:.6f} - {t0:.6f} = {t1 - t0:.6f} s but "
+                        f"{ep.length} frames at {ctx.fps:g} fps last {want:.6f} s",
+                        file=ep.file,
+                        episode=e,
+                        field=f"videos/{key}/to_timestamp",
+                    )
+            self.video_entries.setdefault((key, path), []).append((e, t0, t1, ep.length, ep.file))
+
+    def finish(self, plan: _EpisodePlan, episodes: list[_EpisodeMeta]) -> None:
+        ctx = self.ctx
+        for key, rel in self.absent_video_columns.items():
+            if key in plan.used_videos:
+                ctx.add(
+                    "V3_EPISODES_SCHEMA",
+                    f"no videos/{key}/... columns, but camera {key!r} is used (modality.json / the config)",
+                    file=rel,
+                    field=f"videos/{key}/chunk_index",
+                )
+            elif episodes:
+                plan.video_missing[key] = [len(episodes), episodes[0].index, episodes[-1].index]
+        for (key, path), entries in self.video_entries.items():
+            rel = ctx.rel(path)
+            eps = [x[0] for x in entries]
+            with ctx.guard(rel, eps[0]):
+                self._check_video(plan, key, path, rel, entries)
+        if self.episodes_complete:
+            with ctx.guard(None):
+                self._check_unreferenced()
+
+    def _check_video(
+        self, plan: _EpisodePlan, key: str, path: Path, rel: str, entries: list[tuple[int, float, float, int, str]]
+    ) -> None:
+        ctx = self.ctx
+        eps = [x[0] for x in entries]
+        if not path.is_file():
+            if key in plan.used_videos:
+                ctx.add(
+                    "VIDEO_MISSING",
+                    f"video file of camera {key!r} for episode(s) {_ranges(eps)} is missing",
+                    file=rel,
+                    episode=eps[0],
+                    field=key,
+                )
+            else:
+                stat = plan.video_missing.setdefault(key, [0, eps[0], eps[-1]])
+                stat[0] += len(eps)
+                stat[1], stat[2] = min(stat[1], eps[0]), max(stat[2], eps[-1])
+            return
+        total = sum(x[3] for x in entries)
+        info = _check_video_file(
+            ctx, rel, path, eps[0], key, total, plan, holds=f"its episode(s) {_ranges(eps)} have"
+        )
+        tol = ctx.tol
+        e0, t0, _, _, mfile = entries[0]
+        if abs(t0) > tol:
+            ctx.add(
+                "V3_TIMESTAMP_CHAIN",
+                f"camera {key!r}: episode {e0} is the first in {rel} but starts at from_timestamp {t0:.6f} s, "
+                "expected 0",
+                file=mfile,
+                episode=e0,
+                field=f"videos/{key}/from_timestamp",
+            )
+        for (pe, _, p1, _, _), (ce, c0, _, _, cfile) in pairwise(entries):
+            if abs(c0 - p1) > tol:
+                kind = "gap" if c0 > p1 else "overlap"
+                ctx.add(
+                    "V3_TIMESTAMP_CHAIN",
+                    f"camera {key!r}: episode {ce} starts at from_timestamp {c0:.6f} s in {rel} but episode {pe} "
+                    f"ends at to_timestamp {p1:.6f} s ({kind} of {abs(c0 - p1):.6f} s)",
+                    file=cfile,
+                    episode=ce,
+                    field=f"videos/{key}/from_timestamp",
+                )
+        if info is not None and ctx.fps and info.duration_s:
+            le, _, l1, _, lfile = entries[-1]
+            if abs(l1 - info.duration_s) > 0.5 / ctx.fps + tol:
+                ctx.add(
+                    "V3_TIMESTAMP_CHAIN",
+                    f"camera {key!r}: the last episode in {rel} ({le}) ends at to_timestamp {l1:.6f} s but the "
+                    f"file lasts {info.duration_s:.6f} s",
+                    file=lfile,
+                    episode=le,
+                    field=f"videos/{key}/to_timestamp",
+                )
+
+    def _check_unreferenced(self) -> None:
+        ctx = self.ctx
+        referenced = set(self.file_episodes) | {path for _, path in self.video_entries}
+        found: list[Path] = []
+        for key, suffix in (("data_path", ".parquet"), ("video_path", ".mp4")):
+            template = ctx.info.get(key)
+            if not isinstance(template, str) or "/" not in template or template.startswith(("/", "{")):
+                continue
+            top = ctx.root / template.split("/", 1)[0]
+            template_ok = self.data_template_ok if key == "data_path" else self.video_template_ok
+            if top.is_dir() and template_ok:
+                found.extend(p for p in sorted(top.rglob(f"*{suffix}")) if p.is_file() and not p.name.startswith("."))
+        extra = [p for p in found if p.resolve() not in referenced]
+        for p in extra[:20]:
+            ctx.add("V3_FILE_UNREFERENCED", "no episode in meta/episodes points at this file", file=ctx.rel(p))
+
+    # --- stats ----------------------------------------------------------------------------------------------
+    def check_stats(self, episodes: list[_EpisodeMeta], rows_override: dict[int, int]) -> None:
+        ctx = self.ctx
+        lengths = {e.index: rows_override.get(e.index, e.length) for e in episodes}
+        stats = _load_json(ctx, "meta/stats.json", required=False)
+        if stats is not _MISSING:
+            with ctx.guard("meta/stats.json"):
+                _check_stats_object(ctx, stats, "meta/stats.json", None, sum(lengths.values()), groot=True)
+        for rel in self.meta_files:
+            with ctx.guard(rel):
+                self._check_episode_stats(rel, lengths)
+
+    def _check_episode_stats(self, rel: str, lengths: dict[int, int]) -> None:
+        ctx = self.ctx
+        path = ctx.root / rel
+        try:
+            names = pq.read_schema(path).names
+        except (pa.ArrowException, OSError, ValueError):
+            return  # reported by load_episodes
+        columns = [n for n in names if n.startswith("stats/")]
+        if not columns or "episode_index" not in names:
+            return
+        parsed: dict[str, tuple[str, str]] = {}
+        for col in columns:
+            feature, _, stat = col[len("stats/") :].rpartition("/")
+            if not feature or not stat:
+                ctx.add("STATS_INVALID", f"column {col!r} is not stats/<feature>/<stat>", file=rel, field=col)
+                continue
+            parsed[col] = (feature, stat)
+        table = pq.read_table(path, columns=["episode_index", *parsed])
+        values = {col: table.column(col).to_pylist() for col in parsed}
+        for row, e in enumerate(table.column("episode_index").to_pylist()):
+            if e not in lengths:
+                continue
+            obj: dict[str, dict[str, Any]] = {}
+            for col, (feature, stat) in parsed.items():
+                if values[col][row] is not None:
+                    obj.setdefault(feature, {})[stat] = values[col][row]
+            if obj:
+                _check_stats_object(ctx, obj, rel, e, lengths[e], groot=False, row=row)
+
+
+_LAYOUTS: dict[str, type[_Layout]] = {"v2.0": _V2Layout, "v2.1": _V2Layout, "v3.0": _V3Layout}
 
 
 # ===================================================================================================== A. info.json
@@ -1221,7 +1964,7 @@ def _check_totals(ctx: _Ctx, layout: _Layout, episodes: list[_EpisodeMeta], task
             "total_tasks",
             "TOTAL_TASKS_MISMATCH",
             len(tasks) if tasks is not None else None,
-            f"meta/tasks.jsonl has {len(tasks or ())} tasks",
+            f"{layout.tasks_file} has {len(tasks or ())} tasks",
         ),
         (
             "total_videos",
@@ -1236,6 +1979,9 @@ def _check_totals(ctx: _Ctx, layout: _Layout, episodes: list[_EpisodeMeta], task
             f"expected ceil({n} / {cs}) = {math.ceil(n / cs) if _is_int(cs) and cs > 0 else '?'}",
         ),
     ]
+    if not layout.legacy_totals:
+        expected = [e for e in expected if e[0] not in ("total_videos", "total_chunks")]
+        expected = [(k, c, w, why.replace("meta/episodes.jsonl", layout.episodes_file)) for k, c, w, why in expected]
     for key, code, want, why in expected:
         have = count(key)
         if have is not None and want is not None and have != want:
@@ -1264,15 +2010,17 @@ def _check_totals(ctx: _Ctx, layout: _Layout, episodes: list[_EpisodeMeta], task
     if tasks is not None and episodes:
         known = set(tasks.values())
         unknown: dict[str, int] = {}
+        files: dict[int, str] = {}
         for e in episodes:
             for t in e.tasks:
                 if t not in known:
                     unknown.setdefault(t, e.index)
+                    files.setdefault(e.index, e.file)
         for t, ep in list(unknown.items())[:20]:
             ctx.add(
                 "EPISODE_TASK_UNKNOWN",
-                f"episode {ep} lists task {t!r}, which meta/tasks.jsonl lacks",
-                file="meta/episodes.jsonl",
+                f"episode {ep} lists task {t!r}, which {layout.tasks_file} lacks",
+                file=files[ep],
                 episode=ep,
                 field="tasks",
             )
@@ -1519,12 +2267,18 @@ class _EpisodePlan:
         self.tables_read = 0
         self.keyframes: dict[str, tuple[int, int, int]] = {}  # key -> (episodes, frames, keyframes), deep mode
         self.undeclared: dict[str, int] = {}
+        self.length_code = "EPISODE_LENGTH_MISMATCH"
+        self.episodes_label = "meta/episodes.jsonl"
+        self.tasks_label = "meta/tasks.jsonl"
 
     @classmethod
     def build(
         cls, ctx: _Ctx, layout: _Layout, modality: dict[str, Any] | None, tasks: dict[int, str] | None
     ) -> _EpisodePlan:
         plan = cls()
+        plan.length_code = layout.length_mismatch_code
+        plan.episodes_label = layout.episodes_file
+        plan.tasks_label = layout.tasks_file
         plan.tabular = {k: f for k, f in ctx.features.items() if f["dtype"] != "video"}
         plan.read_columns = [k for k, f in plan.tabular.items() if f["dtype"] not in ("image",)]
         for extra in ("timestamp", "frame_index", "episode_index", "index", "task_index", "next.done"):
@@ -1640,8 +2394,8 @@ def _check_table(ctx: _Ctx, rel: str, ep: _EpisodeMeta, schema: pa.Schema, table
     if rows != ep.length:
         plan.rows_override[e] = rows
         ctx.add(
-            "EPISODE_LENGTH_MISMATCH",
-            f"episode {e} has {rows} parquet rows but meta/episodes.jsonl says length {ep.length}",
+            plan.length_code,
+            f"episode {e} has {rows} parquet rows but {plan.episodes_label} says length {ep.length}",
             file=rel,
             episode=e,
             field="length",
@@ -1889,7 +2643,7 @@ def _check_semantics(
                 ctx.add(
                     code,
                     f"{column} values {[int(v) for v in bad[:8]]} are not task indices of "
-                    f"meta/tasks.jsonl (valid: {_ranges([int(k) for k in plan.task_keys])})",
+                    f"{plan.tasks_label} (valid: {_ranges([int(k) for k in plan.task_keys])})",
                     file=rel,
                     episode=e,
                     field=column,
@@ -1901,10 +2655,10 @@ def _check_semantics(
             if missing:
                 ctx.add(
                     "EPISODE_TASKS_MISMATCH",
-                    f"rows use task(s) {missing} that episode {e}'s tasks list in meta/episodes.jsonl lacks",
-                    file="meta/episodes.jsonl",
+                    f"rows use task(s) {missing} that episode {e}'s tasks list in {ep.file} lacks",
+                    file=ep.file,
                     episode=e,
-                    field=f"line {ep.line}",
+                    field=ep.where or f"line {ep.line}",
                 )
     # next.done
     done = scalars.get("next.done")
@@ -2012,8 +2766,19 @@ def _check_episode_videos(ctx: _Ctx, source: _EpisodeSource, plan: _EpisodePlan,
 
 
 def _check_video_file(
-    ctx: _Ctx, rel: str, path: Path, e: int, key: str, expected_frames: int, plan: _EpisodePlan
-) -> None:
+    ctx: _Ctx,
+    rel: str,
+    path: Path,
+    e: int,
+    key: str,
+    expected_frames: int,
+    plan: _EpisodePlan,
+    holds: str = "the episode has",
+) -> Any:
+    """Container, codec, size, fps and frame-count checks of one file; returns its VideoInfo (None if unreadable).
+
+    ``expected_frames`` is what the file must hold (v3: the sum of its episodes' lengths, described by ``holds``).
+    """
     from groot_ft.data.video import VideoError, probe_video
 
     feature = ctx.features[key]
@@ -2028,7 +2793,7 @@ def _check_video_file(
             episode=e,
             field=key,
         )
-        return
+        return None
     if info.num_video_streams != 1:
         ctx.add(
             "VIDEO_STREAM_COUNT",
@@ -2083,12 +2848,12 @@ def _check_video_file(
     if ctx.deep:
         decoded = _deep_decode(ctx, rel, path, e, key, (height, width), plan)
         if decoded is None:
-            return
+            return info
         frames, source = decoded, "decoded frames"
     if frames < expected_frames:
         ctx.add(
             "VIDEO_FRAME_COUNT_MISMATCH",
-            f"video has {frames} frames ({source}) but the episode has "
+            f"video has {frames} frames ({source}) but {holds} "
             f"{expected_frames} rows; GR00T decodes one frame per row",
             file=rel,
             episode=e,
@@ -2117,6 +2882,7 @@ def _check_video_file(
             episode=e,
             field=key,
         )
+    return info
 
 
 def _strip_path(exc: Exception, path: Path) -> str:
@@ -2171,9 +2937,17 @@ def _as_array(value: Any) -> np.ndarray | None:
 
 
 def _check_stats_object(
-    ctx: _Ctx, stats: Any, rel: str, episode: int | None, frames: int, *, groot: bool, line: int | None = None
+    ctx: _Ctx,
+    stats: Any,
+    rel: str,
+    episode: int | None,
+    frames: int,
+    *,
+    groot: bool,
+    line: int | None = None,
+    row: int | None = None,
 ) -> None:
-    where0 = f"line {line}: " if line is not None else ""
+    where0 = f"line {line}: " if line is not None else f"row {row}: " if row is not None else ""
     if not isinstance(stats, dict):
         ctx.add(
             "STATS_INVALID",

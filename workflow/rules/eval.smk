@@ -1,0 +1,27 @@
+# eval_open_loop: replay held-out episodes through the final policy; MSE/MAE in physical units and plots per action dim.
+rule eval_open_loop:
+    input:
+        model=f"{OUT}/manifest.json",
+    output:
+        metrics=f"{OUT}/eval/open_loop/metrics.json",
+        plots=report(
+            directory(f"{OUT}/eval/open_loop/plots"),
+            patterns=["traj_{episode}.png"],
+            category="4. Open-loop evaluation",
+            labels={"episode": "{episode}"},
+        ),
+    log:
+        f"{OUT}/logs/eval_open_loop.log",
+    params:
+        out_dir=OUT,
+        dataset=DATASET,
+        tag=config["embodiment_tag"],
+        eval_episodes=EVAL_EPISODES_ARG,
+        seed=config["seed"],
+        num=config["open_loop_eval_episodes"],
+    conda:
+        "../../envs/groot-ft.yaml"
+    shell:
+        "groot-ft eval-open-loop {params.out_dir} --dataset {params.dataset} --embodiment-tag {params.tag} "
+        "--out {output.plots} --eval-episodes {params.eval_episodes} --seed {params.seed} "
+        "--num-episodes {params.num} > {log} 2>&1 && mv {output.plots}/metrics.json {output.metrics}"
