@@ -30,8 +30,9 @@ KEY_BITS = 32
 MAX_PASS_BITS = 16
 MIN_PASS_BITS = 4
 DEFAULT_BUDGET_BYTES = 64 * 2**20
-_COUNT_BLOCK = 2**21  # histogram bins counted per bincount call (bounds that temporary to 16 MiB)
+_COUNT_BLOCK = 2**19  # histogram bins counted per bincount call (bounds that temporary to 4 MiB)
 _SELECT_BLOCK = 2**22  # key elements gathered per block in the later passes
+_LUT_ENTRIES = 2**23  # later passes find each key's group in a (dim x 2**resolved) table when it is this small
 _LOW32 = (1 << KEY_BITS) - 1
 
 
@@ -166,13 +167,50 @@ class RadixSelect:
     def _hist0(self, keys: np.ndarray) -> None:
         assert self.hist is not None
         nbins = 1 << self.bits
-        digits = keys >> np.uint32(KEY_BITS - self.bits)
+        shift = np.uint32(KEY_BITS - self.bits)
         dims_per_block = max(1, _COUNT_BLOCK // nbins)
         for start in range(0, self.dim, dims_per_block):
             stop = min(self.dim, start + dims_per_block)
-            offsets = np.arange(stop - start, dtype=np.int64) * nbins
-            flat = (digits[:, start:stop].astype(np.int64) + offsets).ravel()
-            _count_into(self.hist[start:stop].reshape(-1), flat)
+            flat = (keys[:, start:stop] >> shift).astype(np.int64)
+            flat += np.arange(stop - start, dtype=np.int64) * nbins
+            _count_into(self.hist[start:stop].reshape(-1), flat.reshape(-1))
+
+    def _lookup_table(self) -> np.ndarray:
+        """``table[dim << resolved | prefix]`` = 1 + the group of (dim, prefix), 0 for keys in no wanted bucket."""
+        key = (self.pass_index, self.resolved, len(self.group_dim))
+        if getattr(self, "_lut_key", None) != key:
+            lut = np.zeros(self.dim << self.resolved, dtype=np.int32)
+            lut[(self.group_dim << self.resolved) | self.group_prefix] = np.arange(1, len(self.group_dim) + 1)
+            self._lut, self._lut_key = lut, key
+        return self._lut
+
+    def _update_by_lookup(self, keys: np.ndarray) -> None:
+        """A later pass, one table look-up per key: cheaper than comparing every key with every wanted bucket."""
+        lut = self._lookup_table()
+        high_shift = np.uint32(KEY_BITS - self.resolved)
+        offsets = np.arange(self.dim, dtype=np.uint32) << np.uint32(self.resolved)
+        nbins = 1 << self.bits
+        low_shift = KEY_BITS - self.resolved - self.bits
+        rows_per_block = max(1, _SELECT_BLOCK // self.dim)
+        for r0 in range(0, len(keys), rows_per_block):
+            block = np.ascontiguousarray(keys[r0 : r0 + rows_per_block])
+            idx = block >> high_shift
+            idx += offsets
+            group = lut[idx].reshape(-1)
+            hit = np.flatnonzero(group)
+            if len(hit) == 0:
+                continue
+            grp = group[hit].astype(np.int64) - 1
+            found = block.reshape(-1)[hit].astype(np.int64)
+            row = self.group_row[grp]
+            to_raw = row < 0
+            if to_raw.any():
+                self.raw.append((grp[to_raw] << KEY_BITS) | found[to_raw])
+            if not to_raw.all():
+                assert self.hist is not None
+                dense = ~to_raw
+                flat = row[dense] * nbins + ((found[dense] >> low_shift) & (nbins - 1))
+                _count_into(self.hist.reshape(-1), flat)
 
     def update_keys(self, keys: np.ndarray) -> None:
         """Add a chunk of keys (``(n, dim)`` uint32 from :func:`float32_keys`) to the current pass."""
@@ -192,6 +230,9 @@ class RadixSelect:
                     self._spill0()
             else:
                 self._hist0(keys)
+            return
+        if 0 < self.resolved and self.dim << self.resolved <= _LUT_ENTRIES:
+            self._update_by_lookup(keys)
             return
         high_shift = np.uint32(KEY_BITS - self.resolved)
         per_block = max(1, _SELECT_BLOCK // n)
@@ -448,3 +489,237 @@ _CHANGED = (
     "radix select: a later pass saw different data than the first (the data changed between passes, or the "
     "passes streamed different rows)"
 )
+
+
+def upstream_lerp(a: np.ndarray, b: np.ndarray, gamma: np.ndarray | float) -> np.ndarray:
+    """numpy 1.26's quantile interpolation of float32 order statistics, as upstream's pinned numpy computes it.
+
+    ``numpy.lib.function_base._lerp`` with float32 ``a``/``b`` and float64 ``gamma`` takes the difference ``b - a``
+    in float32 and everything else in float64. (numpy >= 2 keeps the whole interpolation in float32, so its
+    ``np.quantile`` of float32 data differs from upstream's files in the last float32 bit.)
+    """
+    a32 = np.asarray(a, dtype=np.float32)
+    b32 = np.asarray(b, dtype=np.float32)
+    t = np.asarray(gamma, dtype=np.float64)
+    diff = (b32 - a32).astype(np.float64)
+    return np.where(t >= 0.5, b32.astype(np.float64) - diff * (1 - t), a32.astype(np.float64) + diff * t)
+
+
+class WeightedRadixSelect:
+    """Exact weighted quantiles of several sources of float32 samples (datasets of a mixture), in a few passes.
+
+    Definition. Source ``i`` holds ``n_i`` samples and gets the weight ``p_i`` (normalised to sum to 1). With
+    ``N = sum(n_i)``, each of its samples carries the *mass* ``c_i = N * p_i / n_i``, so the masses add up to ``N`` as
+    ``N`` unit samples would. Lay the pooled samples in sorted order along ``[0, N)``, each covering an interval as
+    long as its mass; ``v(k)`` (``k = 0 .. N-1``) is the value of the sample covering the point ``k``, i.e. the
+    smallest value whose cumulative mass exceeds ``k``. The ``q``-quantile is numpy's "linear" rule applied to
+    ``v``: ``h = (N - 1) q``, ``v(floor h) + (h - floor h) * (v(floor h + 1) - v(floor h))`` (:func:`linear_ranks`,
+    :func:`numpy_lerp`). With ``p_i = n_i / N`` every mass is 1, ``v`` is the pooled sorted sample, and the result is
+    exactly ``np.quantile`` of the pooled data (in float64).
+
+    Masses are compared in float64 against ``k + tol`` (``tol`` = 1e-6 of one unit sample): that makes weights that
+    are proportional to the counts only up to float rounding give the pooled quantile too; a genuinely weighted
+    cumulative mass that lands within ``tol`` above a grid point is treated as on it.
+
+    Protocol (like :class:`RadixSelect`): every pass, :meth:`update` each source with all of its samples (any chunking
+    and order), then :meth:`end_pass`; repeat while it returns True. Per-source integer histograms of the next key
+    digit (or the keys themselves, for small buckets) keep memory within ``budget_bytes``, whatever ``N``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        counts: Sequence[int],
+        weights: Sequence[float],
+        probs: Sequence[float] = (0.01, 0.99),
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        raw_limit: int | None = None,
+        tol: float = 1e-6,
+    ):
+        from fractions import Fraction
+
+        self.dim = int(dim)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        w = [float(x) for x in weights]
+        if self.dim < 1 or len(self.counts) == 0 or len(w) != len(self.counts):
+            raise ValueError("need dim >= 1 and one weight per source")
+        if not all(math.isfinite(x) and x > 0 for x in w) or np.any(self.counts < 1):
+            raise ValueError(f"weights must be finite and > 0 and every source non-empty, got {w}, {self.counts}")
+        self.sources = len(w)
+        self.n = int(self.counts.sum())
+        total = sum(Fraction(x) for x in w)
+        # masses as exact rationals first, so that proportional weights give exactly 1.0
+        self.mass = np.array(
+            [float(Fraction(x) / total * self.n / int(c)) for x, c in zip(w, self.counts)], dtype=np.float64
+        )
+        self.probs = tuple(float(p) for p in probs)
+        lo, hi, gamma = linear_ranks(self.n, self.probs)
+        self._lo, self._hi, self._gamma = lo, hi, gamma
+        self.positions = np.unique(np.concatenate([lo, hi]))
+        self.budget_bytes = int(budget_bytes)
+        self.raw_limit = -1 if raw_limit is None else int(raw_limit)
+        self.tol = float(tol)
+        npos = len(self.positions)
+        self.t_dim = np.repeat(np.arange(self.dim, dtype=np.int64), npos)
+        self.t_target = np.tile(self.positions.astype(np.float64), self.dim) + self.tol
+        self.t_prefix = np.zeros(len(self.t_dim), dtype=np.int64)
+        self.t_below = np.zeros((len(self.t_dim), self.sources), dtype=np.int64)  # per-source counts below bucket
+        self.t_done = np.zeros(len(self.t_dim), dtype=bool)
+        self.resolved = 0
+        self.pass_index = 0
+        self.finished = False
+        self._plan(np.tile(self.counts, (len(self.t_dim), 1)))
+
+    # --- planning ---------------------------------------------------------------------------------------------
+    def _plan(self, bucket_counts: np.ndarray) -> bool:
+        """Groups (dim, prefix) of the unfinished targets and their storage for the next pass."""
+        active = np.flatnonzero(~self.t_done)
+        self.t_group = np.full(len(self.t_done), -1, dtype=np.int64)
+        if len(active) == 0:
+            self.finished = True
+            self.hist = None
+            self.raw = []
+            return False
+        combined = (self.t_dim[active] << KEY_BITS) | self.t_prefix[active]
+        uniq, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        self.t_group[active] = inverse.reshape(-1)
+        self.group_dim = uniq >> KEY_BITS
+        self.group_prefix = uniq & _LOW32
+        self.expected = bucket_counts[active[first]]  # (groups, sources)
+        remaining = KEY_BITS - self.resolved
+        groups = len(uniq)
+        total = self.expected.sum(axis=1)
+        if self.raw_limit >= 0:
+            limit = self.raw_limit
+        else:
+            limit = min(1 << min(MAX_PASS_BITS, remaining), self.budget_bytes // (16 * groups))
+        is_raw = total <= limit
+        dense = np.flatnonzero(~is_raw)
+        self.group_row = np.full(groups, -1, dtype=np.int64)
+        self.group_row[dense] = np.arange(len(dense), dtype=np.int64)
+        raw_bytes = int(total[is_raw].sum()) * 16
+        budget = max(1, self.budget_bytes - raw_bytes)
+        self.bits = pass_bits(len(dense) * self.sources, remaining, budget) if len(dense) else 0
+        self.hist = (
+            np.zeros((self.sources, len(dense), 1 << self.bits), dtype=np.int64) if len(dense) else None
+        )
+        self.raw = [[] for _ in range(self.sources)]  # per source: int64 (group << 32 | key)
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self.finished
+
+    # --- streaming ----------------------------------------------------------------------------------------------
+    def update(self, source: int, x: np.ndarray) -> None:
+        """Add float32 samples ``(n, dim)`` of ``source`` to the current pass."""
+        self.update_keys(source, float32_keys(np.asarray(x, dtype=np.float32)))
+
+    def update_keys(self, source: int, keys: np.ndarray) -> None:
+        if self.finished:
+            raise RuntimeError("weighted select is finished; no further pass is needed")
+        keys = np.asarray(keys)
+        if keys.ndim != 2 or keys.shape[1] != self.dim or keys.dtype != np.uint32:
+            raise ValueError(f"expected (n, {self.dim}) uint32 keys, got {keys.dtype} {keys.shape}")
+        n = keys.shape[0]
+        if n == 0:
+            return
+        per_block = max(1, _SELECT_BLOCK // n)
+        high_shift = KEY_BITS - self.resolved  # int64 shifts: 32 leaves 0, so every key matches an empty prefix
+        dense = np.flatnonzero(self.group_row >= 0)
+        if len(dense):
+            assert self.hist is not None
+            nbins = 1 << self.bits
+            low_shift = KEY_BITS - self.resolved - self.bits
+            step = max(1, min(per_block, _COUNT_BLOCK // nbins))
+            hist = self.hist[source]
+            for start in range(0, len(dense), step):
+                groups = dense[start : start + step]
+                sub = keys[:, self.group_dim[groups]].astype(np.int64)
+                match = (sub >> high_shift) == self.group_prefix[groups]
+                digits = (sub >> low_shift) & (nbins - 1)
+                rows = self.group_row[groups]
+                flat = (digits + (rows - rows[0]) * nbins)[match]
+                _count_into(hist[rows[0] : rows[-1] + 1].reshape(-1), flat)
+        raw = np.flatnonzero(self.group_row < 0)
+        for start in range(0, len(raw), per_block):
+            groups = raw[start : start + per_block]
+            sub = keys[:, self.group_dim[groups]].astype(np.int64)
+            match = (sub >> high_shift) == self.group_prefix[groups]
+            r, c = np.nonzero(match)
+            if len(r):
+                self.raw[source].append((groups[c] << KEY_BITS) | sub[r, c])
+
+    # --- pass boundaries ------------------------------------------------------------------------------------------
+    def _first_exceeding(self, cum: np.ndarray, below: np.ndarray, target: float) -> int:
+        """Index of the first column of ``cum`` (sources x bins, cumulative counts) whose mass exceeds target."""
+        mass = (below[:, None] + cum).T.astype(np.float64) @ self.mass
+        idx = int(np.searchsorted(mass, target, side="right"))
+        if idx >= len(mass):
+            raise RuntimeError(_CHANGED)
+        return idx
+
+    def end_pass(self) -> bool:
+        """Resolve this pass; True when another pass over every source is needed."""
+        if self.finished:
+            return False
+        active = np.flatnonzero(~self.t_done)
+        bucket_counts = np.zeros((len(self.t_done), self.sources), dtype=np.int64)
+        groups = len(self.group_dim)
+        # verbatim groups: per group, sorted keys with per-source cumulative counts
+        packed = [np.sort(np.concatenate(r)) if r else np.zeros(0, dtype=np.int64) for r in self.raw]
+        self.raw = []
+        seen = np.stack([np.bincount(p >> KEY_BITS, minlength=groups)[:groups] for p in packed], axis=1)
+        raw_groups = self.group_row < 0
+        if not np.array_equal(seen[raw_groups], self.expected[raw_groups]):
+            raise RuntimeError(_CHANGED)
+        t_raw = active[raw_groups[self.t_group[active]]]
+        for g in np.unique(self.t_group[t_raw]):
+            parts = []
+            for s, p in enumerate(packed):
+                lo, hi = np.searchsorted(p, [g << KEY_BITS, (g + 1) << KEY_BITS])
+                parts.append((p[lo:hi] & _LOW32, np.full(hi - lo, s, dtype=np.int64)))
+            keys = np.concatenate([k for k, _ in parts])
+            src = np.concatenate([s for _, s in parts])
+            order = np.argsort(keys, kind="stable")
+            keys, src = keys[order], src[order]
+            onehot = np.zeros((len(keys), self.sources), dtype=np.int64)
+            onehot[np.arange(len(keys)), src] = 1
+            cum = np.cumsum(onehot, axis=0)
+            ends = np.flatnonzero(np.r_[keys[1:] != keys[:-1], True])  # last index of every distinct key
+            for t in t_raw[self.t_group[t_raw] == g]:
+                j = self._first_exceeding(cum[ends].T, self.t_below[t], self.t_target[t])
+                self.t_prefix[t] = int(keys[ends[j]])  # the whole key (its high bits are the group's prefix)
+                self.t_done[t] = True
+        # histogram groups: the bucket of every target by cumulative mass
+        t_dense = active[~raw_groups[self.t_group[active]]]
+        if len(t_dense):
+            assert self.hist is not None
+            cum = np.cumsum(self.hist, axis=2, out=self.hist)  # (sources, rows, bins)
+            if not np.array_equal(cum[:, :, -1].T, self.expected[self.group_row >= 0]):
+                raise RuntimeError(_CHANGED)
+            for t in t_dense:
+                row = self.group_row[self.t_group[t]]
+                c = cum[:, row, :]
+                digit = self._first_exceeding(c, self.t_below[t], self.t_target[t])
+                prev = c[:, digit - 1] if digit > 0 else np.zeros(self.sources, dtype=np.int64)
+                bucket_counts[t] = c[:, digit] - prev
+                self.t_below[t] += prev
+                self.t_prefix[t] = (self.t_prefix[t] << self.bits) | digit
+            self.resolved += self.bits
+            if self.resolved == KEY_BITS:
+                self.t_done[t_dense] = True
+        self.hist = None
+        self.pass_index += 1
+        return self._plan(bucket_counts)
+
+    # --- results --------------------------------------------------------------------------------------------------
+    def quantiles(self) -> np.ndarray:
+        """``(len(probs), dim)`` float64 weighted quantiles (see the class docstring)."""
+        if not self.finished:
+            raise RuntimeError("weighted select needs more passes before its values are known")
+        values = keys_to_float32(self.t_prefix.astype(np.uint32)).reshape(self.dim, len(self.positions))
+        col = {int(r): j for j, r in enumerate(self.positions)}
+        a = values[:, [col[int(r)] for r in self._lo]].T
+        b = values[:, [col[int(r)] for r in self._hi]].T
+        return numpy_lerp(a, b, self._gamma[:, None])
