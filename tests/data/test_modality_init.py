@@ -324,3 +324,13 @@ def test_add_modality_parser_wires_the_init_subcommand(demo_bare, tmp_path):
     assert cfg.action_horizon == 4 and cfg.relative_action_keys() == ["arm"]
     with pytest.raises(SystemExit):
         parser.parse_args(["modality"])  # the init subcommand is required
+
+
+def test_v3_dataset_proposal_matches_and_validates(tmp_path):
+    root = write_demo_dataset(tmp_path / "v3", episodes=3, seed=0, version="v3.0")
+    (root / "meta" / "modality.json").unlink()
+    proposal = propose_modality(root)
+    assert proposal.modality_json == DEMO_MODALITY
+    (root / "meta" / "modality.json").write_text(json.dumps(proposal.modality_json))
+    report = validate_dataset(root, parse_embodiment_config(proposal.modality_config))
+    assert report.errors == []

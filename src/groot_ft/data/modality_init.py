@@ -251,30 +251,22 @@ def _read_info(root: Path) -> dict[str, Any]:
     return info
 
 
-def _first_episode(root: Path) -> int | None:
-    path = root / "meta" / "episodes.jsonl"
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    idx = json.loads(line).get("episode_index")
-                    return idx if isinstance(idx, int) and not isinstance(idx, bool) else None
-    except (OSError, ValueError, AttributeError):
-        return None
-    return None
+def _camera_files_present(root: Path, cameras: Iterable[str]) -> dict[str, bool | None]:
+    """Whether the first episode has a video file per camera (any LeRobot version); None when that cannot be told."""
+    from groot_ft.data.lerobot import DatasetError, LeRobotDataset
 
-
-def _video_file_present(root: Path, info: dict[str, Any], key: str, episode: int | None) -> bool | None:
-    """Whether the first episode's video for ``key`` exists; None when that cannot be told (no template/episodes)."""
-    template = info.get("video_path")
-    chunks = info.get("chunks_size", 1000)
-    if episode is None or not isinstance(template, str) or not isinstance(chunks, int) or chunks < 1:
-        return None
     try:
-        rel = template.format(episode_chunk=episode // chunks, episode_index=episode, video_key=key)
-    except (KeyError, IndexError, ValueError, AttributeError):
-        return None  # e.g. a v3.0 template ({chunk_index}/{file_index})
-    return (root / rel).is_file()
+        ds = LeRobotDataset(root)
+        first = ds.episodes[0].index if ds.episodes else None
+    except (DatasetError, OSError, ValueError, KeyError):
+        return {name: None for name in cameras}
+    present: dict[str, bool | None] = {}
+    for name in cameras:
+        try:
+            present[name] = None if first is None else ds.episode_video_file(first, name).is_file()
+        except (DatasetError, OSError, ValueError, KeyError):
+            present[name] = None  # no template / no v3 columns for this camera: let the validator speak
+    return present
 
 
 def _video_key(original: str) -> str:
@@ -405,12 +397,11 @@ def propose_modality(
     # --- video ----------------------------------------------------------------------------------------------
     video_entries: dict[str, dict[str, Any]] = {}
     video_used: list[str] = []
-    first_ep = _first_episode(root)
     missing_files: list[str] = []
     cameras = [name for name, feat in features.items() if feat.get("dtype") == "video"]
-    present = {name: _video_file_present(root, info, name, first_ep) for name in cameras}
+    present = _camera_files_present(root, cameras)
     if cameras and all(v is False for v in present.values()):
-        notes.append(f"no camera has a video file for episode {first_ep}; check video_path and the videos/ folder")
+        notes.append("no camera has a video file for the first episode; check video_path and the videos/ folder")
         present = dict.fromkeys(cameras, None)
     for name in cameras:
         if present[name] is False:
@@ -422,7 +413,7 @@ def propose_modality(
         video_entries[key] = {"original_key": name}
         video_used.append(key)
     if missing_files:
-        notes.append(f"left out cameras without a video file for episode {first_ep}: {', '.join(missing_files)}")
+        notes.append(f"left out cameras without a video file for the first episode: {', '.join(missing_files)}")
     if not video_entries:
         raise ModalityInitError(
             f"{root / 'meta/info.json'}: no feature with dtype \"video\"; GR00T needs at least one camera"
