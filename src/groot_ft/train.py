@@ -228,10 +228,15 @@ class Trainer:
         for name, param in model.named_parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.learning_rate,
-        )
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        offload = ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") == "cpu"
+        if offload:
+            # ZeRO-Offload steps the optimizer on the CPU; DeepSpeed's vectorised CPU Adam (JIT-built once) does it
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(groups, lr=cfg.learning_rate, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
         scheduler = get_cosine_schedule_with_warmup(
             optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps
         )
@@ -339,7 +344,7 @@ class Trainer:
                     if wandb_run is not None:
                         wandb_run.log({"eval/loss": eval_loss}, step=step)
                 if self.best is None or eval_loss < self.best["value"]:
-                    self._save_best(acc, model, tokenizer, step, eval_loss)
+                    self._save_best(acc, engine, model, tokenizer, step, eval_loss)
 
             if step % cfg.save_steps == 0 or step == cfg.max_steps:
                 self._save_checkpoint(acc, engine, model, tokenizer, step, history)
@@ -348,7 +353,8 @@ class Trainer:
             profiler.stop()
         if acc.is_main_process:
             writer.close()
-            self._save_final(acc, model, tokenizer)
+        self._export_model(acc, engine, model, tokenizer, self.output_dir)
+        print0(f"final model written to {self.output_dir}")
         if wandb_run is not None:
             wandb_run.finish()
         acc.wait_for_everyone()
@@ -385,9 +391,12 @@ class Trainer:
             atomic_write_json(self.output_dir / "wandb_config.json", {"project": WANDB_PROJECT, "run_id": self.cfg.run_name})
         acc.wait_for_everyone()
 
-    def _export_model(self, model, tokenizer, directory: Path) -> None:
-        model.save_pretrained(directory, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
+    def _export_model(self, acc, engine, model, tokenizer, directory: Path) -> None:
+        """Call on ALL ranks: under ZeRO-3 the full weights must be gathered collectively before rank 0 writes."""
+        state_dict = acc.get_state_dict(engine)
+        if acc.is_main_process:
+            acc.unwrap_model(model).save_pretrained(directory, state_dict=state_dict, safe_serialization=True)
+            tokenizer.save_pretrained(directory)
 
     def _save_checkpoint(self, acc, engine, model, tokenizer, step: int, history) -> None:
         """All ranks write DeepSpeed states into a temp dir; rank 0 completes it and renames it into place."""
@@ -399,9 +408,9 @@ class Trainer:
         acc.wait_for_everyone()
         engine.save_checkpoint(str(tmp / "training_state"), tag="state")
         save_file(rng_state(), str(tmp / "training_state" / f"rng_state_{acc.process_index}.safetensors"))
+        self._export_model(acc, engine, model, tokenizer, tmp)
         acc.wait_for_everyone()
         if acc.is_main_process:
-            self._export_model(acc.unwrap_model(model), tokenizer, tmp)
             for name in ("processor_config.json", "statistics.json", "embodiment_id.json"):
                 shutil.copy2(self.output_dir / "processor" / name, tmp / name)
             shutil.copytree(self.output_dir / "experiment_cfg", tmp / "experiment_cfg")
@@ -451,13 +460,15 @@ class Trainer:
             engine.train()
         return acc.reduce(total / self.eval_batches, "mean").item()
 
-    def _save_best(self, acc, model, tokenizer, step: int, value: float) -> None:
+    def _save_best(self, acc, engine, model, tokenizer, step: int, value: float) -> None:
         """upstream's checkpoint-{step}-best-{metric}_{value}/: weights + processor + configs, no optimizer state."""
         name = f"checkpoint-{step}-best-eval_loss_{value:.4f}"
+        tmp = self.output_dir / f".{name}.partial"
         if acc.is_main_process:
-            tmp = self.output_dir / f".{name}.partial"
             shutil.rmtree(tmp, ignore_errors=True)
-            self._export_model(acc.unwrap_model(model), tokenizer, tmp)
+        acc.wait_for_everyone()
+        self._export_model(acc, engine, model, tokenizer, tmp)
+        if acc.is_main_process:
             for f in ("processor_config.json", "statistics.json", "embodiment_id.json"):
                 shutil.copy2(self.output_dir / "processor" / f, tmp / f)
             shutil.copytree(self.output_dir / "experiment_cfg", tmp / "experiment_cfg")
@@ -468,10 +479,6 @@ class Trainer:
             print0(f"new best eval_loss {value:.4f}: saved {self.output_dir / name}")
         self.best = {"metric": "eval_loss", "value": value, "step": step, "checkpoint": name}
         acc.wait_for_everyone()
-
-    def _save_final(self, acc, model, tokenizer) -> None:
-        self._export_model(acc.unwrap_model(model), tokenizer, self.output_dir)
-        print0(f"final model written to {self.output_dir}")
 
     def _tensorboard(self, acc):
         if not acc.is_main_process:

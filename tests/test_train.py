@@ -1,4 +1,4 @@
-"""Kill training with SIGKILL at several points, resume, and end with exactly the weights of an uninterrupted run."""
+"""Distributed fine-tuning with 2 DeepSpeed processes on CPU: exact resume after SIGKILL, ZeRO-2/3 and CPU offload."""
 
 from __future__ import annotations
 
@@ -35,15 +35,15 @@ def prepared(demo_dataset, tmp_path_factory):
     return demo_dataset, root
 
 
-def _launch(dataset: Path, root: Path, out: Path, port: int) -> subprocess.Popen:
+def _launch(dataset: Path, root: Path, out: Path, port: int, deepspeed: str = "zero2") -> subprocess.Popen:
     cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml").replace(
         output_dir=str(out), max_steps=MAX_STEPS, save_steps=SAVE_STEPS, logging_steps=2, save_total_limit=3,
-        main_process_port=port,
+        main_process_port=port, deepspeed_config=f"config/deepspeed/{deepspeed}.json",
     )
     cfg.save_yaml(out / "experiment_cfg" / "config.yaml")
     bindir = Path(sys.executable).parent
     cmd = [str(bindir / "accelerate"), "launch", "--use_deepspeed", "--deepspeed_config_file",
-           str(PROJECT_ROOT / "config" / "deepspeed" / "zero2.json"), "--num_processes", "2", "--num_machines", "1",
+           str(PROJECT_ROOT / "config" / "deepspeed" / f"{deepspeed}.json"), "--num_processes", "2", "--num_machines", "1",
            "--machine_rank", "0", "--main_process_port", str(port), "-m", "groot_ft.train",
            "--config", str(out / "experiment_cfg" / "config.yaml"), "--dataset", str(dataset),
            "--stats", str(root / "stats"), "--shards", str(root / "shards")]
@@ -53,8 +53,9 @@ def _launch(dataset: Path, root: Path, out: Path, port: int) -> subprocess.Popen
                             start_new_session=True)
 
 
-def _run(dataset, root, out, port) -> None:
-    proc = _launch(dataset, root, out, port)
+def _run(dataset, root, out, port, deepspeed: str = "zero2") -> None:
+    (out / "experiment_cfg").mkdir(parents=True, exist_ok=True)
+    proc = _launch(dataset, root, out, port, deepspeed)
     assert proc.wait(timeout=600) == 0, (out / "train.log").read_text()[-3000:]
 
 
@@ -75,11 +76,18 @@ def _logged_steps(out: Path) -> list[int]:
     return [json.loads(x)["step"] for x in path.read_text().splitlines()] if path.is_file() else []
 
 
-def test_killed_runs_resume_to_identical_weights(prepared, tmp_path):
+@pytest.fixture(scope="module")
+def reference_run(prepared, tmp_path_factory) -> Path:
+    """An uninterrupted ZeRO-2 run: the weights every other variant is compared with."""
     dataset, root = prepared
-    reference = tmp_path / "reference"
-    (reference / "experiment_cfg").mkdir(parents=True)
+    reference = tmp_path_factory.mktemp("reference")
     _run(dataset, root, reference, 29541)
+    return reference
+
+
+def test_killed_runs_resume_to_identical_weights(prepared, reference_run, tmp_path):
+    dataset, root = prepared
+    reference = reference_run
     expected = (reference / "model.safetensors").read_bytes()
 
     out = tmp_path / "killed"
@@ -101,3 +109,25 @@ def test_killed_runs_resume_to_identical_weights(prepared, tmp_path):
     assert (out / "model.safetensors").read_bytes() == expected, "resumed run differs from the uninterrupted run"
     assert not list(out.glob(".checkpoint-*"))
     assert _logged_steps(out) == _logged_steps(reference) == list(range(2, MAX_STEPS + 1, 2))
+
+
+@pytest.mark.parametrize("deepspeed", ["zero3", "zero2_offload"])
+def test_other_deepspeed_configs_train_the_same_model(prepared, reference_run, tmp_path, deepspeed):
+    import torch
+    from safetensors.torch import load_file
+
+    import groot_ft  # noqa: F401
+    from transformers import AutoModel
+
+    dataset, root = prepared
+    out = tmp_path / deepspeed
+    _run(dataset, root, out, 29547 if deepspeed == "zero3" else 29548, deepspeed)
+    ours, ref = load_file(str(out / "model.safetensors")), load_file(str(reference_run / "model.safetensors"))
+    assert ours.keys() == ref.keys()
+    for name, tensor in ref.items():
+        assert ours[name].shape == tensor.shape, f"{name}: partitioned weights were saved"
+        # ZeRO-3 is the same AdamW on partitioned parameters; CPU offload uses DeepSpeed's own CPU Adam kernel
+        torch.testing.assert_close(ours[name], tensor, rtol=0, atol=1e-4 if deepspeed == "zero3" else 1e-2)
+    resolved = json.loads((out / "experiment_cfg" / "deepspeed_config.json").read_text())
+    assert resolved["zero_optimization"]["stage"] == (3 if deepspeed == "zero3" else 2)
+    assert type(AutoModel.from_pretrained(out)).__name__ == "Gr00tN1d6"
