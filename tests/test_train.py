@@ -35,11 +35,10 @@ def prepared(demo_dataset, tmp_path_factory):
     return demo_dataset, root
 
 
-def _launch(dataset: Path, root: Path, out: Path, port: int, deepspeed: str = "zero2") -> subprocess.Popen:
-    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml").replace(
-        output_dir=str(out), max_steps=MAX_STEPS, save_steps=SAVE_STEPS, logging_steps=2, save_total_limit=3,
-        main_process_port=port, deepspeed_config=f"config/deepspeed/{deepspeed}.json",
-    )
+def _launch(dataset: Path, root: Path, out: Path, port: int, deepspeed: str = "zero2", **overrides) -> subprocess.Popen:
+    settings = {"output_dir": str(out), "max_steps": MAX_STEPS, "save_steps": SAVE_STEPS, "logging_steps": 2,
+                "save_total_limit": 3, "main_process_port": port, "deepspeed_config": f"config/deepspeed/{deepspeed}.json"}
+    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml").replace(**{**settings, **overrides})
     cfg.save_yaml(out / "experiment_cfg" / "config.yaml")
     bindir = Path(sys.executable).parent
     cmd = [str(bindir / "accelerate"), "launch", "--use_deepspeed", "--deepspeed_config_file",
@@ -48,14 +47,15 @@ def _launch(dataset: Path, root: Path, out: Path, port: int, deepspeed: str = "z
            "--config", str(out / "experiment_cfg" / "config.yaml"), "--dataset", str(dataset),
            "--stats", str(root / "stats"), "--shards", str(root / "shards")]
     log = open(out / "train.log", "a")  # noqa: SIM115 - closed with the process
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    # offline: no network here, and wandb must still write its run files
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
 
 
-def _run(dataset, root, out, port, deepspeed: str = "zero2") -> None:
+def _run(dataset, root, out, port, deepspeed: str = "zero2", **overrides) -> None:
     (out / "experiment_cfg").mkdir(parents=True, exist_ok=True)
-    proc = _launch(dataset, root, out, port, deepspeed)
+    proc = _launch(dataset, root, out, port, deepspeed, **overrides)
     assert proc.wait(timeout=600) == 0, (out / "train.log").read_text()[-3000:]
 
 
@@ -131,3 +131,18 @@ def test_other_deepspeed_configs_train_the_same_model(prepared, reference_run, t
     resolved = json.loads((out / "experiment_cfg" / "deepspeed_config.json").read_text())
     assert resolved["zero_optimization"]["stage"] == (3 if deepspeed == "zero3" else 2)
     assert type(AutoModel.from_pretrained(out)).__name__ == "Gr00tN1d6"
+
+
+def test_logging_wandb_offline_tensorboard_and_profiling(prepared, tmp_path):
+    dataset, root = prepared
+    out = tmp_path / "logged"
+    _run(dataset, root, out, 29549, use_wandb=True, enable_profiling=True, max_steps=16, save_steps=16)
+    records = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines()]
+    assert set(records[0]) >= {"loss", "grad_norm", "learning_rate", "samples_per_second", "data_wait_fraction"}
+    assert 0 <= records[-1]["data_wait_fraction"] <= 1 and records[-1]["samples_per_second"] > 0
+    assert list((out / "runs").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")), "wandb offline run files missing"
+    assert json.loads((out / "wandb_config.json").read_text())["project"] == "finetune-gr00t-n1d6"
+    traces = sorted(p.name for p in (out / "profiling").glob("trace_rank_*_iter_*.json"))
+    assert {t.split("_")[2] for t in traces} == {"0", "1"}, traces  # one trace per rank
