@@ -146,3 +146,14 @@ def test_logging_wandb_offline_tensorboard_and_profiling(prepared, tmp_path):
     assert json.loads((out / "wandb_config.json").read_text())["project"] == "finetune-gr00t-n1d6"
     traces = sorted(p.name for p in (out / "profiling").glob("trace_rank_*_iter_*.json"))
     assert {t.split("_")[2] for t in traces} == {"0", "1"}, traces  # one trace per rank
+
+
+def test_process_count_must_match_num_gpus(prepared, tmp_path):
+    dataset, root = prepared
+    out = tmp_path / "mismatch"
+    (out / "experiment_cfg").mkdir(parents=True)
+    proc = _launch(dataset, root, out, 29550, num_gpus=4, global_batch_size=16)  # 2 processes are launched
+    assert proc.wait(timeout=300) != 0
+    log = (out / "train.log").read_text()
+    assert "num_gpus=4 but 2 training processes were launched" in log
+    assert not (out / "model.safetensors").exists()
