@@ -26,20 +26,18 @@ from groot_ft.embodiment import normalize_tag
 class Gr00tPolicy:
     def __init__(self, model_path: str | Path, embodiment_tag: str, device: str | torch.device = "cpu",
                  seed: int | None = 0):
-        import groot_ft.model  # noqa: F401 - registers the architecture
-        from transformers import AutoModel, AutoTokenizer
-
-        from groot_ft.model import Gr00tCollator
+        from groot_ft.model import Gr00tCollator, create_model
         from groot_ft.processor import Gr00tProcessor
 
         self.model_path = Path(model_path)
         self.embodiment_tag = normalize_tag(embodiment_tag)
         self.device = torch.device(device)
-        self.model = AutoModel.from_pretrained(self.model_path).eval()
+        # create_model checks for missing weights and also reads upstream checkpoints (which ship no tokenizer)
+        self.model, self.tokenizer = create_model(self.model_path, bf16_weights=False)
+        self.model.eval()
         # bf16 weights on GPU as upstream serves them; CPU keeps fp32 (bf16 matmuls are slow there)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model.to(self.device, dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.processor = Gr00tProcessor.from_pretrained(self.model_path).eval()
         if self.embodiment_tag not in self.processor.modality_configs:
             known = ", ".join(sorted(self.processor.modality_configs))
@@ -82,9 +80,8 @@ class Gr00tPolicy:
         for key, value in batch.items():
             if torch.is_tensor(value) and value.is_floating_point():
                 batch[key] = value.to(self.model.dtype)
-        if self.generator is not None:
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
-        pred = self.model.get_action(**batch)["action_pred"].float().cpu().numpy()
+        # the policy's own generator: repeatable actions without touching the process-wide RNG
+        pred = self.model.get_action(**batch, generator=self.generator)["action_pred"].float().cpu().numpy()
         states = {k: np.stack([s["state"][k] for s in steps]) for k in self.modality_config.state.modality_keys}
         actions = self.processor.decode_action(pred, self.embodiment_tag, states)
         if not batched:

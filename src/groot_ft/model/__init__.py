@@ -3,12 +3,17 @@
 Importing this package registers ``Gr00tN1d6`` with ``AutoConfig`` / ``AutoModel`` (so ``AutoModel.from_pretrained``
 works on saved checkpoints after ``import groot_ft.model``).
 
-    model, tokenizer = create_model("tiny")              # or a checkpoint directory, plus tune_* overrides
+    model, tokenizer = create_model("tiny")              # or "mid", "n1.6-3b", a checkpoint directory (ours or a
+                                                         # local copy of upstream's), plus tune_* overrides
     collate = Gr00tCollator(tokenizer, model.config)
     batch = collate(samples)                             # list of processor samples -> dict of tensors
     loss = model(**batch).loss
     actions = model.get_action(**batch)["action_pred"]   # (B, action_horizon, max_action_dim), normalised + padded
     save_model(model, tokenizer, out_dir)
+
+On CUDA, ``create_model`` applies upstream's ``load_bf16`` + ``backbone_trainable_params_fp32`` when the config asks
+for it (``model.apply_bf16_weights()``: frozen backbone weights bf16, trainable parameters fp32). Parameter names and
+shapes follow upstream's ``Gr00tN1d6`` state dict; see docs/model.md for what was verified.
 """
 
 from transformers import AutoConfig, AutoModel

@@ -3,6 +3,12 @@
 Token sequence into the DiT: ``[state tokens (T_s), action tokens (action_horizon)]``; the velocity prediction is read
 from the last ``action_horizon`` positions. VL features from the backbone are LayerNormed (``vlln``) and used as the
 DiT's cross-attention context.
+
+Differences from upstream's ``gr00t/model/gr00t_n1d6/gr00t_n1d6.py`` that do not change results: the action decoder
+runs on the action positions only (upstream decodes every position and slices; the decoder is per token), and the
+discrete timestep is ``floor(t * buckets)`` (upstream ``.long()``: the same for t >= 0). One behavioural difference:
+state dropout / additive state noise apply in training mode only (upstream's ``forward`` applies state dropout whenever
+``state_dropout_prob > 0``, also for a loss computed in eval mode); sampling never applies either, as upstream.
 """
 
 from __future__ import annotations
@@ -119,7 +125,10 @@ class Gr00tN1d6ActionHead(nn.Module):
         batch = state.shape[0]
         dtype = state_features.dtype
         shape = (batch, cfg.action_horizon, cfg.max_action_dim)
-        actions = torch.randn(shape, generator=generator, device=state.device, dtype=torch.float32).to(dtype)
+        # Drawn on the generator's device (a CPU generator also seeds a CUDA model), then moved.
+        noise_device = generator.device if generator is not None else state.device
+        actions = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
+        actions = actions.to(device=state.device, dtype=dtype)
         for t in fm.euler_timesteps(steps):
             t_bucket = torch.full((batch,), int(t * cfg.num_timestep_buckets), device=state.device, dtype=torch.long)
             velocity = self.predict_velocity(vl, state_features, actions, t_bucket, embodiment_id)

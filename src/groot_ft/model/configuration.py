@@ -1,16 +1,18 @@
 """`Gr00tN1d6Config`: upstream GR00T N1.6 field names and defaults, plus the nested backbone configs.
 
-Upstream's config (``gr00t/configs/model/gr00t_n1d6.py``) names the Eagle VLM by hub id and builds it from a vendored
-config. This re-implementation has no hub access, so the backbone is described by two nested transformers configs:
-``vision_config`` (``Siglip2VisionConfig``) and ``text_config`` (``Qwen3Config``), with upstream's Eagle geometry as the
-default. Fields that upstream keeps but this implementation does not act on are kept for config-file fidelity and are
-marked "recorded only".
+Upstream's config (``gr00t/configs/model/gr00t_n1d6.py``) names the Eagle VLM by hub id (``model_name``) and builds it
+from a vendored config. This re-implementation has no hub access, so the backbone is described by two nested
+transformers configs: ``vision_config`` (``Siglip2VisionConfig``) and ``text_config`` (``Qwen3Config``). An upstream
+``config.json`` has neither: they are then derived from ``model_name`` through :data:`KNOWN_BACKBONES` (the vendored
+``nvidia/Eagle-Block2A-2B-v2`` geometry), so a local copy of an upstream checkpoint loads as is. Fields that upstream
+keeps but this implementation does not act on are kept for config-file fidelity and are marked "recorded only".
 
 transformers 5 configs are dataclasses: fields are class annotations, ``__post_init__`` validates.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -58,6 +60,20 @@ EAGLE_TEXT_DEFAULTS: dict[str, Any] = {
     "tie_word_embeddings": True,
 }
 
+EAGLE_BACKBONE = "nvidia/Eagle-Block2A-2B-v2"
+
+# Backbones an upstream config.json may name in model_name, with the sub-configs and image-token settings of their
+# vendored config (gr00t/model/modules/nvidia/Eagle-Block2A-2B-v2/config.json: siglip2_vision_model, select_layer -1,
+# downsample_ratio 0.5, image_token_index 151669, Qwen3ForCausalLM text_config).
+KNOWN_BACKBONES: dict[str, dict[str, Any]] = {
+    EAGLE_BACKBONE: {
+        "vision_config": EAGLE_VISION_DEFAULTS,
+        "text_config": EAGLE_TEXT_DEFAULTS,
+        "image_token_index": 151669,
+        "downsample_ratio": 0.5,
+    },
+}
+
 # Keys upstream's ``to_filtered_dict(exclude_augment=True)`` drops.
 AUGMENTATION_KEYS = (
     "random_rotation_angle",
@@ -79,7 +95,7 @@ class Gr00tN1d6Config(PretrainedConfig):
     }
 
     # --- identity -------------------------------------------------------------------------------------------------
-    # Recorded only: weights are always materialised in torch's default dtype (fp32); see modeling.py.
+    # Recorded only: weights are materialised in fp32; load_bf16 below is applied by Gr00tN1d6.apply_bf16_weights().
     model_dtype: str = "bfloat16"
 
     # --- backbone ---------------------------------------------------------------------------------------------------
@@ -93,10 +109,10 @@ class Gr00tN1d6Config(PretrainedConfig):
     select_layer: int = 16  # the LLM is truncated to this many layers
     reproject_vision: bool = False  # recorded only
     use_flash_attention: bool = True  # recorded only (SDPA is used)
-    load_bf16: bool = True  # recorded only
+    load_bf16: bool = True  # frozen backbone weights in bf16: see Gr00tN1d6.apply_bf16_weights / create_model
     collator_overwrite_image_inputs: bool = False  # recorded only
     eagle_collator: bool = False  # recorded only
-    backbone_trainable_params_fp32: bool = True  # recorded only (everything is fp32 here)
+    backbone_trainable_params_fp32: bool = True  # with load_bf16: trainable backbone params stay fp32
     vision_config: dict | PretrainedConfig | None = None
     text_config: dict | PretrainedConfig | None = None
     image_token_index: int = 151669  # id of <IMG_CONTEXT>; create_model() aligns it with the tokenizer
@@ -146,7 +162,18 @@ class Gr00tN1d6Config(PretrainedConfig):
     max_num_embodiments: int = 32
 
     def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)  # builds vision_config / text_config objects from dicts or defaults
+        # An upstream config.json carries no sub-configs: take them from the backbone it names.
+        missing = [name for name in ("vision_config", "text_config") if getattr(self, name, None) is None]
+        if missing:
+            known = KNOWN_BACKBONES.get(self.model_name)
+            if known is None:
+                raise ValueError(
+                    f"Gr00tN1d6Config without {' / '.join(missing)} needs a known backbone model_name "
+                    f"({', '.join(KNOWN_BACKBONES)}), got {self.model_name!r}"
+                )
+            for name in missing:
+                setattr(self, name, copy.deepcopy(known[name]))
+        super().__post_init__(**kwargs)  # builds vision_config / text_config objects from dicts
         # A partial dict (e.g. only num_layers) keeps upstream's values for the other keys.
         self.diffusion_model_cfg = {**default_diffusion_model_cfg(), **dict(self.diffusion_model_cfg or {})}
         if self.num_image_tokens is None:
@@ -196,6 +223,13 @@ class Gr00tN1d6Config(PretrainedConfig):
         grid = round(self.vision_config.num_patches**0.5)
         if grid * grid != self.vision_config.num_patches:
             errors.append(f"vision_config.num_patches {self.vision_config.num_patches} must be a square number")
+        if dit["output_dim"] != self.hidden_size:
+            errors.append(
+                f"diffusion_model_cfg output_dim {dit['output_dim']} must equal hidden_size {self.hidden_size} "
+                "(upstream's action decoder reads hidden_size features)"
+            )
+        if self.use_alternate_vl_dit and not dit.get("interleave_self_attention", True):
+            errors.append("use_alternate_vl_dit needs diffusion_model_cfg interleave_self_attention=True")
         if self.action_horizon > self.max_seq_len:
             errors.append(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
         if not 0 <= self.image_token_index < self.text_config.vocab_size:

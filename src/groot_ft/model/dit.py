@@ -2,12 +2,16 @@
 
 Blocks alternate between cross-attention to the vision-language tokens (even indices) and self-attention over the
 state + action tokens (odd indices). Cross-attention blocks look either at the text (non-image) tokens or at the image
-tokens: cross block number k attends to text when ``k % attend_text_every_n_blocks == 0`` (with the default 2 and
-interleaving: block 0 text, 2 image, 4 text, ...). Every block is conditioned on the flow-matching timestep through
-adaptive LayerNorm (scale/shift predicted from the timestep embedding).
+tokens: block ``idx`` attends to text when ``idx % (2 * attend_text_every_n_blocks) == 0`` (default 2: blocks 0, 4,
+8, ... text; 2, 6, 10, ... image), as upstream's ``AlternateVLDiT.forward``. Every block is conditioned on the
+flow-matching timestep through adaptive LayerNorm (scale/shift predicted from the timestep embedding).
 
-Module and parameter names follow upstream (``transformer_blocks.N.{norm1,attn1,norm3,ff}``, ``timestep_encoder``,
-``proj_out_1``, ``proj_out_2``).
+Module and parameter names and shapes follow upstream (``gr00t/model/modules/dit.py``, built on diffusers'
+``Attention`` / ``FeedForward`` / ``TimestepEmbedding``): ``timestep_encoder.timestep_embedder.linear_{1,2}``,
+``transformer_blocks.N.{norm1.linear, attn1.to_{q,k,v}, attn1.to_out.0, ff.net.0.proj, ff.net.2}``, ``proj_out_1``,
+``proj_out_2``. Dropout sits where upstream's has it: on the attention output (``attn1.to_out.1``) and once more on
+the block's attention branch (``final_dropout``), inside the feed-forward (``ff.net.1``, ``ff.net.3``); attention
+probabilities themselves are not dropped (diffusers' processor calls SDPA with ``dropout_p=0``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ class Attention(nn.Module):
         inner = heads * head_dim
         self.heads = heads
         self.head_dim = head_dim
-        self.dropout = dropout
         self.to_q = nn.Linear(query_dim, inner)
         self.to_k = nn.Linear(kv_dim or query_dim, inner)
         self.to_v = nn.Linear(kv_dim or query_dim, inner)
@@ -61,9 +64,7 @@ class Attention(nn.Module):
             # its output instead, so such a sample simply gets no update from this block.
             has_keys = context_mask.any(dim=-1)
             attn_mask = (context_mask | ~has_keys[:, None])[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=0.0)
         out = out.transpose(1, 2).flatten(2)
         if has_keys is not None:
             out = out * has_keys[:, None, None].to(out.dtype)
@@ -94,7 +95,7 @@ class FeedForward(nn.Module):
 
 
 class BasicTransformerBlock(GradientCheckpointingLayer):
-    """AdaLN -> attention (self or cross) -> residual -> LayerNorm -> FF -> residual.
+    """AdaLN -> attention (self or cross) -> dropout -> residual -> LayerNorm -> FF -> residual.
 
     A ``GradientCheckpointingLayer`` so ``model.gradient_checkpointing_enable()`` recomputes it in the backward pass.
     """
@@ -114,6 +115,7 @@ class BasicTransformerBlock(GradientCheckpointingLayer):
         self.attn1 = Attention(dim, heads, head_dim, kv_dim=cross_attention_dim, dropout=dropout)
         self.norm3 = nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
         self.ff = FeedForward(dim, dropout=dropout, final_dropout=final_dropout)
+        self.final_dropout = nn.Dropout(dropout) if final_dropout else None
 
     def forward(
         self,
@@ -122,7 +124,10 @@ class BasicTransformerBlock(GradientCheckpointingLayer):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden_states = hidden_states + self.attn1(self.norm1(hidden_states, temb), context, context_mask)
+        attn_output = self.attn1(self.norm1(hidden_states, temb), context, context_mask)
+        if self.final_dropout is not None:
+            attn_output = self.final_dropout(attn_output)
+        hidden_states = hidden_states + attn_output
         return hidden_states + self.ff(self.norm3(hidden_states))
 
 
@@ -142,10 +147,12 @@ class AlternateVLDiT(nn.Module):
         self.alternate_vl = alternate_vl
         self.timestep_encoder = TimestepEncoder(inner)
 
+        interleave = cfg.get("interleave_self_attention", True)
+        if alternate_vl and not interleave:
+            raise ValueError("AlternateVLDiT needs interleave_self_attention=True (upstream asserts it)")
         blocks, self.attends_text = [], []
-        cross_count = 0
         for idx in range(cfg["num_layers"]):
-            cross = idx % 2 == 0 or not cfg.get("interleave_self_attention", True)
+            cross = not (interleave and idx % 2 == 1)  # upstream: odd blocks self-attend when interleaving
             blocks.append(
                 BasicTransformerBlock(
                     inner,
@@ -156,9 +163,9 @@ class AlternateVLDiT(nn.Module):
                     final_dropout=cfg.get("final_dropout", True),
                 )
             )
-            # Only meaningful for cross blocks: which VL tokens the block attends to.
-            self.attends_text.append(cross and cross_count % attend_text_every_n_blocks == 0)
-            cross_count += int(cross)
+            # Only meaningful for cross blocks of AlternateVLDiT: upstream attends to the non-image (text) tokens in
+            # block idx when idx % (2 * attend_text_every_n_blocks) == 0 and to the image tokens otherwise.
+            self.attends_text.append(cross and idx % (2 * attend_text_every_n_blocks) == 0)
         self.transformer_blocks = nn.ModuleList(blocks)
 
         self.norm_out = nn.LayerNorm(inner, eps=1e-6, elementwise_affine=False)
@@ -182,7 +189,9 @@ class AlternateVLDiT(nn.Module):
             if not block.is_cross_attention:
                 hidden_states = block(hidden_states, temb)
                 continue
-            keys = valid if not self.alternate_vl else (text_keys if text else image_keys)
+            # Upstream's plain DiT (use_alternate_vl_dit=False) passes no mask: it attends to every VL position,
+            # padding included. AlternateVLDiT masks padding and alternates text / image keys.
+            keys = None if not self.alternate_vl else (text_keys if text else image_keys)
             hidden_states = block(hidden_states, temb, encoder_hidden_states, keys)
         shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
         hidden_states = self.norm_out(hidden_states) * (1 + scale[:, None]) + shift[:, None]

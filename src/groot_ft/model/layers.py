@@ -37,10 +37,13 @@ class CategorySpecificLinear(nn.Module):
         first = ids[0]
         if all(i == first for i in ids):
             return torch.matmul(x, self.W[first]) + self.b[first]
-        out = x.new_empty(*x.shape[:-1], self.out_features)
+        out = None
         for cat in sorted(set(ids)):
             rows = cat_ids == cat
-            out[rows] = torch.matmul(x[rows], self.W[cat]) + self.b[cat]
+            part = torch.matmul(x[rows], self.W[cat]) + self.b[cat]
+            if out is None:  # result dtype is only known after the op (autocast: bf16 matmul + fp32 bias -> fp32)
+                out = part.new_empty(*x.shape[:-1], self.out_features)
+            out[rows] = part
         return out
 
     def extra_repr(self) -> str:

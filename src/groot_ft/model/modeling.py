@@ -1,8 +1,10 @@
 """`Gr00tN1d6`: backbone + flow-matching action head as a transformers ``PreTrainedModel``.
 
 Call it with the collator's batch: ``model(**batch).loss`` for training, ``model.get_action(**batch)["action_pred"]``
-for inference. Weights are fp32 (``model_dtype`` is recorded only): the project trains on CPU, where DeepSpeed
-refuses bf16; on a GPU use the trainer's bf16 autocast.
+for inference. Weights are built in fp32. :meth:`Gr00tN1d6.apply_bf16_weights` applies upstream's ``load_bf16`` +
+``backbone_trainable_params_fp32`` (frozen backbone weights bf16, trainable ones fp32, action head fp32); the forward
+pass then works both under ``torch.autocast(..., dtype=torch.bfloat16)`` and without it (dtype boundaries are cast
+explicitly). A model cast as a whole (``model.to(torch.bfloat16)``, DeepSpeed bf16) works too.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Gr00tN1d6(PreTrainedModel):
     # The loss is a mean over valid elements, not a sum to be divided by num_items_in_batch: keep the Trainer from
     # passing num_items_in_batch and skipping its gradient-accumulation scaling.
     accepts_loss_kwargs = False
+    # Tensors an upstream N1.6 checkpoint holds that this implementation does not build: the SigLIP2 pooling head and
+    # the LLM's lm_head (tied to embed_tokens) are never used for GR00T's features; a mask_token is only built when
+    # state_dropout_prob > 0.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^backbone\.model\.vision_model\.vision_model\.head\.",
+        r"^backbone\.model\.language_model\.lm_head\.",
+        r"^action_head\.mask_token$",
+    ]
 
     def __init__(self, config: Gr00tN1d6Config):
         super().__init__(config)
@@ -49,6 +59,8 @@ class Gr00tN1d6(PreTrainedModel):
         self.backbone = EagleBackbone(config)
         self.action_head = Gr00tN1d6ActionHead(config)
         self.post_init()
+        self._bf16_weights: bool = False
+        self._trainable_params_fp32: bool = True
         self.apply_trainable_flags()
 
     # --- weights ----------------------------------------------------------------------------------------------------
@@ -93,7 +105,48 @@ class Gr00tN1d6(PreTrainedModel):
             head.mask_token.requires_grad_(cfg.tune_projector)
         head.model.requires_grad_(cfg.tune_diffusion_model)
         head.vlln.requires_grad_(cfg.tune_vlln)
+        if getattr(self, "_bf16_weights", False):
+            self._cast_backbone_weights()  # a parameter that became (un)trainable changes storage dtype
         self.train(self.training)  # re-applies eval() to whatever is frozen now
+
+    # --- bf16 weights with fp32 trainable parameters (upstream load_bf16 + backbone_trainable_params_fp32) ----------
+    def apply_bf16_weights(self, enable: bool = True, trainable_params_fp32: bool | None = None) -> dict[str, int]:
+        """Store the backbone in bf16 and keep its trainable parameters (and the whole action head) in fp32.
+
+        Upstream builds the Eagle backbone with ``torch_dtype=bfloat16`` when ``load_bf16`` and then casts every
+        trainable backbone parameter back to fp32 when ``backbone_trainable_params_fp32``; the action head is built in
+        fp32. This does the same to an existing model (``trainable_params_fp32`` defaults to the config's
+        ``backbone_trainable_params_fp32``) and records both flags in the config. Later ``set_trainable`` calls
+        re-apply it. ``enable=False`` casts the backbone back to fp32. Returns the parameter count per dtype.
+
+        Use it on CUDA with bf16 autocast (the frozen bf16 backbone halves its memory and the optimizer only sees fp32
+        parameters). Without autocast the forward pass still works: floating inputs of the LLM layers, the vision
+        tower, ``mlp1`` and the action head are cast to that module's weight dtype.
+        """
+        if trainable_params_fp32 is None:
+            trainable_params_fp32 = bool(self.config.backbone_trainable_params_fp32)
+        self._bf16_weights = bool(enable)
+        self._trainable_params_fp32 = bool(trainable_params_fp32)
+        self.config.load_bf16 = bool(enable)
+        self.config.backbone_trainable_params_fp32 = bool(trainable_params_fp32)
+        self._cast_backbone_weights()
+        counts: dict[str, int] = {}
+        for p in self.parameters():
+            key = str(p.dtype).replace("torch.", "")
+            counts[key] = counts.get(key, 0) + p.numel()
+        return counts
+
+    def _cast_backbone_weights(self) -> None:
+        for param in self.backbone.parameters():
+            if not self._bf16_weights:
+                want = torch.float32
+            elif param.requires_grad and self._trainable_params_fp32:
+                want = torch.float32
+            else:
+                want = torch.bfloat16
+            if param.dtype != want:
+                param.grad = None
+                param.data = param.data.to(want)
 
     def set_trainable(self, **flags) -> None:
         """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
@@ -138,16 +191,23 @@ class Gr00tN1d6(PreTrainedModel):
         self._require_grads_hooks = []
 
     # --- forward / inference ----------------------------------------------------------------------------------------
+    @property
+    def head_dtype(self) -> torch.dtype:
+        """dtype of the action head's weights (fp32 unless the whole model was cast)."""
+        return self.action_head.vlln.weight.dtype if self.config.use_vlln else next(self.action_head.parameters()).dtype
+
     def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
         if x is None:
             return None
-        return x.to(device=self.device, dtype=self.dtype)
+        return x.to(device=self.device, dtype=self.head_dtype)
 
     def _backbone(self, input_ids, attention_mask, pixel_values) -> dict[str, torch.Tensor]:
         device = self.device
-        return self.backbone(
+        out = self.backbone(
             input_ids.to(device), attention_mask.to(device), None if pixel_values is None else pixel_values.to(device)
         )
+        out["backbone_features"] = out["backbone_features"].to(self.head_dtype)  # bf16 backbone -> fp32 head
+        return out
 
     def forward(
         self,

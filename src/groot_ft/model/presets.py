@@ -2,6 +2,8 @@
 
 - ``tiny``: a ~2 M parameter model with N1.6's structure, sized so a CPU step (8 samples x 2 images of 48 px, ~20 text
   tokens, horizon 16) takes well under 0.3 s on one core. Used by the demo workflow and CI.
+- ``mid``: ~0.3 B parameters with the same structure, for timing the code paths at a size between the two (a
+  SigLIP2-base-like tower at 224 px, a 6-of-12-layer 1024-wide Qwen3, an 8-block 768-wide DiT, 64-dim padding).
 - ``n1.6-3b``: upstream's sizes (Eagle SigLIP2 + Qwen3-1.7B truncated to 16 layers, 32-block DiT, and the shipped
   checkpoint's padding sizes 50 / 128 / 128). Building it materialises ~3 B fp32 parameters (~12 GB); build it on
   ``torch.device("meta")`` to inspect shapes or count parameters.
@@ -68,6 +70,55 @@ def _tiny() -> dict[str, Any]:
     }
 
 
+def _mid() -> dict[str, Any]:
+    return {
+        "vision_config": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "patch_size": 14,
+            "num_patches": 256,  # 16 x 16 position grid = 224 px / 14
+            "num_channels": 3,
+            "vision_use_head": False,
+        },
+        "text_config": {
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": 1024,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+            "tie_word_embeddings": False,
+            "pad_token_id": 0,
+        },
+        "select_layer": 6,
+        "tune_top_llm_layers": 2,
+        "backbone_embedding_dim": 1024,
+        "image_size": 224,
+        "image_token_index": IMG_CONTEXT_ID,
+        "max_state_dim": 64,
+        "max_action_dim": 64,
+        "action_horizon": 16,
+        "hidden_size": 512,
+        "input_embedding_dim": 768,
+        "max_seq_len": 1024,
+        "diffusion_model_cfg": {
+            "num_layers": 8,
+            "num_attention_heads": 12,
+            "attention_head_dim": 64,
+            "output_dim": 512,
+        },
+        "model_dtype": "float32",
+        "load_bf16": False,
+        "use_flash_attention": False,
+    }
+
+
 def _n16_3b() -> dict[str, Any]:
     # The config defaults are upstream's code defaults; the shipped base checkpoint pads to 50 / 128 / 128.
     return {
@@ -79,7 +130,7 @@ def _n16_3b() -> dict[str, Any]:
     }
 
 
-PRESETS = {"tiny": _tiny, "n1.6-3b": _n16_3b}
+PRESETS = {"tiny": _tiny, "mid": _mid, "n1.6-3b": _n16_3b}
 
 
 def preset(name: str, **overrides) -> Gr00tN1d6Config:
