@@ -54,16 +54,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from groot_ft.stats import compute_stats, write_stats
+    from groot_ft.stats import main as stats_main
 
-    out = Path(args.out).resolve()
-    if out.is_relative_to(Path(args.dataset).resolve()):
-        print(f"error: --out {args.out} is inside the dataset; statistics are never written into it", file=sys.stderr)
-        return 2
-    stats, relative = compute_stats(args.dataset, _modality(args.modality_config), progress=True)
-    for path in write_stats(out, stats, relative):
-        print(f"wrote {path}")
-    return 0
+    return stats_main(args.stats_argv)
 
 
 def image_edge_for(base_model_path: str) -> int:
@@ -165,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="decode every video frame (slow)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("stats", help="compute stats.json (+ relative_stats.json) in upstream's schema")
-    p.add_argument("dataset")
-    p.add_argument("--modality-config", help="needed for relative_stats.json (RELATIVE action keys)")
-    p.add_argument("--out", required=True, help="output directory (never inside the dataset)")
+    p = sub.add_parser(
+        "stats",
+        help="compute stats.json (+ relative_stats.json) in upstream's schema",
+        description="groot-ft stats DATASET [--modality-config F] --out DIR [--cache DIR | --no-cache] "
+        "[--numerics upstream|float64] [--no-report] [--progress]; see `python -m groot_ft.stats --help`",
+        add_help=False,
+    )
+    p.add_argument("stats_argv", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("shards", help="decode video once and write training-sample shards")
@@ -211,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["stats"]:  # its own parser (groot_ft.stats) owns every flag, --help included
+        from groot_ft.stats import main as stats_main
+
+        return stats_main(argv[1:])
     args = build_parser().parse_args(argv)
     from groot_ft.data.lerobot import DatasetError
     from groot_ft.modality import ModalityConfigError

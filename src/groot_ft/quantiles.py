@@ -10,7 +10,8 @@ floats, so no quantile changes). The ``k``-th smallest value of a column is foun
   bucket ("prefix"): it histograms their next ``b`` bits, or, when the bucket is known to hold few keys (at most as
   many as a histogram has bins, so never more memory), keeps those keys themselves and resolves all remaining bits
   at once. In practice two passes suffice.
-* A stream small enough that its keys take no more memory than the first histogram is kept whole during pass 1
+* A stream small enough that its keys take no more than a quarter of the first histogram's memory is kept whole
+  during pass 1
   and answered in that single pass.
 
 Histograms add and key lists concatenate, so partial states of disjoint shards (episodes, workers) merge exactly, in
@@ -33,14 +34,18 @@ DEFAULT_BUDGET_BYTES = 64 * 2**20
 _COUNT_BLOCK = 2**19  # histogram bins counted per bincount call (bounds that temporary to 4 MiB)
 _SELECT_BLOCK = 2**22  # key elements gathered per block in the later passes
 _LUT_ENTRIES = 2**23  # later passes find each key's group in a (dim x 2**resolved) table when it is this small
+_LOOKUP_BLOCK = 2**20  # keys looked up at once
 _LOW32 = (1 << KEY_BITS) - 1
 
 
 def float32_keys(x: np.ndarray) -> np.ndarray:
     """Order-preserving uint32 keys of float32 values (same shape)."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    flip = ((u >> np.uint32(31)) * np.uint32(0x7FFFFFFF)) | np.uint32(0x80000000)
-    return u ^ flip
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    flip = x.view(np.int32) >> 31  # all ones for negative values, else zero
+    flip |= np.int32(-(2**31))  # ... and the sign bit always
+    keys = flip.view(np.uint32)
+    np.bitwise_xor(keys, x.view(np.uint32), out=keys)
+    return keys
 
 
 def keys_to_float32(keys: np.ndarray) -> np.ndarray:
@@ -113,7 +118,7 @@ class RadixSelect:
     ``update`` with every chunk of the data (or ``merge`` partial states built with :meth:`spawn`), then call
     :meth:`end_pass`; while it returns True, stream the same data once more. :meth:`quantiles` then gives
     ``np.quantile``'s values. ``raw_limit`` caps how many keys a group may keep verbatim (default: as many as
-    cost no more memory than its histogram); 0 forces histograms only.
+    fill a quarter of its histogram in pass 1, as many as a histogram row later); 0 forces histograms only.
     """
 
     _ARRAYS = (
@@ -155,7 +160,9 @@ class RadixSelect:
         return self.finished
 
     def _raw0_limit(self) -> int:
-        return (1 << (self.bits + 1)) if self.raw_limit < 0 else self.raw_limit
+        # rows whose keys (4 bytes per dimension) take a quarter of the histogram (8 bytes per bin and dimension):
+        # spilling then briefly holds 1.25 histograms, not 2
+        return (1 << (self.bits - 1)) if self.raw_limit < 0 else self.raw_limit
 
     def _spill0(self) -> None:
         """Pass 0: turn the verbatim keys into the top-digit histogram."""
@@ -167,19 +174,17 @@ class RadixSelect:
     def _hist0(self, keys: np.ndarray) -> None:
         assert self.hist is not None
         nbins = 1 << self.bits
-        shift = np.uint32(KEY_BITS - self.bits)
-        dims_per_block = max(1, _COUNT_BLOCK // nbins)
-        for start in range(0, self.dim, dims_per_block):
-            stop = min(self.dim, start + dims_per_block)
-            flat = (keys[:, start:stop] >> shift).astype(np.int64)
-            flat += np.arange(stop - start, dtype=np.int64) * nbins
-            _count_into(self.hist[start:stop].reshape(-1), flat.reshape(-1))
+        # top digits (<= 16 bits), one contiguous row per dimension: each bincount then stays within one
+        # dimension's histogram, which is small enough for the CPU caches
+        digits = np.ascontiguousarray((keys >> np.uint32(KEY_BITS - self.bits)).astype(np.uint16).T)
+        for d in range(self.dim):
+            self.hist[d] += np.bincount(digits[d], minlength=nbins)
 
     def _lookup_table(self) -> np.ndarray:
         """``table[dim << resolved | prefix]`` = 1 + the group of (dim, prefix), 0 for keys in no wanted bucket."""
         key = (self.pass_index, self.resolved, len(self.group_dim))
         if getattr(self, "_lut_key", None) != key:
-            lut = np.zeros(self.dim << self.resolved, dtype=np.int32)
+            lut = np.zeros(self.dim << self.resolved, dtype=np.uint16 if len(self.group_dim) < 2**16 else np.int32)
             lut[(self.group_dim << self.resolved) | self.group_prefix] = np.arange(1, len(self.group_dim) + 1)
             self._lut, self._lut_key = lut, key
         return self._lut
@@ -191,7 +196,7 @@ class RadixSelect:
         offsets = np.arange(self.dim, dtype=np.uint32) << np.uint32(self.resolved)
         nbins = 1 << self.bits
         low_shift = KEY_BITS - self.resolved - self.bits
-        rows_per_block = max(1, _SELECT_BLOCK // self.dim)
+        rows_per_block = max(1, _LOOKUP_BLOCK // self.dim)
         for r0 in range(0, len(keys), rows_per_block):
             block = np.ascontiguousarray(keys[r0 : r0 + rows_per_block])
             idx = block >> high_shift

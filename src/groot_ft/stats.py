@@ -37,19 +37,33 @@ Upstream-exact float32 moments depend on every value and on the order of the row
 value, so neither can be merged from small summaries. The cache therefore keeps what is expensive to get per
 episode, keyed by content, and re-streams it cheaply:
 
-* one file ``<cache>/<kk>/<key>.npz`` per episode, ``key = sha256(format, stats plan, episode content)``: the stats
-  plan covers the float feature columns and their widths, the RELATIVE groups (columns and slices), the action
-  delta indices and the reference state index; the episode content is the sha256 of the episode's parquet file
-  (v3 layouts: of the shared file plus the episode's row range);
+* one file ``<cache>/<kk>/<key>.npys`` (a sequence of ``.npy`` records) per episode, with
+  ``key = sha256(format, stats plan, episode content)``: the stats plan covers the float feature columns and their
+  widths, the RELATIVE groups (columns and slices), the action delta indices and the reference state index; the
+  episode content is the sha256 of the episode's parquet file (v3 layouts: of the shared file plus the episode's
+  row range);
 * it holds the episode's decoded, validated float32 feature matrices, the native-dtype action/state slices of every
   RELATIVE group (4x smaller than the float32 windows they expand to), and the episode's float64 partial moments
   (count, mean, M2, min, max) of every feature and relative key.
 
 A run hashes every episode file (cheap, no decoding), decodes and validates only episodes whose key has no entry
 (``StatsResult.recomputed``; editing or adding one episode recomputes one), merges all float64 partials in episode
-order, and streams the cached matrices (no parquet decoding, no validation) through the exact passes. Memory stays
-bounded (one batch of episodes at a time plus histograms); the cache costs about as much disk as the dataset's float
-columns. Entries no longer referenced are pruned after a successful run (``prune_cache``).
+order, and streams the cached matrices (no parquet decoding, no validation) through the exact passes: numpy work
+linear in the frames, but nothing per episode that is expensive. Memory stays bounded (one batch of episodes at a
+time plus the histograms); the cache costs about as much disk as the dataset's float columns. Entries no longer
+referenced are pruned after a successful run (``prune_cache``). Without a cache, the first pass spills the decoded
+arrays to an unlinked temporary file that later passes read back instead of decoding parquet again.
+
+Passes
+------
+Pass 1 decodes (or loads) every episode in index order, merges the float64 partials, sums float32 values for the
+upstream means and builds the top-16-bit histograms (or keeps the keys, for small data) of the radix select. Pass 2
+sums the squared deviations from the float32 means, resolves the order statistics inside the buckets found in pass
+1 (one table look-up per value) and fills per-dimension value histograms for the report's plots (exact counts up
+to 2**20 frames per feature, an evenly spaced sample of rows beyond). A third pass is needed only when a
+``hist_budget_bytes`` too small for 16-bit digits forces narrower ones. Chunks of one key are batched across
+episodes (``_FEED_BLOCK_VALUES``), episodes are read ahead on a worker thread, and different keys are fed on
+parallel threads; none of this changes a single bit of the results.
 
 Mixtures
 --------
@@ -57,7 +71,8 @@ Mixtures
 (weights normalised; ``mean = sum w mu``, ``var = sum w (sigma^2 + mu^2) - mean^2``, written in the algebraically
 equal, cancellation-free form ``sum w (sigma^2 + (mu - mean)^2)``), elementwise min/max, and *exact* weighted
 quantiles (defined in :class:`~groot_ft.quantiles.WeightedRadixSelect`; equal to the pooled ``np.quantile`` when the
-weights are proportional to the frame counts) instead of upstream's min of q01s / max of q99s.
+weights are proportional to the frame counts, or for relative keys to the window counts) instead of upstream's min
+of q01s / max of q99s.
 """
 
 from __future__ import annotations
@@ -105,9 +120,10 @@ CACHE_FORMAT = "groot_ft.stats.episode/1"
 NUMPY_REDUCE_BUFSIZE = 8192  # numpy's default ufunc buffer: 1-D float reductions are pairwise within such blocks
 _PW_BLOCKSIZE = 128  # numpy's pairwise-summation leaf size
 _WINDOW_BLOCK_VALUES = 2**22  # relative-chunk values materialised at once
-_FEED_BLOCK_VALUES = 2**21  # values of one key batched across episodes before they are fed to the passes
-_PREFETCH = 4  # episodes read ahead on a worker thread
-_CACHE_NAME = re.compile(r"^[0-9a-f]{64}\.npz$")
+_FEED_BLOCK_VALUES = 2**20  # values of one key batched across episodes before they are fed to the passes
+_HISTOGRAM_ROWS = 2**20  # rows per feature counted in the plot histograms (every k-th row beyond that)
+_PREFETCH_VALUES = 2**21  # values of the episodes read ahead on a worker thread (8 MiB of float32)
+_CACHE_NAME = re.compile(r"^[0-9a-f]{64}\.npys$")
 
 
 class StatsError(ValueError):
@@ -295,16 +311,18 @@ class Moments:
         """Chan et al.'s parallel update (in place); merge in a fixed order for bit-stable results."""
         if other.count == 0:
             return
+        if self.count == 0:  # (an empty state may not even know its width yet)
+            self.count = other.count
+            self.mean, self.m2 = other.mean.copy(), other.m2.copy()
+            self.min, self.max = other.min.copy(), other.max.copy()
+            return
         if other.dim != self.dim:
             raise StatsError(f"cannot merge moments of {other.dim} dimensions into {self.dim}")
-        if self.count == 0:
-            self.mean, self.m2 = other.mean.copy(), other.m2.copy()
-        else:
-            n = self.count + other.count
-            delta = other.mean - self.mean
-            self.mean = self.mean + delta * (other.count / n)
-            self.m2 = self.m2 + other.m2 + np.square(delta) * (self.count * other.count / n)
-        self.count += other.count
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / n)
+        self.m2 = self.m2 + other.m2 + np.square(delta) * (self.count * other.count / n)
+        self.count = n
         self.min = np.minimum(self.min, other.min)
         self.max = np.maximum(self.max, other.max)
 
@@ -318,7 +336,7 @@ class Moments:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the colleague's streaming accumulator (float64 moments + radix select), for sharded/parallel use
+# a general streaming accumulator (float64 moments + radix select), for sharded/parallel use outside run_stats
 
 
 class FeatureAccumulator:
@@ -679,12 +697,58 @@ def make_plan(dataset: LeRobotDataset, modality_config: EmbodimentModalityConfig
     return StatsPlan(features, specs)
 
 
+_NUMPY_TYPES = {
+    pa.float16(): np.float16, pa.float32(): np.float32, pa.float64(): np.float64,
+    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
+}  # fmt: skip
+
+
+def _primitive(arr: pa.Array) -> np.ndarray | None:
+    """A null-free numeric arrow array's values, zero-copy (read-only), or None for other arrays."""
+    dtype = _NUMPY_TYPES.get(arr.type)
+    if dtype is None or arr.null_count:
+        return None
+    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+
+
+def _matrix(table: pa.Table, column: str, path: Path, dtype: Any = np.float32) -> np.ndarray:
+    """A numeric (fixed-size) list or scalar column as an ``(rows, dim)`` array (``dtype=None``: parquet dtype).
+
+    The common layout (one chunk, no nulls, numeric values) is read straight from the arrow buffers; anything else
+    goes through the reader's :func:`~groot_ft.data.lerobot.column_matrix`. (Arrow's ``flatten``/``to_numpy``
+    would load its compute kernels and pandas, some 50 MiB of resident memory, for nothing.)
+    """
+    col = table.column(column)
+    out = None
+    if col.num_chunks == 1 and col.null_count == 0:
+        arr = col.chunk(0)
+        kind = arr.type
+        if pa.types.is_fixed_size_list(kind):
+            width = kind.list_size
+            values = _primitive(arr.values.slice(arr.offset * width, len(arr) * width))
+            out = None if values is None else values.reshape(len(arr), width)
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_list(kind) else np.int32)
+            offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+            widths = np.diff(offsets)
+            if len(arr) and (widths == widths[0]).all():
+                values = _primitive(arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
+                out = None if values is None else values.reshape(len(arr), int(widths[0]))
+        else:
+            values = _primitive(arr)
+            out = None if values is None else values.reshape(-1, 1)
+    if out is None:
+        try:
+            return column_matrix(table, column, path, dtype=dtype)
+        except DatasetError as exc:
+            raise StatsError(str(exc)) from None
+    return out if dtype is None else out.astype(dtype, copy=False)
+
+
 def _native_matrix(table: pa.Table, column: str, path: Path) -> np.ndarray:
     """A numeric column as an ``(rows, dim)`` array in its parquet dtype (no float32 cast)."""
-    try:
-        return column_matrix(table, column, path, dtype=None)
-    except DatasetError as exc:
-        raise StatsError(str(exc)) from None
+    return _matrix(table, column, path, dtype=None)
 
 
 def _check_finite(x: np.ndarray, where: str, row_offset: int = 0) -> None:
@@ -706,7 +770,7 @@ def _read_columns(ds: LeRobotDataset, episode_index: int, columns: list[str], pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).read(columns=columns)
+        return pq.ParquetFile(path).read(columns=columns, use_threads=False)
     except FileNotFoundError:
         raise DatasetError(f"{path}: parquet file of episode {episode_index} is missing") from None
     except (pa.ArrowException, KeyError, OSError) as exc:
@@ -745,7 +809,9 @@ class EpisodeData:
         arrays: dict[str, np.ndarray] = {}
         for j, (f, _) in enumerate(plan.features):
             try:
-                matrix = np.ascontiguousarray(column_matrix(table, f, path))
+                matrix = np.ascontiguousarray(_matrix(table, f, path))
+            except StatsError:
+                raise
             except (ValueError, pa.ArrowException) as exc:
                 raise StatsError(f"{path}: cannot read column {f} as floats: {exc}") from None
             _check_finite(matrix, f"{path}: column {f}: episode {episode_index}, row {{row}}")
@@ -770,6 +836,12 @@ class EpisodeData:
             data.moments = data._compute_moments(plan, path)
         return data
 
+    def with_moments(self, ds: LeRobotDataset, plan: StatsPlan) -> EpisodeData:
+        """Compute (and check) the partial moments if they are missing; returns self."""
+        if self.moments is None:
+            self.moments = self._compute_moments(plan, ds.data_path(self.index))
+        return self
+
     def _compute_moments(self, plan: StatsPlan, path: Path) -> dict[str, Moments]:
         out: dict[str, Moments] = {}
         for j, (f, _) in enumerate(plan.features):
@@ -792,9 +864,10 @@ class EpisodeData:
 
     # --- cache entries ---------------------------------------------------------------------------------------
     def save(self, path: Path, plan: StatsPlan) -> None:
-        """Write the entry atomically (temp file + rename) as an uncompressed npz."""
+        """Write the entry atomically (temp file + rename): a sequence of ``.npy`` records (format tag, JSON list
+        of record names, then the arrays), read back with ``np.load(allow_pickle=False)``; no zip, no CRC."""
         assert self.moments is not None
-        payload: dict[str, np.ndarray] = {"format": np.array(CACHE_FORMAT), "episode": np.array(self.index)}
+        payload: dict[str, np.ndarray] = {"episode": np.array(self.index, dtype=np.int64)}
         payload.update(self.arrays)
         for i, key in enumerate(plan.keys()):
             m = self.moments[key]
@@ -804,7 +877,10 @@ class EpisodeData:
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **payload)
+                np.save(fh, np.array(CACHE_FORMAT))
+                np.save(fh, np.array(json.dumps(list(payload))))
+                for array in payload.values():
+                    np.save(fh, array)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -812,20 +888,26 @@ class EpisodeData:
 
     @classmethod
     def load(cls, path: Path, plan: StatsPlan, *, moments: bool = True) -> EpisodeData:
-        """Read an entry written by :meth:`save` (raises on a foreign or damaged file)."""
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["format"]) != CACHE_FORMAT:
-                raise ValueError(f"{path}: not a {CACHE_FORMAT} entry")
-            names = [f"x{j}" for j in range(len(plan.features))]
-            names += [f"{p}{j}" for j in range(len(plan.specs)) for p in ("a", "s")]
-            arrays = {name: data[name] for name in names}
-            mom = None
-            if moments:
-                mom = {
-                    key: Moments.from_array(int(data[f"count{i}"]), data[f"moments{i}"])
-                    for i, key in enumerate(plan.keys())
-                }
-            return cls(int(data["episode"]), arrays, mom)
+        """Read an entry written by :meth:`save` (raises ValueError/OSError on a foreign or damaged file)."""
+        with open(path, "rb") as fh:
+            try:
+                if str(np.load(fh, allow_pickle=False)) != CACHE_FORMAT:
+                    raise ValueError(f"{path}: not a {CACHE_FORMAT} entry")
+                names = json.loads(str(np.load(fh, allow_pickle=False)))
+                data = {name: np.load(fh, allow_pickle=False) for name in names}
+            except EOFError:
+                raise ValueError(f"{path}: truncated cache entry") from None
+            if fh.read(1):
+                raise ValueError(f"{path}: trailing data after the cache entry")
+        arrays = {f"x{j}": data[f"x{j}"] for j in range(len(plan.features))}
+        arrays.update({f"{p}{j}": data[f"{p}{j}"] for j in range(len(plan.specs)) for p in ("a", "s")})
+        mom = None
+        if moments:
+            mom = {
+                key: Moments.from_array(int(data[f"count{i}"]), data[f"moments{i}"])
+                for i, key in enumerate(plan.keys())
+            }
+        return cls(int(data["episode"]), arrays, mom)
 
 
 def _file_sha256(path: Path) -> str:
@@ -853,6 +935,29 @@ class EpisodeSource:
         self.cached = 0
         self._plan_fp = plan.fingerprint()
         self._digests: dict[Path, str] = {}
+        self._spill: Any = None  # without a cache: an anonymous temp file of decoded arrays, in episode order
+        self._spill_names = [f"x{j}" for j in range(len(plan.features))]
+        self._spill_names += [f"{p}{j}" for j in range(len(plan.specs)) for p in ("a", "s")]
+
+    def open_spill(self) -> None:
+        """Without a cache, keep the first pass's decoded arrays in an unlinked temp file (page cache / disk, not
+        process memory) so that later passes read them back instead of decoding parquet again. Passes must then
+        visit the episodes in the same order; :meth:`close_spill` ends it."""
+        if self.cache_dir is None and self._spill is None:
+            import tempfile
+
+            self._spill = tempfile.TemporaryFile(prefix="groot_ft_stats_")
+            self._spill_done = False
+
+    def rewind_spill(self) -> None:
+        if self._spill is not None:
+            self._spill_done = True
+            self._spill.seek(0)
+
+    def close_spill(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
     def entry_key(self, episode_index: int) -> str:
         """sha256 of (cache format, stats plan, the episode's data bytes)."""
@@ -867,18 +972,25 @@ class EpisodeSource:
         return hashlib.sha256(f"{self._plan_fp}\n{content}".encode()).hexdigest()
 
     def first(self, episode_index: int) -> EpisodeData:
+        """The episode with its moments; without a cache, the caller computes them (:meth:`EpisodeData.with_moments`,
+        on its own thread, which balances the work of the reading and the feeding thread)."""
         if self.cache_dir is None:
             self.recomputed += 1
-            return EpisodeData.decode(self.ds, self.plan, episode_index)
+            data = EpisodeData.decode(self.ds, self.plan, episode_index, moments=False)
+            if self._spill is not None:
+                np.save(self._spill, np.int64(episode_index))
+                for name in self._spill_names:
+                    np.save(self._spill, data.arrays[name])
+            return data
         key = self.entry_key(episode_index)
-        path = self.cache_dir / key[:2] / f"{key}.npz"
+        path = self.cache_dir / key[:2] / f"{key}.npys"
         self.entries[episode_index] = path
         if path.is_file():
             try:
                 data = EpisodeData.load(path, self.plan)
                 self.cached += 1
                 return data
-            except (OSError, ValueError, KeyError):  # damaged or foreign entry: recompute it
+            except (OSError, ValueError, KeyError, json.JSONDecodeError):  # damaged or foreign: recompute it
                 pass
         data = EpisodeData.decode(self.ds, self.plan, episode_index)
         data.save(path, self.plan)
@@ -889,6 +1001,10 @@ class EpisodeSource:
         path = self.entries.get(episode_index)
         if path is not None:
             return EpisodeData.load(path, self.plan, moments=False)
+        if self._spill is not None and self._spill_done:
+            if int(np.load(self._spill)) != episode_index:
+                raise RuntimeError("statistics passes visited the episodes in different orders")
+            return EpisodeData(episode_index, {name: np.load(self._spill) for name in self._spill_names})
         return EpisodeData.decode(self.ds, self.plan, episode_index, moments=False)
 
     def prune(self) -> int:
@@ -912,11 +1028,17 @@ class EpisodeSource:
 
 
 class _Feeder:
-    """Batches one key's chunks across episodes (bounded) and hands concatenated blocks to a consumer."""
+    """Batches one key's chunks across episodes (bounded) and hands concatenated blocks to a consumer.
 
-    def __init__(self, consume, limit: int = _FEED_BLOCK_VALUES):
+    With a thread ``pool``, blocks are consumed on it, one at a time per key and in order (a block waits for the
+    previous one), so different keys proceed in parallel (numpy releases the GIL on large arrays).
+    """
+
+    def __init__(self, consume, limit: int = _FEED_BLOCK_VALUES, pool: ThreadPoolExecutor | None = None):
         self.consume = consume
         self.limit = limit
+        self.pool = pool
+        self.future: Future[None] | None = None
         self.parts: list[np.ndarray] = []
         self.values = 0
 
@@ -933,16 +1055,28 @@ class _Feeder:
             return
         block = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
         self.parts, self.values = [], 0
-        self.consume(block)
+        if self.pool is None:
+            self.consume(block)
+            return
+        self.wait()
+        self.future = self.pool.submit(self.consume, block)
+
+    def wait(self) -> None:
+        """Until the blocks handed over so far are consumed (re-raises the consumer's error)."""
+        if self.future is not None:
+            future, self.future = self.future, None
+            future.result()
 
 
 class _ValueHistogram:
-    """Uniform-bin histogram per dimension on [min, max] (for the report's plots)."""
+    """Uniform-bin histogram per dimension on [min, max] (for the report's plots) of every ``stride``-th row."""
 
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, bins: int):
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, bins: int, stride: int = 1):
         self.lo = np.asarray(lo, dtype=np.float64)
         self.hi = np.asarray(hi, dtype=np.float64)
         self.bins = int(bins)
+        self.stride = max(1, int(stride))
+        self.seen = 0  # rows streamed so far: rows whose global index is a multiple of stride are counted
         width = self.hi - self.lo
         scale = np.divide(self.bins, width, out=np.zeros_like(width), where=width > 0)
         # float32 arithmetic (x - min >= 0 exactly, so truncation is floor); a range so narrow that the scale
@@ -953,6 +1087,9 @@ class _ValueHistogram:
         self.counts = np.zeros((len(self.lo), self.bins), dtype=np.int64)
 
     def update(self, x: np.ndarray) -> None:
+        first = -self.seen % self.stride
+        self.seen += len(x)
+        x = x[first :: self.stride]
         pos = x - self.lo32
         pos *= self.scale32
         idx = pos.astype(np.int32)
@@ -961,7 +1098,8 @@ class _ValueHistogram:
         self.counts += np.bincount(idx.reshape(-1), minlength=self.counts.size).reshape(self.counts.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min": self.lo.tolist(), "max": self.hi.tolist(), "counts": self.counts.tolist()}
+        return {"min": self.lo.tolist(), "max": self.hi.tolist(), "row_stride": self.stride,
+                "counts": self.counts.tolist()}
 
 
 @dataclass
@@ -981,7 +1119,7 @@ class StatsState:
         return {k: m.count for k, m in self.moments.items()}
 
     def iter_data(self) -> Iterator[EpisodeData]:
-        return _prefetched(self.source.again, self.episodes)
+        return _prefetched(self.source.again, self.episodes, budget=8)  # 8 episodes ahead
 
 
 @dataclass
@@ -1039,27 +1177,36 @@ def _split_budget(dims: dict[str, int], budget: int) -> dict[str, int]:
     return {k: max(1, int(per_dim * d)) for k, d in dims.items()}
 
 
-def _prefetched(fetch: Callable[[int], EpisodeData], episodes: Sequence[int], ahead: int = _PREFETCH) -> Iterator[EpisodeData]:
-    """``fetch(ep)`` for every episode, in order, computed ``ahead`` episodes in advance on one worker thread.
+def _prefetched(
+    fetch: Callable[[int], EpisodeData],
+    episodes: Sequence[int],
+    cost: Callable[[int], int] | None = None,
+    budget: int = _PREFETCH_VALUES,
+) -> Iterator[EpisodeData]:
+    """``fetch(ep)`` for every episode, in order, computed in advance on one worker thread.
 
     Parquet decoding and large numpy operations release the GIL, so reading the next episodes overlaps with feeding
-    the current ones; memory stays bounded by ``ahead`` episodes.
+    the current ones. Episodes are requested ahead while their estimated ``cost`` (values) stays within ``budget``
+    (at least one at a time), which bounds the memory held; ``budget=0`` turns prefetching off.
     """
-    if ahead <= 0:
+    if budget <= 0:
         for ep in episodes:
             yield fetch(ep)
         return
+    cost = cost or (lambda ep: 1)
     pool = ThreadPoolExecutor(1, thread_name_prefix="stats-prefetch")
     try:
-        pending: deque[Future[EpisodeData]] = deque()
-        todo = iter(episodes)
-        for ep in itertools.islice(todo, ahead):
-            pending.append(pool.submit(fetch, ep))
-        while pending:
-            data = pending.popleft().result()
-            for ep in itertools.islice(todo, 1):
-                pending.append(pool.submit(fetch, ep))
-            yield data
+        pending: deque[tuple[Future[EpisodeData], int]] = deque()
+        in_flight = 0
+        todo = deque(episodes)
+        while todo or pending:
+            while todo and (not pending or in_flight + cost(todo[0]) <= budget):
+                ep = todo.popleft()
+                pending.append((pool.submit(fetch, ep), cost(ep)))
+                in_flight += pending[-1][1]
+            future, c = pending.popleft()
+            in_flight -= c
+            yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -1084,15 +1231,17 @@ def run_stats(
     hist_budget_bytes: int = DEFAULT_HIST_BUDGET_BYTES,
     raw_limit: int | None = None,
     histogram_bins: int = DEFAULT_HISTOGRAM_BINS,
-    prefetch: int = _PREFETCH,
+    prefetch_values: int = _PREFETCH_VALUES,
+    threads: int | None = None,
 ) -> StatsResult:
     """Compute the statistics of a dataset (both numerics), streaming episodes in episode-index order.
 
     Reads only the needed parquet columns (never video); nothing is written except cache entries under
     ``cache_dir`` (see the module docstring). Two passes over the episodes (more only under a tight
     ``hist_budget_bytes``, the bound on all quantile histograms together); ``raw_limit`` is a tuning/testing knob
-    of :class:`~groot_ft.quantiles.RadixSelect` (0 = histograms only); ``prefetch`` episodes are read ahead on a
-    worker thread (0: none).
+    of :class:`~groot_ft.quantiles.RadixSelect` (0 = histograms only); episodes are read ahead on a
+    worker thread up to ``prefetch_values`` values (0: no read-ahead), and different keys are fed on up to
+    ``threads`` threads (default: one per CPU; results do not depend on it).
     """
     if numerics not in NUMERICS:
         raise ValueError(f"numerics must be one of {NUMERICS}, got {numerics!r}")
@@ -1102,6 +1251,8 @@ def run_stats(
     if not episodes:
         raise StatsError(f"{ds.root / 'meta/episodes.jsonl'}: no episodes")
     source = EpisodeSource(ds, plan, cache_dir)
+    row_values = sum(d for _, d in plan.features) + sum(2 * s.dim * plan.horizon for s in plan.specs)
+    lengths = {e.index: max(1, int(e.length)) for e in ds.episodes}
     keys = plan.keys()
     budgets = _split_budget(plan.declared_dims(), hist_budget_bytes)
     moments: dict[str, Moments | None] = dict.fromkeys(keys)
@@ -1117,8 +1268,10 @@ def run_stats(
                 upstream[key] = UpstreamMoments(block.shape[1])
             sel, up = selects[key], upstream[key]
             if block.shape[1] != sel.dim:
-                raise StatsError(f"{ds.root}: {key.split(':', 1)[1]} has {block.shape[1]} dimensions in some "
-                                 f"episodes and {sel.dim} in others")
+                raise StatsError(
+                    f"{ds.root}: {key.split(':', 1)[1]} has {block.shape[1]} dimensions in some episodes and "
+                    f"{sel.dim} in others"
+                )
             if not sel.done:
                 sel.update_keys(float32_keys(block))
             if up.pass_index == pass_no and not up.done:
@@ -1128,39 +1281,61 @@ def run_stats(
 
         return consume
 
-    feeders = {k: _Feeder(consumer(k)) for k in keys}
+    if threads is None:
+        threads = os.cpu_count() or 1
+    workers = min(len(keys), threads)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="stats-feed") if workers > 1 else None
+    feeders = {k: _Feeder(consumer(k), pool=pool) for k in keys}
     active = set(keys)
-    while active:
-        fetch = source.first if pass_no == 0 else source.again
-        stream = _prefetched(fetch, episodes, prefetch)
-        for data in _progress(stream, progress, f"stats pass {pass_no + 1}", len(episodes)):
-            if pass_no == 0:
-                assert data.moments is not None
-                for key, m in data.moments.items():
-                    if moments[key] is None:
-                        moments[key] = Moments.empty(m.dim)
-                    moments[key].merge(m)  # type: ignore[union-attr]
-            for key, x in data.matrices(plan, active):
-                feeders[key].add(x)
-        for key in sorted(active):
-            feeders[key].flush()
-            if pass_no == 0 and key not in selects:
-                what = (
-                    f"relative action {key.split(':', 1)[1]}: no episode is longer than the action horizon "
-                    f"(max delta index {max(plan.deltas)})"
-                    if key.startswith("relative:")
-                    else f"feature {key.split(':', 1)[1]}: no frames"
-                )
-                raise StatsError(f"{ds.root}: {what}; statistics are undefined")
-            more_select = selects[key].end_pass() if not selects[key].done else False
-            more_upstream = upstream[key].end_pass()
-            if pass_no == 0 and key.startswith("feature:") and histogram_bins > 0:
-                m = moments[key]
-                assert m is not None
-                histograms[key] = _ValueHistogram(m.min, m.max, histogram_bins)
-            if not (more_select or more_upstream):
-                active.discard(key)
-        pass_no += 1
+    source.open_spill()
+    try:
+        while active:
+            if pass_no > 0:
+                source.rewind_spill()
+            fetch = source.first if pass_no == 0 else source.again
+            stream = _prefetched(fetch, episodes, lambda ep: lengths[ep] * row_values, prefetch_values)
+            for data in _progress(stream, progress, f"stats pass {pass_no + 1}", len(episodes)):
+                if pass_no == 0:
+                    data.with_moments(ds, plan)
+                    assert data.moments is not None
+                    for key, m in data.moments.items():
+                        total = moments[key]
+                        if total is None:
+                            total = moments[key] = Moments.empty(m.dim)
+                        if m.count and total.count and m.dim != total.dim:
+                            raise StatsError(
+                                f"{ds.root}: {key.split(':', 1)[1]} has {m.dim} dimensions in episode {data.index} "
+                                f"but {total.dim} in earlier episodes"
+                            )
+                        total.merge(m)
+                for key, x in data.matrices(plan, active):
+                    feeders[key].add(x)
+            for key in sorted(active):
+                feeders[key].flush()
+            for key in sorted(active):
+                feeders[key].wait()
+                if pass_no == 0 and key not in selects:
+                    what = (
+                        f"relative action {key.split(':', 1)[1]}: no episode is longer than the action horizon "
+                        f"(max delta index {max(plan.deltas)})"
+                        if key.startswith("relative:")
+                        else f"feature {key.split(':', 1)[1]}: no frames"
+                    )
+                    raise StatsError(f"{ds.root}: {what}; statistics are undefined")
+                more_select = selects[key].end_pass() if not selects[key].done else False
+                more_upstream = upstream[key].end_pass()
+                if pass_no == 0 and key.startswith("feature:") and histogram_bins > 0:
+                    m = moments[key]
+                    assert m is not None
+                    stride = -(-m.count // _HISTOGRAM_ROWS)  # a bounded, evenly spaced sample of the rows
+                    histograms[key] = _ValueHistogram(m.min, m.max, histogram_bins, stride)
+                if not (more_select or more_upstream):
+                    active.discard(key)
+            pass_no += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        source.close_spill()
     if cache_dir is not None and prune_cache:
         source.prune()
 
@@ -1265,8 +1440,9 @@ def merge_mixture_stats(
     must agree): ``mean = sum p_i mu_i``; ``std = sqrt(sum p_i (sigma_i^2 + mu_i^2) - mean^2)`` (upstream's formula,
     evaluated as ``sum p_i (sigma_i^2 + (mu_i - mean)^2)``, from the datasets' float64 moments); min/max
     elementwise; q01/q99 the exact weighted quantiles of :class:`~groot_ft.quantiles.WeightedRadixSelect` (each
-    sample of dataset i carries mass ``N p_i / n_i``; proportional weights give the pooled ``np.quantile``).
-    The datasets' data is streamed again (from their caches where their runs had one); values are float64.
+    sample of dataset i carries mass ``N p_i / n_i``; proportional weights give the pooled ``np.quantile``). A
+    dataset's weight applies to its frames (stats.json keys) and to its windows (relative keys) alike. The datasets'
+    data is streamed again (from their caches where their runs had one, else decoded); values are float64.
     """
     if not partials:
         raise StatsError("merge_mixture_stats: no datasets given")
