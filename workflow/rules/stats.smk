@@ -4,7 +4,7 @@
 # cache keyed by each episode's content hash under STATS_CACHE, so a rerun decodes only the changed or added
 # episodes and re-streams the others from the cache; the log's "stats: N episodes, K recomputed, M from cache" line
 # says how many. The cache is deliberately not an output: Snakemake removes a job's outputs before running it.
-STATS_CACHE = f"{OUT}/stats/cache"
+STATS_CACHE = f"{OUT}/.cache/stats"
 
 
 rule stats:
