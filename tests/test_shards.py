@@ -144,3 +144,84 @@ def test_v3_fingerprint_covers_the_episode_range_and_shared_files(v3_dataset, tm
     video = ds.episode_video_segment(0, "observation.images.front").path
     video.write_bytes(video.read_bytes() + b"\0")  # the shared file changed: every episode in it is stale
     assert episode_fingerprint(LeRobotDataset(root), 0, CFG, 48) != fps[0]
+
+
+# --- parallel, deterministic, incremental builds ---------------------------------------------------------------------
+def _files(root, pattern):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob(pattern))}
+
+
+def test_builds_are_byte_identical_across_directories_and_thread_counts(demo_dataset, built, tmp_path):
+    out = tmp_path / "threads2"
+    build_shards(demo_dataset, CFG, out, image_edge=48, shard_size=64, seed=3, progress=False, threads=2)
+    assert _files(out, "shard_*.arrow") == _files(built, "shard_*.arrow")
+    assert _files(out, "episodes/*.arrow") == _files(built, "episodes/*.arrow")
+    assert len(_files(out, "shard_*.arrow")) >= 3
+
+
+def test_frames_past_the_last_needed_one_are_not_stored(demo_dataset, built):
+    from groot_ft.shards import needed_frames
+
+    with pa.memory_map(str(built / "episodes" / "episode_000000.arrow")) as src:
+        cache = pa.ipc.open_file(src).read_all()
+    n = cache.num_rows
+    assert list(needed_frames(n, CFG)) == list(range(n - 15))  # video offset 0, 16-step action chunks
+    present = cache.column("video.front").is_valid().to_pylist()
+    assert present == [True] * (n - 15) + [False] * 15
+
+
+def _set_action(path, row, value):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    col = table.column("action").combine_chunks()
+    values = col.flatten().to_numpy(zero_copy_only=False).copy().reshape(len(col), -1)
+    values[row, 0] = value
+    flat = pa.array(values.reshape(-1), col.type.value_type)
+    new = pa.FixedSizeListArray.from_arrays(flat, values.shape[1]) if pa.types.is_fixed_size_list(col.type) else \
+        pa.ListArray.from_arrays(pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32)), flat)
+    pq.write_table(table.set_column(table.column_names.index("action"), "action", new), path)
+
+
+def test_changing_one_episode_rewrites_only_the_shards_that_hold_it(demo_copy, tmp_path):
+    import os
+
+    out = tmp_path / "shards"
+    kwargs = dict(image_edge=48, shard_size=32, episode_sampling_rate=0.5, seed=5, progress=False)
+    build_shards(demo_copy, CFG, out, **kwargs)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("shard_*.arrow")}
+    shards = ShardSet.open(out)
+    holders = set()
+    for path in shards.shard_paths:
+        with pa.memory_map(str(path)) as src:
+            if 2 in set(pa.ipc.open_file(src).read_all().column("episode_index").to_pylist()):
+                holders.add(path.name)
+    assert 1 <= len(holders) < len(before)
+
+    ds = LeRobotDataset(demo_copy)
+    _set_action(ds.episode_data_file(2), row=3, value=123.5)
+    manifest = json.loads(build_shards(demo_copy, CFG, out, **kwargs).read_text())
+    assert manifest["episodes_rebuilt"] == 1 and manifest["shards_rebuilt"] == len(holders)
+    for p in out.glob("shard_*.arrow"):
+        if p.name in holders:
+            assert p.read_bytes() != before[p.name][1]
+        else:
+            assert (p.stat().st_mtime_ns, p.read_bytes()) == before[p.name]
+    rows = [r for path in ShardSet.open(out).shard_paths
+            for r in _read(path).to_pylist() if r["episode_index"] == 2 and r["step"] == 3]
+    assert len(rows) == 1 and rows[0]["action.arm"][0] == 123.5  # first action of the chunk at step 3
+
+    # same content, new file date: the cache is re-made but no shard is written
+    os.utime(ds.episode_data_file(4))
+    manifest = json.loads(build_shards(demo_copy, CFG, out, **kwargs).read_text())
+    assert manifest["episodes_rebuilt"] == 1 and manifest["shards_rebuilt"] == 0
+
+
+def _read(path):
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
+def test_threads_below_one_is_a_clear_error(demo_dataset, tmp_path):
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        build_shards(demo_dataset, CFG, tmp_path / "x", image_edge=48, threads=0, progress=False)

@@ -1,14 +1,23 @@
-"""build-shards: turn a dataset into training-sample files, decoding every video frame exactly once.
+"""build-shards: turn a dataset into training-sample files, decoding every needed video frame exactly once.
 
-Stage 1 writes one Arrow IPC cache per episode (``episodes/episode_XXXXXX.arrow``): every frame of every configured
-camera resized to the processor's working size and JPEG-encoded, plus the state/action groups and language of
-each frame. A cache is rebuilt only when its episode's files change (content fingerprint in the cache metadata).
+Stage 1 writes one Arrow IPC cache per episode (``episodes/episode_XXXXXX.arrow``): every frame a valid step can
+ask for, of every configured camera, scaled to the processor's working size and JPEG-encoded (other frames are
+null and never decoded past the last needed one), plus the state/action groups and language of each frame. A
+cache is rebuilt only when its episode's files change (fingerprint in the cache metadata). Episodes are built in
+parallel over ``threads`` threads; a cache depends only on its episode, so the result does not depend on that count.
+
+Frames go from the decoder to the JPEG encoder without leaving FFmpeg: libswscale scales the decoded YUV picture
+with area averaging straight into full-range YUV 4:4:4, and FFmpeg's MJPEG encoder (an intra-only, stateless JPEG
+encoder) compresses it. That avoids a full-size RGB conversion, a PIL resize and PIL's per-image overhead, which
+cost more than decoding itself on small frames (docs/benchmarks.md). The files are plain baseline JPEG (JFIF),
+read back with PIL.
 
 Stage 2 assembles ``shard_XXXXX.arrow`` files of about ``shard_size`` samples with upstream GR00T's assignment:
 episodes in a seeded order, each episode's valid steps shuffled and split into ``1/episode_sampling_rate``
 interleaved subsets, each subset given to the currently shortest shard. Every valid step appears once per pass.
 A sample row holds exactly what the processor needs: the frames at the video offsets, the state rows, the action
-chunk and the instruction.
+chunk and the instruction. Each shard stores a key over its pieces (episode content digests and steps); a shard
+whose key is unchanged is not rewritten, so changing one episode rewrites only the shards that hold it.
 """
 
 from __future__ import annotations
@@ -17,21 +26,34 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pyarrow as pa
+from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 from PIL import Image
 from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset
+from groot_ft.data.video import VideoError
 from groot_ft.io import atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
 SHARD_FORMAT_VERSION = 1
-JPEG_QUALITY = 95
+#: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
+JPEG_QSCALE = 1
+#: everything about how frames are turned into bytes; part of each episode cache's fingerprint
+FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-area-bitexact"
+# BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
+_SCALE_FLAGS = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+_FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
+_CODEC_FLAG_QSCALE = 2  # AV_CODEC_FLAG_QSCALE: fixed quantiser, no rate control
 
 
 # --- assignment (pure, tested against upstream's semantics) ------------------------------------------------------
@@ -79,26 +101,148 @@ def plan_shards(
     return shards
 
 
+def needed_frames(length: int, cfg: EmbodimentModalityConfig) -> np.ndarray:
+    """Sorted frame indices that some valid step shows (its video offsets, clipped into the episode)."""
+    steps = valid_steps(length, cfg)
+    if len(steps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    deltas = np.asarray(cfg.video.delta_indices, dtype=np.int64)
+    return np.unique(np.clip(steps[:, None] + deltas[None, :], 0, length - 1))
+
+
 # --- frames -------------------------------------------------------------------------------------------------------
+def shortest_edge_size(width: int, height: int, edge: int) -> tuple[int, int]:
+    """(width, height) with the shorter side scaled to ``edge``, aspect kept."""
+    scale = edge / min(width, height)
+    return max(edge, round(width * scale)), max(edge, round(height * scale))
+
+
 def resize_shortest_edge(frame: np.ndarray, edge: int) -> np.ndarray:
+    """PIL area resize of an RGB array (the reference the shard frames are checked against)."""
     h, w = frame.shape[:2]
     if min(h, w) == edge:
         return frame
-    scale = edge / min(h, w)
-    size = (max(edge, round(w * scale)), max(edge, round(h * scale)))
-    # BOX averages every source pixel when shrinking (like cv2.INTER_AREA), so small targets stay alias-free
-    resample = Image.BOX if scale < 1 else Image.BILINEAR
-    return np.asarray(Image.fromarray(frame).resize(size, resample))
+    resample = Image.BOX if edge < min(h, w) else Image.BILINEAR
+    return np.asarray(Image.fromarray(frame).resize(shortest_edge_size(w, h, edge), resample))
+
+
+class FrameEncoder:
+    """Scales decoded frames to the working size and JPEG-encodes them, all inside FFmpeg.
+
+    Keeps one scaler and one MJPEG encoder per output size, so per-frame cost is the scaling and compression
+    themselves. MJPEG is intra-only with a fixed quantiser: a frame's bytes depend on that frame alone. One
+    instance per thread.
+    """
+
+    def __init__(self, edge: int | None):
+        self.edge = edge
+        self._scaler = VideoReformatter()
+        self._encoders: dict[tuple[int, int], Any] = {}
+        self._count = 0
+
+    def _encoder(self, width: int, height: int):
+        key = (width, height)
+        if key not in self._encoders:
+            ctx = av.CodecContext.create("mjpeg", "w")
+            ctx.width, ctx.height = width, height
+            ctx.pix_fmt = "yuv444p"
+            ctx.color_range = int(ColorRange.JPEG)  # full range, as JFIF readers assume
+            ctx.time_base = Fraction(1, 1)
+            ctx.flags = int(ctx.flags) | _CODEC_FLAG_QSCALE
+            ctx.global_quality = JPEG_QSCALE * _FF_QP2LAMBDA
+            ctx.qmin = ctx.qmax = JPEG_QSCALE
+            ctx.options = {"flags": "+bitexact"}  # no encoder version string in the files
+            ctx.open()
+            self._encoders[key] = ctx
+        return self._encoders[key]
+
+    def encode(self, frame: av.VideoFrame) -> bytes:
+        width, height = frame.width, frame.height
+        if self.edge is not None and min(width, height) != self.edge:
+            width, height = shortest_edge_size(width, height, self.edge)
+        small = self._scaler.reformat(
+            frame, width, height, "yuv444p", interpolation=_SCALE_FLAGS, dst_color_range="JPEG"
+        )
+        encoder = self._encoder(width, height)
+        # the encoder insists on increasing times; they do not reach the JPEG bytes
+        self._count += 1
+        small.pts = self._count
+        small.time_base = encoder.time_base
+        packets = encoder.encode(small)
+        if len(packets) != 1:  # MJPEG has no frame delay; anything else would misalign frames and bytes
+            raise RuntimeError(f"MJPEG encoder returned {len(packets)} packets for one frame")
+        return bytes(packets[0])
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-    return buf.getvalue()
+    """JPEG bytes of one RGB ``(H, W, 3)`` uint8 array, encoded the way shard frames are (no resize)."""
+    return FrameEncoder(None).encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:
+    try:
+        if seek_s is not None:
+            container.seek(max(0, int(math.floor(seek_s / float(stream.time_base)))), stream=stream, backward=True)
+        yield from container.decode(stream)
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"decoding failed ({exc})") from exc
+
+
+def encode_video_frames(
+    path: Path, wanted: np.ndarray, encoder: FrameEncoder, *, start_s: float | None = None, fps: float | None = None
+) -> list[bytes]:
+    """Encoded frames ``wanted`` (sorted unique indices) of one episode's video, decoding no further than the last.
+
+    ``start_s=None``: the episode owns the file and frame ``k`` is the ``k``-th decoded frame (LeRobot v2, as GR00T
+    reads it). Otherwise (v3, episodes share a file) frame ``k`` is the one shown at ``start_s + k / fps``, matched
+    within a quarter frame period, after seeking to the keyframe before the first one.
+    """
+    out: list[bytes | None] = [None] * len(wanted)
+    if len(wanted) == 0:
+        return []
+    slot = {int(k): i for i, k in enumerate(wanted.tolist())}
+    last = int(wanted[-1])
+    if not path.is_file():
+        raise VideoError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(path, f"cannot open as a video container ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError(path, "contains no video stream")
+        stream = container.streams.video[0]
+        if start_s is None:
+            for k, frame in enumerate(_decoded(path, container, stream, None)):
+                if k in slot:
+                    out[slot[k]] = encoder.encode(frame)
+                if k >= last:
+                    break
+        else:
+            tol = 0.25 / fps
+            origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            first_s = start_s + int(wanted[0]) / fps
+            for attempt in (first_s - tol + origin if first_s > tol else None, 0.0):
+                for frame in _decoded(path, container, stream, attempt):
+                    if frame.time is None:
+                        raise VideoError(path, "a frame has no presentation time; cannot locate episode frames")
+                    k = round((float(frame.time) - origin - start_s) * fps)
+                    if k in slot and abs(float(frame.time) - origin - start_s - k / fps) <= tol:
+                        if out[slot[k]] is None:
+                            out[slot[k]] = encoder.encode(frame)
+                    if k > last:
+                        break
+                if attempt is None or all(b is not None for b in out):
+                    break
+    missing = [int(k) for k, b in zip(wanted.tolist(), out, strict=True) if b is None]
+    if missing:
+        where = "decodable frames" if start_s is None else f"frames near {start_s + missing[0] / fps:.6f} s"
+        raise VideoError(path, f"episode frame {missing[0]} is missing: the video has too few {where}")
+    return out  # type: ignore[return-value]
 
 
 # --- stage 1: per-episode caches ------------------------------------------------------------------------------------
@@ -109,7 +253,7 @@ def episode_fingerprint(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalit
     episodes) the episode's global row range and each camera's time window in its file are part of the key too.
     """
     h = hashlib.sha256()
-    h.update(json.dumps([SHARD_FORMAT_VERSION, edge, JPEG_QUALITY, cfg.to_dict(), ds.modality], sort_keys=True).encode())
+    h.update(json.dumps([SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality], sort_keys=True).encode())
     h.update(json.dumps([ds.version, ds.episode(episode).length, ds.episode_rows(episode)]).encode())
     paths = [ds.episode_data_file(episode)]
     for key in cfg.video.modality_keys:
@@ -124,37 +268,123 @@ def episode_fingerprint(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalit
     return h.hexdigest()
 
 
-def _cache_fingerprint(path: Path) -> str | None:
+@dataclass(frozen=True)
+class CacheInfo:
+    """What stage 2 needs from an episode cache without reading its data."""
+
+    fingerprint: str
+    content: str  # sha256 of the cache's data: equal content gives equal shards, whatever the file dates
+    length: int
+    dims: dict[str, int]
+
+
+def read_cache_info(path: Path) -> CacheInfo | None:
+    """The cache's metadata, or None when it is missing, unreadable or from an older layout."""
     try:
         with pa.memory_map(str(path)) as src:
             meta = pa.ipc.open_file(src).schema.metadata or {}
-        return meta.get(b"fingerprint", b"").decode() or None
-    except (OSError, pa.ArrowInvalid):
+        return CacheInfo(
+            meta[b"fingerprint"].decode(), meta[b"content"].decode(), int(meta[b"length"]), json.loads(meta[b"dims"])
+        )
+    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
         return None
 
 
+def _ipc_bytes(table: pa.Table, max_chunksize: int | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max_chunksize)
+    return sink.getvalue().to_pybytes()
+
+
 def build_episode_cache(
-    ds: LeRobotDataset, episode: int, cfg: EmbodimentModalityConfig, edge: int, path: Path, fingerprint: str
-) -> None:
+    ds: LeRobotDataset,
+    episode: int,
+    cfg: EmbodimentModalityConfig,
+    edge: int,
+    path: Path,
+    fingerprint: str,
+    encoder: FrameEncoder | None = None,
+) -> CacheInfo:
+    encoder = encoder or FrameEncoder(edge)
     arrays = ds.load_episode(episode, cfg)
     n = arrays.length
+    wanted = needed_frames(n, cfg)
     columns: dict[str, pa.Array] = {"frame_index": pa.array(np.arange(n, dtype=np.int64))}
     for key in cfg.video.modality_keys:
-        frames = ds.read_episode_frames(episode, ds.video_original_key(key), np.arange(n))
-        columns[f"video.{key}"] = pa.array([encode_jpeg(resize_shortest_edge(f, edge)) for f in frames], pa.binary())
-    shapes: dict[str, int] = {}
+        segment = ds.episode_video_segment(episode, ds.video_original_key(key))
+        if ds.is_v3:
+            encoded = encode_video_frames(segment.path, wanted, encoder, start_s=segment.start_s, fps=ds.fps)
+        else:
+            encoded = encode_video_frames(segment.path, wanted, encoder)
+        frames: list[bytes | None] = [None] * n
+        for k, data in zip(wanted.tolist(), encoded, strict=True):
+            frames[k] = data
+        columns[f"video.{key}"] = pa.array(frames, pa.binary())
+    dims: dict[str, int] = {}
     for modality, groups in (("state", arrays.state), ("action", arrays.action)):
         for key, values in groups.items():
-            shapes[f"{modality}.{key}"] = values.shape[1]
+            dims[f"{modality}.{key}"] = values.shape[1]
             flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
             columns[f"{modality}.{key}"] = pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
     columns["language"] = pa.array(arrays.language, pa.string())
-    meta = {b"fingerprint": fingerprint.encode(), b"dims": json.dumps(shapes).encode(), b"episode": str(episode).encode()}
-    table = pa.table(columns).replace_schema_metadata(meta)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    table = pa.table(columns)
+    info = CacheInfo(fingerprint, hashlib.sha256(_ipc_bytes(table)).hexdigest(), n, dims)
+    meta = {
+        b"fingerprint": fingerprint.encode(),
+        b"content": info.content.encode(),
+        b"length": str(n).encode(),
+        b"dims": json.dumps(dims).encode(),
+        b"episode": str(episode).encode(),
+    }
+    atomic_write_bytes(path, _ipc_bytes(table.replace_schema_metadata(meta)))
+    return info
+
+
+def _refresh_caches(
+    ds: LeRobotDataset, episodes: list[int], cfg: EmbodimentModalityConfig, edge: int, cache_dir: Path,
+    threads: int, progress: bool,
+) -> tuple[dict[int, CacheInfo], int]:
+    """Bring every episode cache up to date; returns each episode's cache info and how many were rebuilt."""
+    infos: dict[int, CacheInfo] = {}
+    stale: list[tuple[int, str]] = []
+    for e in episodes:  # fingerprints first, on this thread: they also warm the reader's lazily loaded metadata
+        fp = episode_fingerprint(ds, e, cfg, edge)
+        info = read_cache_info(cache_dir / f"episode_{e:06d}.arrow")
+        if info is not None and info.fingerprint == fp:
+            infos[e] = info
+        else:
+            stale.append((e, fp))
+
+    bar = tqdm(total=len(stale), desc="decode episodes", unit="ep", disable=not progress)
+    if threads <= 1 or len(stale) <= 1:
+        encoder = FrameEncoder(edge)
+        for e, fp in stale:
+            infos[e] = build_episode_cache(ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, encoder)
+            bar.update()
+    else:
+        import threading
+
+        local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
+
+        def build(e: int, fp: str) -> CacheInfo:
+            if not hasattr(local, "encoder"):
+                local.encoder = FrameEncoder(edge)
+            return build_episode_cache(ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, local.encoder)
+
+        # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
+            futures = {pool.submit(build, e, fp): e for e, fp in stale}
+            try:
+                for future in futures:
+                    infos[futures[future]] = future.result()
+                    bar.update()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    bar.close()
+    return infos, len(stale)
 
 
 # --- stage 2: shards -----------------------------------------------------------------------------------------------
@@ -178,6 +408,41 @@ def _gather(cache: pa.Table, cfg: EmbodimentModalityConfig, steps: np.ndarray) -
                 out[f"{modality}.{key}"] = pa.FixedSizeListArray.from_arrays(flat, len(deltas) * dim)
     out["language"] = cache.column("language").combine_chunks().take(pa.array(steps))
     return out
+
+
+def shard_key(pieces: list[tuple[int, np.ndarray]], infos: dict[int, CacheInfo], cfg: EmbodimentModalityConfig) -> str:
+    """Everything a shard's bytes depend on: layout version, modality config, and per piece its episode, that
+    episode's cache content and the steps taken from it."""
+    h = hashlib.sha256(json.dumps([SHARD_FORMAT_VERSION, cfg.to_dict()], sort_keys=True).encode())
+    for episode, steps in pieces:
+        h.update(f"|{episode}:{infos[episode].content}:".encode())
+        h.update(np.ascontiguousarray(steps, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _stored_shard_key(path: Path) -> str | None:
+    try:
+        with pa.memory_map(str(path)) as src:
+            meta = pa.ipc.open_file(src).schema.metadata or {}
+        return meta.get(b"key", b"").decode() or None
+    except (OSError, pa.ArrowInvalid):
+        return None
+
+
+def write_shard(
+    path: Path, pieces: list[tuple[int, np.ndarray]], cfg: EmbodimentModalityConfig, cache_dir: Path, key: str
+) -> int:
+    tables = []
+    for episode, steps in pieces:
+        with pa.memory_map(str(cache_dir / f"episode_{episode:06d}.arrow")) as src:
+            cache = pa.ipc.open_file(src).read_all()
+            cols = {"episode_index": pa.array(np.full(len(steps), episode, np.int64)), "step": pa.array(steps)}
+            cols.update(_gather(cache, cfg, steps))
+            tables.append(pa.table(cols))
+    table = pa.concat_tables(tables)
+    table = table.replace_schema_metadata({b"key": key.encode()})
+    atomic_write_bytes(path, _ipc_bytes(table, max_chunksize=256))
+    return table.num_rows
 
 
 @dataclass(frozen=True)
@@ -220,60 +485,47 @@ def build_shards(
     seed: int = 42,
     progress: bool = True,
     episodes: list[int] | None = None,
+    threads: int = 1,
 ) -> Path:
     """Build (or refresh) the shard directory; returns the path of its manifest.json.
 
     ``episodes`` restricts the shards to those episode indices (e.g. the training split); default all.
+    ``threads`` episodes are decoded at once; the files written do not depend on it.
     """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     ds = LeRobotDataset(dataset_root)
     out = Path(out_dir)
     cache_dir = out / "episodes"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     if episodes is None:
-        episodes = [ep for ep in ds.episodes]
+        chosen = [ep.index for ep in ds.episodes]
     else:
-        by_index = {ep.index: ep for ep in ds.episodes}
-        missing = sorted(set(episodes) - set(by_index))
+        known = {ep.index for ep in ds.episodes}
+        missing = sorted(set(episodes) - known)
         if missing:
             raise ValueError(f"{dataset_root}: episodes {missing} do not exist")
-        episodes = [by_index[e] for e in sorted(set(episodes))]
-    rebuilt = 0
-    for ep in tqdm(episodes, desc="decode episodes", unit="ep", disable=not progress):
-        path = cache_dir / f"episode_{ep.index:06d}.arrow"
-        fp = episode_fingerprint(ds, ep.index, cfg, image_edge)
-        if _cache_fingerprint(path) != fp:
-            build_episode_cache(ds, ep.index, cfg, image_edge, path, fp)
-            rebuilt += 1
-    wanted = {f"episode_{ep.index:06d}.arrow" for ep in episodes}
+        chosen = sorted(set(episodes))
+    infos, episodes_rebuilt = _refresh_caches(ds, chosen, cfg, image_edge, cache_dir, threads, progress)
+    wanted = {f"episode_{e:06d}.arrow" for e in chosen}
     for stale in cache_dir.glob("episode_*.arrow"):
         if stale.name not in wanted:
             stale.unlink()
 
-    lengths = {}
-    for ep in episodes:
-        with pa.memory_map(str(cache_dir / f"episode_{ep.index:06d}.arrow")) as src:
-            lengths[ep.index] = pa.ipc.open_file(src).read_all().num_rows
-    plan = plan_shards(lengths, cfg, shard_size, episode_sampling_rate, seed)
-
+    plan = plan_shards({e: infos[e].length for e in chosen}, cfg, shard_size, episode_sampling_rate, seed)
     dims: dict[str, int] = {}
+    for e in chosen:
+        dims.update(infos[e].dims)
     shard_entries = []
+    shards_rebuilt = 0
     for i, pieces in enumerate(tqdm(plan, desc="write shards", unit="shard", disable=not progress)):
-        tables = []
-        for episode, steps in pieces:
-            with pa.memory_map(str(cache_dir / f"episode_{episode:06d}.arrow")) as src:
-                cache = pa.ipc.open_file(src).read_all()
-                dims.update(json.loads(cache.schema.metadata[b"dims"]))
-                cols = {"episode_index": pa.array(np.full(len(steps), episode, np.int64)), "step": pa.array(steps)}
-                cols.update(_gather(cache, cfg, steps))
-                tables.append(pa.table(cols))
-        table = pa.concat_tables(tables)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=256)
         name = f"shard_{i:05d}.arrow"
-        atomic_write_bytes(out / name, sink.getvalue().to_pybytes())
-        shard_entries.append({"file": name, "samples": table.num_rows})
+        key = shard_key(pieces, infos, cfg)
+        if _stored_shard_key(out / name) != key:
+            write_shard(out / name, pieces, cfg, cache_dir, key)
+            shards_rebuilt += 1
+        shard_entries.append({"file": name, "samples": int(sum(len(steps) for _, steps in pieces)), "key": key})
     for stale in out.glob("shard_*.arrow"):
         if stale.name not in {s["file"] for s in shard_entries}:
             stale.unlink()
@@ -283,12 +535,14 @@ def build_shards(
         "dataset": str(Path(dataset_root).resolve()),
         "modality_config": cfg.to_dict(),
         "image_edge": image_edge,
+        "frame_encoding": FRAME_ENCODING,
         "shard_size": shard_size,
         "episode_sampling_rate": episode_sampling_rate,
         "seed": seed,
-        "episodes": len(episodes),
-        "episode_indices": [ep.index for ep in episodes],
-        "episodes_rebuilt": rebuilt,
+        "episodes": len(chosen),
+        "episode_indices": chosen,
+        "episodes_rebuilt": episodes_rebuilt,
+        "shards_rebuilt": shards_rebuilt,
         "samples": int(sum(s["samples"] for s in shard_entries)),
         "dims": dims,
         "shards": shard_entries,
