@@ -119,6 +119,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         episode_sampling_rate=args.episode_sampling_rate,
         seed=args.seed,
         episodes=episodes,
+        threads=args.threads,
     )
     print(f"wrote {manifest}")
     return 0
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which side of the eval hold-out to shard (see --eval-episodes)")
     p.add_argument("--eval-episodes", default="0",
                    help="held-out episodes: a count (seeded choice) or a comma list of indices, e.g. 3,7,")
+    p.add_argument("--threads", type=int, default=1,
+                   help="episodes decoded at once (the shards are identical for any value)")
     p.set_defaults(func=cmd_shards)
 
     p = sub.add_parser("eval-open-loop", help="replay episodes through a trained policy; MSE/MAE and plots")

@@ -18,11 +18,12 @@ rule shards:
         rate=config["episode_sampling_rate"],
         seed=config["seed"],
         eval_episodes=EVAL_EPISODES_ARG,
-    threads: 1
+    # episodes decode in parallel; Snakemake lowers this to --cores, and the shards do not depend on it
+    threads: 4
     conda:
         "../../envs/groot-ft.yaml"
     shell:
         "groot-ft shards {params.dataset} --modality-config {input.modality} --out {params.out} "
         "--base-model-path {params.base_model} --shard-size {params.shard_size} "
         "--episode-sampling-rate {params.rate} --seed {params.seed} "
-        "--split {wildcards.split} --eval-episodes {params.eval_episodes} > {log} 2>&1"
+        "--split {wildcards.split} --eval-episodes {params.eval_episodes} --threads {threads} > {log} 2>&1"
