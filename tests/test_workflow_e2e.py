@@ -55,6 +55,11 @@ def test_output_tree_is_complete(demo_run):
     assert not list(out.glob(".checkpoint-*"))  # no half-written checkpoint left behind
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model.safetensors" in manifest["artifacts"]
+    assert "eval/open_loop/metrics.json" in manifest["artifacts"]  # package runs after the open-loop eval
+    assert (out / "README.md").is_file() and (out / "release" / "model.safetensors").is_file()
+    from groot_ft.manifest import verify_output
+
+    assert verify_output(out).ok, verify_output(out).summary()
 
 
 def test_training_used_two_deepspeed_processes(demo_run):

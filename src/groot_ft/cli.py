@@ -6,7 +6,8 @@
     groot-ft stats DATASET [--modality-config F] --out DIR
     groot-ft shards DATASET --modality-config F --out DIR [--base-model-path P] [--shard-size N] ...
     groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--eval-episodes N] [--num-episodes N]
-    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json]
+    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--dataset D ...] [--processor-files-only]
+    groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
 
 Training itself is ``accelerate launch ... -m groot_ft.train`` (see ``groot_ft/train.py``).
@@ -126,11 +127,29 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from groot_ft.package import package_output
+    from groot_ft.manifest import ManifestError
+    from groot_ft.package import PackageError, package_output, place_processor_files
 
-    for line in package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation):
+    try:
+        if args.processor_files_only:
+            lines = place_processor_files(args.output_dir) or [f"{args.output_dir}: processor files already in place"]
+        else:
+            lines = package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation,
+                                   datasets=args.dataset)
+    except (PackageError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
         print(line)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from groot_ft.manifest import verify_output
+
+    result = verify_output(args.output_dir)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,11 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_modality_parser(sub)
 
-    p = sub.add_parser("package", help="finish and check a run's output tree")
+    p = sub.add_parser("package", help="check a run's output tree; write model card, release/ and manifest.json")
     p.add_argument("output_dir")
     p.add_argument("--stats", help="stats directory, for the statistics plot")
-    p.add_argument("--validation", help="validation report JSON, for the model card")
+    p.add_argument("--validation", help="validation report JSON, for the manifest")
+    p.add_argument("--dataset", action="append",
+                   help="dataset root to fingerprint (repeat for a mixture); default: the one(s) in "
+                   "experiment_cfg/conf.yaml")
+    p.add_argument("--processor-files-only", action="store_true",
+                   help="only copy processor/* beside the final model (the step before open-loop evaluation)")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("verify", help="recompute every sha256 in manifest.json (and release/); exit 1 on problems")
+    p.add_argument("output_dir")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

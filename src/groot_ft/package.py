@@ -1,20 +1,33 @@
-"""package: finish a run's output tree, check it is complete and loadable, plot, and checksum every artifact.
+"""package: finish a run's output tree, check it loads, plot, and write the model card, release copy and manifest.
 
 Upstream leaves the processor files only in ``processor/`` and inside each ``checkpoint-N/``; we also place them beside
-the final model at the root, so ``Gr00tPolicy(output_dir)`` and ``AutoModel.from_pretrained(output_dir)`` both work.
+the final model at the root, so ``Gr00tPolicy(output_dir)`` and ``AutoModel.from_pretrained(output_dir)`` both work
+(:func:`place_processor_files`, its own workflow step so that open-loop evaluation can run before the card is written).
+
+:func:`package_output` then writes, each atomically and the manifest last: ``plots/``, ``README.md`` (model card),
+``release/`` (the final model without optimizer states or checkpoints, hard-linked where the filesystem allows) and
+``manifest.json``. ``groot-ft verify`` (:mod:`groot_ft.manifest`) checks the result.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from groot_ft.io import atomic_write_json, sha256_file
+import yaml
+
+from groot_ft import manifest as mf
+from groot_ft.io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from groot_ft.model_card import render_model_card
 
 PROCESSOR_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json", "wandb_config.json", *PROCESSOR_FILES)
+# root files that describe the run, not the model: kept out of release/
+RUN_ONLY_FILES = {"manifest.json", "training_log.jsonl", "wandb_config.json"}
 
 
 class PackageError(RuntimeError):
@@ -43,6 +56,15 @@ def check_tree(out: Path) -> list[str]:
     return missing
 
 
+def _save_png(fig, out_png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})  # no version stamp: same run, same bytes
+    plt.close(fig)
+    atomic_write_bytes(out_png, buf.getvalue())
+
+
 def plot_loss(log_path: Path, out_png: Path) -> None:
     import matplotlib
 
@@ -64,9 +86,7 @@ def plot_loss(log_path: Path, out_png: Path) -> None:
     axes[0].set(title="training loss (flow-matching MSE)", xlabel="step", ylabel="loss")
     axes[1].set(title="learning rate", xlabel="step")
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    _save_png(fig, out_png)
 
 
 def plot_stats(stats_dir: Path | None, out_png: Path) -> None:
@@ -89,55 +109,160 @@ def plot_stats(stats_dir: Path | None, out_png: Path) -> None:
         ax.set(title=name, xlabel="dimension")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    _save_png(fig, out_png)
+
+
+def place_processor_files(output_dir: str | Path) -> list[str]:
+    """Copy processor/* beside the final model. Identical files are left untouched, so their mtimes (which
+    Snakemake compares) only move when the content does."""
+    out = Path(output_dir)
+    lines = []
+    for name in PROCESSOR_FILES:
+        src = out / "processor" / name
+        if not src.is_file():
+            raise PackageError(f"{src}: missing; re-run the finetune rule (it writes processor/ before training)")
+        data = src.read_bytes()
+        dst = out / name
+        if dst.is_file() and dst.read_bytes() == data:
+            continue
+        atomic_write_bytes(dst, data)
+        lines.append(f"wrote {dst}")
+    return lines
+
+
+def trained_datasets(out: Path, override: list[str] | None = None) -> list[Path]:
+    """The dataset roots the run trained on: ``override``, else those experiment_cfg/conf.yaml records."""
+    if override:
+        paths = [Path(p) for p in override]
+    else:
+        conf_path = out / "experiment_cfg" / "conf.yaml"
+        data = (yaml.safe_load(conf_path.read_text()) or {}).get("data", {})
+        entries = data.get("datasets") or ([{"path": data["dataset"]}] if data.get("dataset") else [])
+        if not entries:
+            raise PackageError(f"{conf_path}: data.dataset(s) is not recorded; pass the dataset with --dataset")
+        paths = [Path(e["path"] if isinstance(e, dict) else e) for e in entries]
+    for p in paths:
+        if not (p / "meta" / "info.json").is_file():
+            raise PackageError(f"{p}: the run's dataset is not there (no meta/info.json), so it cannot be "
+                               f"fingerprinted; pass its current location with --dataset")
+    return paths
+
+
+def training_metrics(out: Path) -> dict[str, Any]:
+    log = out / "training_log.jsonl"
+    history = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
+    train = [r for r in history if "loss" in r]
+    evaluation = [r for r in history if "eval_loss" in r]
+    open_loop = []
+    for path in sorted(out.glob("eval/**/metrics.json")):
+        m = json.loads(path.read_text())
+        if "mean_mse" in m:
+            open_loop.append({"file": path.relative_to(out).as_posix(), "dataset": m.get("dataset"),
+                              "episodes": len(m.get("episodes", [])), "mean_mse": m["mean_mse"],
+                              "mean_mae": m["mean_mae"]})
+    return {
+        "first_loss": train[0]["loss"] if train else None,
+        "final_loss": train[-1]["loss"] if train else None,
+        "final_step": train[-1]["step"] if train else None,
+        "final_eval_loss": evaluation[-1]["eval_loss"] if evaluation else None,
+        "open_loop": open_loop,
+    }
+
+
+def release_files(out: Path) -> list[str]:
+    """The final model as one loadable directory: root files except run records, plus experiment_cfg/."""
+    files = [p.name for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")
+             and p.name not in RUN_ONLY_FILES and not any(m in p.name for m in mf.OPTIMIZER_MARKERS)]
+    files += [p.relative_to(out).as_posix() for p in sorted((out / "experiment_cfg").rglob("*")) if p.is_file()]
+    return files
+
+
+def _link_or_copy(src: Path, dst: Path) -> bool:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copyfile(src, dst)
+        return False
+
+
+def _shareable(path: Path) -> None:
+    """Temp files and dirs are created owner-only; what package ships must be readable by every user of the box."""
+    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def load_check(directory: Path) -> int:
+    """Load ``directory`` the way users will (AutoModel + processor); return the parameter count."""
+    import groot_ft.model  # noqa: F401 - registers the architecture with AutoConfig/AutoModel
+    from transformers import AutoModel
+
+    from groot_ft.processor import Gr00tProcessor
+
+    model = AutoModel.from_pretrained(directory)
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
+    Gr00tProcessor.from_pretrained(directory)
+    return n_params
 
 
 def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
-                   validation_report: str | Path | None = None) -> list[str]:
+                   validation_report: str | Path | None = None, datasets: list[str] | None = None) -> list[str]:
     out = Path(output_dir)
-    lines: list[str] = []
     missing = check_tree(out)
     if missing:
         raise PackageError(f"{out}: output tree incomplete; missing:\n  - " + "\n  - ".join(missing) +
                            "\nre-run the finetune rule (it resumes from the newest complete checkpoint)")
-    for name in PROCESSOR_FILES:
-        shutil.copy2(out / "processor" / name, out / name)
+    # everything that can fail on bad input is read before the first write
+    hasher = mf.Hasher()
+    fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets)]
+    cfg_hash = mf.config_hash(out / "experiment_cfg" / "config.yaml")
+    git = mf.git_info()
 
-    # the root must load as upstream promises: import groot_ft; AutoModel.from_pretrained(output_dir)
-    import groot_ft.model  # noqa: F401 - registers the architecture with AutoConfig/AutoModel
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(out)
-    n_params = sum(p.numel() for p in model.parameters())
-    lines.append(f"loaded {type(model).__name__} from {out} ({n_params:,} parameters)")
-    del model
-
+    lines = place_processor_files(out)
     plot_loss(out / "training_log.jsonl", out / "plots" / "loss.png")
     plot_stats(Path(stats_dir) if stats_dir else None, out / "plots" / "dataset_stats.png")
-
-    artifacts: dict[str, Any] = {}
-    for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out)
-        if not path.is_file() or rel.parts[0] in {"logs", "shards"} or rel.name == "manifest.json":
-            continue
-        if rel.parts[0].startswith(".") or "training_state" in rel.parts:
-            continue  # optimizer states are resume data, not release artifacts
-        artifacts[str(rel)] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    history = []
-    if (out / "training_log.jsonl").is_file():
-        history = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines() if x.strip()]
-    train = [r for r in history if "loss" in r]
-    evaluation = [r for r in history if "eval_loss" in r]
-    manifest = {
-        "format": "groot-ft-manifest/1",
-        "first_loss": train[0]["loss"] if train else None,
-        "final_loss": train[-1]["loss"] if train else None,
-        "final_eval_loss": evaluation[-1]["eval_loss"] if evaluation else None,
+    provenance: dict[str, Any] = {
+        "format": mf.FORMAT,
+        "created": mf.created_now(),
+        "dataset_fingerprint": mf.combined_fingerprint(fingerprints),
+        "datasets": fingerprints,
+        "config_hash": cfg_hash,
+        "git_commit": git["commit"],
+        "git": git,
+        "package_versions": mf.package_versions(),
+        "metrics": training_metrics(out),
         "validation": json.loads(Path(validation_report).read_text()).get("summary") if validation_report else None,
-        "artifacts": artifacts,
     }
+    # the release is built (and loaded) first: the card needs the parameter count it measures
+    release_dir = out / mf.RELEASE_DIR
+    with atomic_directory(release_dir, overwrite=True) as tmp:
+        linked = sum(_link_or_copy(out / rel, tmp / rel) for rel in release_files(out))
+        provenance["parameters"] = load_check(tmp)
+        card = render_model_card(out, provenance)
+        atomic_write_text(out / "README.md", card)
+        _shareable(out / "README.md")
+        (tmp / "README.md").unlink(missing_ok=True)  # an older card may have been linked above
+        _link_or_copy(out / "README.md", tmp / "README.md")
+        release_manifest = {**provenance, "kind": "release",
+                            "artifacts": mf.hash_artifacts(tmp, mf.artifact_paths(tmp, release=True), hasher)}
+        atomic_write_json(tmp / "manifest.json", release_manifest)
+        _shareable(tmp / "manifest.json")
+        _shareable(tmp)
+    n_release = len(release_manifest["artifacts"])
+    lines.append(f"loaded {release_dir} with AutoModel and Gr00tProcessor ({provenance['parameters']:,} parameters)")
+    lines.append(f"wrote {out / 'README.md'} (model card)")
+    lines.append(f"wrote {release_dir}/ ({n_release} files, {linked} hard-linked, no optimizer states)")
+
+    artifacts = mf.hash_artifacts(out, mf.artifact_paths(out), hasher)
+    manifest = {**provenance, "kind": "run",
+                "release": {"path": mf.RELEASE_DIR, "manifest_sha256": sha256_file(release_dir / "manifest.json"),
+                            "files": n_release},
+                "artifacts": artifacts}
     atomic_write_json(out / "manifest.json", manifest)
-    lines.append(f"wrote {out / 'manifest.json'} ({len(artifacts)} artifacts)")
+    _shareable(out / "manifest.json")
+    lines.append(f"wrote {out / 'manifest.json'} ({len(artifacts)} artifacts; "
+                 f"dataset {manifest['dataset_fingerprint'][:12]}, "
+                 f"config {manifest['config_hash'][:12]}, commit {(git['commit'] or 'none')[:12]})")
     return lines
+

@@ -1,7 +1,9 @@
 # eval_open_loop: replay held-out episodes through the final policy; MSE/MAE in physical units and plots per action dim.
 rule eval_open_loop:
     input:
-        model=f"{OUT}/manifest.json",
+        # the final model directory (weights + processor files); package runs after this, so the card has the metrics
+        model=f"{OUT}/model.safetensors",
+        processor=f"{OUT}/processor_config.json",
     output:
         metrics=f"{OUT}/eval/open_loop/metrics.json",
         plots=report(
