@@ -45,8 +45,29 @@ def split_episodes(episode_indices: list[int], eval_episodes: int | list[int], s
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the run, with every per-dataset key resolved.
+
+    ``name`` is the subdirectory of its validation/stats/shards/eval outputs under output_dir: empty for a run on a
+    single ``dataset`` (whose outputs sit directly in ``validation/``, ``stats/``, ...).
+    """
+
+    name: str
+    path: str
+    embodiment_tag: str
+    mix_ratio: float
+    modality_config_path: str
+    eval_episodes: int | list[int]
+
+    @property
+    def subdir(self) -> str:
+        return f"/{self.name}" if self.name else ""
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
     dataset: str
+    datasets: list[dict[str, Any]]
     base_model_path: str
     embodiment_tag: str
     modality_config_path: str
@@ -59,6 +80,8 @@ class FinetuneConfig:
     global_batch_size: int
     gradient_accumulation_steps: int
     num_gpus: int
+    num_machines: int
+    finetune_resources: dict[str, int]
     learning_rate: float
     weight_decay: float
     warmup_ratio: float
@@ -132,6 +155,40 @@ class FinetuneConfig:
     @property
     def run_name(self) -> str:
         return self.experiment_name or Path(self.output_dir).name
+
+    def dataset_specs(self, single_dataset_path: str | None = None) -> list[DatasetSpec]:
+        """The run's datasets: the ``datasets`` mixture, or ``dataset`` alone (at ``single_dataset_path`` if given,
+        e.g. where the workflow generates the demo)."""
+        from groot_ft.embodiment import normalize_tag
+
+        if not self.datasets:
+            return [DatasetSpec("", single_dataset_path or self.dataset, normalize_tag(self.embodiment_tag), 1.0,
+                                self.modality_config_path, self.eval_episodes)]
+        specs = []
+        for entry in self.datasets:
+            path = str(entry["path"])
+            specs.append(DatasetSpec(
+                name=entry.get("name") or Path(path.rstrip("/")).name,
+                path=path,
+                embodiment_tag=normalize_tag(entry.get("embodiment_tag", self.embodiment_tag)),
+                mix_ratio=float(entry.get("mix_ratio", 1.0)),
+                modality_config_path=entry.get("modality_config_path", self.modality_config_path),
+                eval_episodes=entry.get("eval_episodes", self.eval_episodes),
+            ))
+        problems = []
+        names = [s.name for s in specs]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"datasets: name {name!r} is used by more than one entry; give each a unique `name`")
+        by_tag: dict[str, set[str]] = {}
+        for spec in specs:
+            by_tag.setdefault(spec.embodiment_tag, set()).add(spec.modality_config_path)
+        for tag, paths in sorted(by_tag.items()):
+            if len(paths) > 1:
+                problems.append(f"datasets: embodiment {tag!r} has several modality configs ({', '.join(sorted(paths))}); "
+                                f"datasets of one embodiment must share one (they share the per-embodiment weights)")
+        if problems:
+            raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+        return specs
 
     def split_episodes(self, episode_indices: list[int]) -> tuple[list[int], list[int]]:
         """(train, eval) episode indices; the eval set is held out from training entirely."""

@@ -1598,28 +1598,50 @@ def summary_flags(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m groot_ft.stats",
-        description="Compute GR00T stats.json / relative_stats.json of a dataset (plus stats_report.json and plots).",
+        description="Compute GR00T stats.json / relative_stats.json of a dataset (plus stats_report.json and plots), "
+        "or, given several datasets and --mix-ratios, of their weighted mixture (one embodiment).",
     )
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=Path, nargs="+")
     parser.add_argument("--modality-config", type=Path, help="YAML/JSON modality config (for relative_stats.json)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (never the dataset itself)")
-    parser.add_argument("--cache", type=Path, help="incremental per-episode cache directory (default: OUT/cache)")
+    parser.add_argument("--cache", type=Path, nargs="+",
+                        help="incremental per-episode cache directory, one per dataset (default: OUT/cache[/i])")
+    parser.add_argument("--mix-ratios", type=float, nargs="+", help="mixture weight of each dataset (default 1 each)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every episode and keep no cache")
     parser.add_argument("--numerics", choices=NUMERICS, default="upstream",
                         help="mean/std/quantile arithmetic of the written files (default: upstream's float32)")
     parser.add_argument("--no-report", action="store_true", help="skip stats_report.json and the plots")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.out.resolve().is_relative_to(args.dataset.resolve()):
-        parser.error(f"--out {args.out} is inside the dataset {args.dataset}; statistics are never written into it")
-    cache = None if args.no_cache else (args.cache or args.out / "cache")
-    if cache is not None and Path(cache).resolve().is_relative_to(args.dataset.resolve()):
-        parser.error(f"--cache {cache} is inside the dataset {args.dataset}; nothing is written into it")
+    datasets = args.dataset
+    for name, given in (("--cache", args.cache), ("--mix-ratios", args.mix_ratios)):
+        if given is not None and len(given) != len(datasets):
+            parser.error(f"{name} has {len(given)} values for {len(datasets)} dataset(s); give one per dataset")
+    if args.no_cache:
+        caches: list[Path | None] = [None] * len(datasets)
+    elif args.cache:
+        caches = list(args.cache)
+    else:
+        caches = [args.out / "cache"] if len(datasets) == 1 else [args.out / "cache" / str(i) for i in range(len(datasets))]
+    for dataset, cache in zip(datasets, caches):
+        if args.out.resolve().is_relative_to(dataset.resolve()):
+            parser.error(f"--out {args.out} is inside the dataset {dataset}; statistics are never written into it")
+        if cache is not None and Path(cache).resolve().is_relative_to(dataset.resolve()):
+            parser.error(f"--cache {cache} is inside the dataset {dataset}; nothing is written into it")
     cfg = load_modality_config(args.modality_config) if args.modality_config else None
     try:
-        result = run_stats(args.dataset, cfg, numerics=args.numerics, cache_dir=cache, progress=args.progress)
+        results = [run_stats(d, cfg, numerics=args.numerics, cache_dir=c, progress=args.progress)
+                   for d, c in zip(datasets, caches)]
+        if len(results) > 1:
+            stats, relative = merge_mixture_stats(list(zip(results, args.mix_ratios or [1.0] * len(results))))
+            for path in write_stats(args.out, stats, relative):
+                print(path)
+            for d, r, w in zip(datasets, results, args.mix_ratios or [1.0] * len(results)):
+                print(f"stats: {d}: mix ratio {w}, {r.episodes} episodes, {r.recomputed} recomputed, {r.cached} from cache")
+            return 0
     except (StatsError, DatasetError) as exc:
         parser.exit(1, f"error: {exc}\n")
+    result, cache = results[0], caches[0]
     for path in write_stats(args.out, result.stats, result.relative):
         print(path)
     print(

@@ -11,12 +11,14 @@ Re-running the same command resumes from the newest complete ``checkpoint-N``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.config import ConfigError, DatasetSpec, FinetuneConfig
 from groot_ft.io import atomic_write_json, atomic_write_text
 
 WANDB_PROJECT = "finetune-gr00t-n1d6"
@@ -46,6 +48,45 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+# Config keys that cannot change the weights a run produces: a checkpoint saved under other values still resumes.
+RESUME_NEUTRAL_KEYS = frozenset({
+    "output_dir", "experiment_name", "logging_steps", "save_steps", "save_total_limit", "eval_steps",
+    "eval_batch_size", "open_loop_eval_episodes", "main_process_port", "use_wandb", "enable_profiling",
+    # scheduling only: a job resubmitted with a longer runtime, or on more nodes with the same num_gpus, resumes
+    "finetune_resources", "num_machines",
+})
+
+
+def inputs_fingerprint(cfg: FinetuneConfig, ds_config: dict, statistics: dict, shard_dirs: list[Path]) -> str:
+    """sha256 of everything the weights depend on: the training config, the resolved DeepSpeed config, the
+    normalisation statistics and the bytes of every shard file. Checkpoints record it; one saved under another
+    fingerprint (an episode changed, statistics or hyperparameters changed) must not be resumed."""
+    h = hashlib.sha256()
+    kept = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_NEUTRAL_KEYS}
+    h.update(json.dumps([kept, ds_config, statistics], sort_keys=True, default=str).encode())
+    for directory in shard_dirs:
+        for entry in json.loads((directory / "manifest.json").read_text())["shards"]:
+            with open(directory / entry["file"], "rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()
+
+
+def drop_stale_checkpoints(output_dir: Path, fingerprint: str) -> None:
+    """Remove checkpoints trained on other inputs: resuming one would keep stale weights (at max_steps it would
+    even skip training), so the run starts over. Best-eval checkpoints of that run go with them."""
+    stale = []
+    for _, path in complete_checkpoints(output_dir):
+        if json.loads((path / "trainer_state.json").read_text()).get("inputs_fingerprint") != fingerprint:
+            stale.append(path)
+    if stale:
+        print0(f"{', '.join(p.name for p in stale)}: trained on other data or config; removed, training starts over")
+        for path in stale:
+            shutil.rmtree(path)
+        if not complete_checkpoints(output_dir):
+            for best in output_dir.glob("checkpoint-*-best-*"):
+                shutil.rmtree(best)
+
+
 def resolve_deepspeed_config(path: str | Path, cfg: FinetuneConfig, per_device: int, use_bf16: bool) -> dict:
     """Fill upstream-style "auto" values from the run config so DeepSpeed and our loop agree."""
     ds = json.loads(Path(path).read_text())
@@ -64,7 +105,18 @@ def resolve_deepspeed_config(path: str | Path, cfg: FinetuneConfig, per_device: 
             block["enabled"] = enabled
     if not use_bf16:
         ds.pop("communication_data_type", None)  # bf16 communication needs bf16 weights
+    offload = ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") == "cpu"
+    if offload and not torch.cuda.is_available():
+        # Without CUDA the parameters already live on the CPU, so DeepSpeed's CPU Adam buys nothing; and its
+        # constructor probes the CPU through py-cpuinfo, whose busy-wait never returns in some VMs. Let ZeRO-Offload
+        # step torch's AdamW instead (same update rule).
+        ds["zero_force_ds_cpu_optimizer"] = False
     return ds
+
+
+def _process_as(processor, tag: str):
+    """The loader's per-sample call for one embodiment (a closure per dataset, not over a loop variable)."""
+    return lambda step, rng: processor(step, tag, rng=rng)
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -84,11 +136,19 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="groot_ft.train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", required=True, help="run config YAML (validated against the workflow schema)")
-    p.add_argument("--dataset", required=True, help="dataset root (for metadata; samples come from --shards)")
-    p.add_argument("--stats", required=True, help="directory with stats.json (+ relative_stats.json)")
-    p.add_argument("--shards", required=True, help="shard directory written by `groot-ft shards`")
-    p.add_argument("--eval-shards", help="shards of the held-out episodes (eval loss every eval_steps)")
-    return p.parse_args(argv)
+    # One group of the four per dataset, in the order of the config's `datasets` (or once for `dataset`).
+    p.add_argument("--dataset", required=True, action="append", help="dataset root (metadata; samples come from --shards)")
+    p.add_argument("--stats", required=True, action="append",
+                   help="directory with the embodiment's stats.json (+ relative_stats.json)")
+    p.add_argument("--shards", required=True, action="append", help="shard directory written by `groot-ft shards`")
+    p.add_argument("--eval-shards", action="append",
+                   help="shards of the held-out episodes (eval loss every eval_steps); `-` for none")
+    args = p.parse_args(argv)
+    n = len(args.dataset)
+    args.eval_shards = args.eval_shards or ["-"] * n
+    if not len(args.stats) == len(args.shards) == len(args.eval_shards) == n:
+        p.error(f"give --dataset, --stats, --shards and --eval-shards once per dataset ({n} --dataset given)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,18 +158,37 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    eval_shards = Path(args.eval_shards) if args.eval_shards else None
-    return Trainer(cfg, Path(args.dataset), Path(args.stats), Path(args.shards), eval_shards).train()
+    try:
+        specs = cfg.dataset_specs(args.dataset[0] if not cfg.datasets else None)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(specs) != len(args.dataset):
+        print(f"error: the config names {len(specs)} dataset(s) but {len(args.dataset)} --dataset were given",
+              file=sys.stderr)
+        return 2
+    sources = [
+        SourceDirs(spec, Path(dataset), Path(stats), Path(shards), None if ev == "-" else Path(ev))
+        for spec, dataset, stats, shards, ev in zip(specs, args.dataset, args.stats, args.shards, args.eval_shards)
+    ]
+    return Trainer(cfg, sources).train()
+
+
+@dataclass(frozen=True)
+class SourceDirs:
+    """Where one dataset of the run lives and where its pipeline outputs are."""
+
+    spec: DatasetSpec
+    dataset: Path
+    stats_dir: Path
+    shards_dir: Path
+    eval_shards_dir: Path | None = None
 
 
 class Trainer:
-    def __init__(self, cfg: FinetuneConfig, dataset: Path, stats_dir: Path, shards_dir: Path,
-                 eval_shards_dir: Path | None = None):
+    def __init__(self, cfg: FinetuneConfig, sources: list[SourceDirs]):
         self.cfg = cfg
-        self.eval_shards_dir = eval_shards_dir
-        self.dataset = dataset
-        self.stats_dir = stats_dir
-        self.shards_dir = shards_dir
+        self.sources = sources
         self.output_dir = Path(cfg.output_dir)
 
     def train(self) -> int:
@@ -151,14 +230,14 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank)
         np.random.seed(cfg.seed + rank)
 
-        from groot_ft.data.loader import ShardBatchStream
+        from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
         from groot_ft.model import Gr00tCollator, create_model
         from groot_ft.modality import load_modality_config
         from groot_ft.processor import Gr00tProcessor, statistics_from_dataset_stats
         from groot_ft.shards import ShardSet
         from groot_ft.data.lerobot import LeRobotDataset
 
-        modality_cfg = load_modality_config(cfg.modality_config_path)
+        modality_cfgs = {s.spec.embodiment_tag: load_modality_config(s.spec.modality_config_path) for s in self.sources}
         model, tokenizer = create_model(
             cfg.base_model_path,
             tune_llm=cfg.tune_llm,
@@ -168,45 +247,56 @@ class Trainer:
             state_dropout_prob=cfg.state_dropout_prob,
         )
         mcfg = model.config
-        shards = ShardSet.open(self.shards_dir)
-        ds_meta = LeRobotDataset(self.dataset)
-        stats = json.loads((self.stats_dir / "stats.json").read_text())
-        rel_path = self.stats_dir / "relative_stats.json"
-        relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
-        tag = cfg.embodiment_tag.lower()
-        statistics = {tag: statistics_from_dataset_stats(stats, relative, ds_meta.modality, modality_cfg)}
+        shards = [ShardSet.open(s.shards_dir) for s in self.sources]
+        edges = {sh.manifest["image_edge"] for sh in shards}
+        if len(edges) != 1:
+            raise RuntimeError(f"the shard sets were built at different image sizes {sorted(edges)}; rebuild them "
+                               f"with one base_model_path")
+        statistics = {}
+        for s in self.sources:  # datasets of one embodiment share one (merged) statistics directory
+            tag = s.spec.embodiment_tag
+            if tag not in statistics:
+                stats = json.loads((s.stats_dir / "stats.json").read_text())
+                rel_path = s.stats_dir / "relative_stats.json"
+                relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
+                modality_json = LeRobotDataset(s.dataset).modality
+                statistics[tag] = statistics_from_dataset_stats(stats, relative, modality_json, modality_cfgs[tag])
         processor = Gr00tProcessor(
-            modality_configs={tag: modality_cfg},
+            modality_configs=modality_cfgs,
             statistics=statistics,
             max_state_dim=mcfg.max_state_dim,
             max_action_dim=mcfg.max_action_dim,
             max_action_horizon=mcfg.action_horizon,
-            shortest_image_edge=shards.manifest["image_edge"],
+            shortest_image_edge=edges.pop(),
             color_jitter_params=cfg.color_jitter_params,
             random_rotation_angle=cfg.random_rotation_angle,
             use_relative_action=True,
         )
         processor.train()
         collator = Gr00tCollator(tokenizer, mcfg)
-        self._eval_setup(shards_cls=ShardSet, modality_cfg=modality_cfg, processor=processor, collator=collator,
-                         tag=tag, rank=rank, world=world)
+        self._eval_setup(modality_cfgs=modality_cfgs, processor=processor, collator=collator, rank=rank, world=world)
 
         self._write_run_files(acc, model, processor, statistics, ds_config)
 
         # --- resume point ------------------------------------------------------------------------------------------
+        shard_dirs = [d for s in self.sources for d in (s.shards_dir, s.eval_shards_dir) if d is not None]
+        self.inputs_fingerprint = inputs_fingerprint(cfg, ds_config, statistics, shard_dirs)
         if acc.is_main_process:
             for partial in self.output_dir.glob(".checkpoint-*.partial"):
                 shutil.rmtree(partial, ignore_errors=True)  # left by a run killed while saving
+            drop_stale_checkpoints(self.output_dir, self.inputs_fingerprint)
         acc.wait_for_everyone()
         checkpoints = complete_checkpoints(self.output_dir)
         start_step = checkpoints[-1][0] if checkpoints else 0
         if start_step >= cfg.max_steps:
             print0(f"checkpoint-{start_step} already reaches max_steps={cfg.max_steps}; writing the final model only")
 
-        stream = ShardBatchStream(
-            shards,
-            modality_cfg,
-            lambda step, rng: processor(step, tag, rng=rng),
+        stream = ShardedMixtureDataset(
+            [
+                MixtureSource(sh, modality_cfgs[s.spec.embodiment_tag], _process_as(processor, s.spec.embodiment_tag),
+                              s.spec.mix_ratio)
+                for s, sh in zip(self.sources, shards)
+            ],
             collator,
             per_device,
             rank=rank,
@@ -230,7 +320,7 @@ class Trainer:
                 (no_decay if param.ndim < 2 or name.endswith(".bias") else decay).append(param)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         offload = ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") == "cpu"
-        if offload:
+        if offload and cuda:
             # ZeRO-Offload steps the optimizer on the CPU; DeepSpeed's vectorised CPU Adam (JIT-built once) does it
             from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -272,7 +362,8 @@ class Trainer:
         print0(
             f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable); {world} process(es) "
             f"x batch {per_device} x accumulation {cfg.gradient_accumulation_steps} = global batch "
-            f"{cfg.global_batch_size}; {shards.manifest['samples']} samples in {len(shards.shard_paths)} shard(s); "
+            f"{cfg.global_batch_size}; {sum(sh.manifest['samples'] for sh in shards)} samples in {sum(len(sh.shard_paths) for sh in shards)} "
+            f"shard(s) of {len(shards)} dataset(s); "
             f"steps {start_step} -> {cfg.max_steps}"
         )
 
@@ -372,9 +463,15 @@ class Trainer:
             conf = {
                 "model": {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")},
                 "data": {
-                    "dataset": str(self.dataset),
-                    "embodiment_tag": self.cfg.embodiment_tag,
-                    "modality_config": processor.modality_configs[self.cfg.embodiment_tag.lower()].to_dict(),
+                    "datasets": [
+                        {
+                            "path": str(s.dataset),
+                            "embodiment_tag": s.spec.embodiment_tag,
+                            "mix_ratio": s.spec.mix_ratio,
+                            "modality_config": processor.modality_configs[s.spec.embodiment_tag].to_dict(),
+                        }
+                        for s in self.sources
+                    ],
                     "shard_size": self.cfg.shard_size,
                     "episode_sampling_rate": self.cfg.episode_sampling_rate,
                     "seed": self.cfg.seed,
@@ -417,7 +514,8 @@ class Trainer:
             shutil.copy2(self.output_dir / "wandb_config.json", tmp / "wandb_config.json")
             # written last: its presence marks the checkpoint complete
             atomic_write_json(tmp / "trainer_state.json",
-                              {"global_step": step, "log_history": history, "best_metric": self.best})
+                              {"global_step": step, "log_history": history, "best_metric": self.best,
+                               "inputs_fingerprint": self.inputs_fingerprint})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -427,24 +525,32 @@ class Trainer:
             print0(f"saved {final}")
         acc.wait_for_everyone()
 
-    def _eval_setup(self, *, shards_cls, modality_cfg, processor, collator, tag, rank, world) -> None:
-        """Held-out episodes: a fixed pass over their shards, with fixed noise, so eval losses are comparable."""
+    def _eval_setup(self, *, modality_cfgs, processor, collator, rank, world) -> None:
+        """Held-out episodes: a fixed pass over their shards, with fixed noise, so eval losses are comparable.
+
+        With several datasets the held-out samples are mixed with the training mix ratios."""
         import copy
 
-        from groot_ft.data.loader import ShardBatchStream
+        from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
+        from groot_ft.shards import ShardSet
 
         self.best: dict[str, Any] | None = None
         self.eval_stream = None
-        if self.eval_shards_dir is None:
+        held = [(s, ShardSet.open(s.eval_shards_dir)) for s in self.sources if s.eval_shards_dir is not None]
+        if not held:
             return
-        eval_shards = shards_cls.open(self.eval_shards_dir)
         eval_processor = copy.copy(processor).eval()  # centre crop, no jitter; shares the statistics
-        batch = min(self.cfg.eval_batch_size, max(1, eval_shards.manifest["samples"] // world))
-        self.eval_stream = ShardBatchStream(
-            eval_shards, modality_cfg, lambda step, rng: eval_processor(step, tag, rng=rng), collator, batch,
-            rank=rank, world_size=world, seed=self.cfg.seed,
+        samples = sum(sh.manifest["samples"] for _, sh in held)
+        batch = min(self.cfg.eval_batch_size, max(1, samples // world))
+        self.eval_stream = ShardedMixtureDataset(
+            [
+                MixtureSource(sh, modality_cfgs[s.spec.embodiment_tag], _process_as(eval_processor, s.spec.embodiment_tag),
+                              s.spec.mix_ratio)
+                for s, sh in held
+            ],
+            collator, batch, rank=rank, world_size=world, seed=self.cfg.seed,
         )
-        self.eval_batches = max(1, eval_shards.manifest["samples"] // (batch * world))
+        self.eval_batches = max(1, samples // (batch * world))
 
     @torch.no_grad()
     def _evaluate(self, acc, engine) -> float:

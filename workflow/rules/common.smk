@@ -1,50 +1,112 @@
 # Config resolution and input functions shared by every rule; no rules here.
+#
+# A run trains on one `dataset` or on a `datasets` mixture. Every per-dataset rule (validate, stats, shards,
+# eval_open_loop) has a `{sub}` wildcard: empty for the single dataset (outputs directly in validation/, stats/, ...)
+# and "/<name>" for each mixture member (validation/<name>/, stats/<name>/, ...).
+import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
+from groot_ft.config import ConfigError, FinetuneConfig
 from groot_ft.modality import load_modality_config
 
 OUT = config["output_dir"].rstrip("/")
-IS_DEMO = config["dataset"] == "demo"
+IS_DEMO = config["dataset"] == "demo" and not config["datasets"]
 # The demo dataset is generated beside the run directory so that several demo runs can share it.
-DATASET = str(Path(OUT).parent / "demo_dataset") if IS_DEMO else config["dataset"]
-MODALITY = load_modality_config(config["modality_config_path"])
-HAS_RELATIVE = bool(MODALITY.relative_action_keys())
-HAS_EVAL = config["eval_episodes"] not in (0, [])
-# the hold-out as the CLI takes it: a count, or a comma list ("5," for a single index)
-EVAL_EPISODES_ARG = (
-    ",".join(map(str, config["eval_episodes"])) + ","
-    if isinstance(config["eval_episodes"], list)
-    else str(config["eval_episodes"])
-)
+DEMO_DATASET = str(Path(OUT).parent / "demo_dataset")
+try:
+    SPECS = FinetuneConfig.from_dict(config).dataset_specs(DEMO_DATASET if IS_DEMO else None)
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+SPEC = {spec.subdir: spec for spec in SPECS}
+MODALITY = {sub: load_modality_config(spec.modality_config_path) for sub, spec in SPEC.items()}
+TAGS = sorted({spec.embodiment_tag for spec in SPECS})
 
 
-def dataset_files():
+def choice_pattern(values):
+    """A wildcard regex matching exactly these strings (the empty string included); one that matches none if empty."""
+    return "(?:" + "|".join(re.escape(v) for v in values) + ")" if values else "(?!)"
+
+
+wildcard_constraints:
+    sub=choice_pattern(SPEC),
+
+
+def has_relative(sub):
+    return bool(MODALITY[sub].relative_action_keys())
+
+
+def has_eval(sub):
+    return SPEC[sub].eval_episodes not in (0, [])
+
+
+def eval_episodes_arg(sub):
+    """The hold-out as the CLI takes it: a count, or a comma list ("5," for a single index)."""
+    held = SPEC[sub].eval_episodes
+    return ",".join(map(str, held)) + "," if isinstance(held, list) else str(held)
+
+
+def dataset_files(wildcards):
     """Every file of the dataset the pipeline reads, so an edited episode makes Snakemake rerun what depends on it."""
     if IS_DEMO:
-        return DATASET
-    root = Path(DATASET)
+        return DEMO_DATASET
+    spec = SPEC[wildcards.sub]
+    root = Path(spec.path)
     if not (root / "meta" / "info.json").is_file():
-        raise ValueError(f"dataset={DATASET}: no meta/info.json there; point `dataset` at a LeRobot dataset root")
+        raise WorkflowError(
+            f"dataset {spec.path}: no meta/info.json there; point `dataset` (or datasets[].path) at a LeRobot dataset root"
+        )
     files = [p for pattern in ("meta/*", "data/**/*.parquet", "videos/**/*.mp4") for p in root.glob(pattern)]
     return sorted(str(p) for p in files if p.is_file())
 
 
-def stats_outputs():
-    outputs = {"stats": f"{OUT}/stats/stats.json"}
-    if HAS_RELATIVE:
-        outputs["relative_stats"] = f"{OUT}/stats/relative_stats.json"
+def stats_outputs(sub):
+    outputs = {"stats": f"{OUT}/stats{sub}/stats.json"}
+    if has_relative(sub):
+        outputs["relative_stats"] = f"{OUT}/stats{sub}/relative_stats.json"
     return outputs
 
 
+def embodiment_stats_dir(tag):
+    """Training statistics of one embodiment: its dataset's own stats, or the weighted merge of several datasets'."""
+    members = [spec for spec in SPECS if spec.embodiment_tag == tag]
+    return f"{OUT}/stats{members[0].subdir}" if len(members) == 1 else f"{OUT}/stats_mixture/{tag}"
+
+
+def training_stats():
+    """stats.json (+ relative_stats.json) of every embodiment the finetune rule trains."""
+    files = []
+    for tag in TAGS:
+        sub = next(spec.subdir for spec in SPECS if spec.embodiment_tag == tag)
+        directory = embodiment_stats_dir(tag)
+        files.append(f"{directory}/stats.json")
+        if has_relative(sub):
+            files.append(f"{directory}/relative_stats.json")
+    return files
+
+
 def shard_manifests():
-    manifests = {"manifest": f"{OUT}/shards/train/manifest.json"}
-    if HAS_EVAL:
-        manifests["eval_manifest"] = f"{OUT}/shards/eval/manifest.json"
+    manifests = [f"{OUT}/shards{sub}/train/manifest.json" for sub in SPEC]
+    manifests += [f"{OUT}/shards{sub}/eval/manifest.json" for sub in SPEC if has_eval(sub)]
     return manifests
+
+
+def finetune_sources():
+    """The trainer's per-dataset arguments, in the order of `datasets` (see `python -m groot_ft.train --help`)."""
+    args = []
+    for sub, spec in SPEC.items():
+        args += [
+            f"--dataset {spec.path}",
+            f"--stats {embodiment_stats_dir(spec.embodiment_tag)}",
+            f"--shards {OUT}/shards{sub}/train",
+            f"--eval-shards {OUT}/shards{sub}/eval" if has_eval(sub) else "--eval-shards -",
+        ]
+    return " ".join(args)
 
 
 def all_targets():
     targets = [f"{OUT}/manifest.json"]
     if config["open_loop_eval_episodes"] > 0:
-        targets.append(f"{OUT}/eval/open_loop/metrics.json")
+        targets += [f"{OUT}/eval/open_loop{sub}/metrics.json" for sub in SPEC]
     return targets

@@ -3,7 +3,7 @@ if IS_DEMO:
 
     rule demo_data:
         output:
-            dataset=directory(DATASET),
+            dataset=directory(DEMO_DATASET),
         log:
             f"{OUT}/logs/demo_data.log",
         params:

@@ -5,20 +5,20 @@ rule eval_open_loop:
         model=f"{OUT}/model.safetensors",
         processor=f"{OUT}/processor_config.json",
     output:
-        metrics=f"{OUT}/eval/open_loop/metrics.json",
+        metrics=f"{OUT}/eval/open_loop{{sub}}/metrics.json",
         plots=report(
-            directory(f"{OUT}/eval/open_loop/plots"),
+            directory(f"{OUT}/eval/open_loop{{sub}}/plots"),
             patterns=["traj_{episode}.png"],
             category="4. Open-loop evaluation",
-            labels={"episode": "{episode}"},
+            labels={"dataset": "{sub}", "episode": "{episode}"},
         ),
     log:
-        f"{OUT}/logs/eval_open_loop.log",
+        f"{OUT}/logs/eval_open_loop{{sub}}.log",
     params:
         out_dir=OUT,
-        dataset=DATASET,
-        tag=config["embodiment_tag"],
-        eval_episodes=EVAL_EPISODES_ARG,
+        dataset=lambda wildcards: SPEC[wildcards.sub].path,
+        tag=lambda wildcards: SPEC[wildcards.sub].embodiment_tag,
+        eval_episodes=lambda wildcards: eval_episodes_arg(wildcards.sub),
         seed=config["seed"],
         num=config["open_loop_eval_episodes"],
     conda:

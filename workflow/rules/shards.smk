@@ -1,23 +1,24 @@
 # shards: decode every needed frame once and write training-sample shard files; held-out episodes get their own set.
 rule shards:
     input:
-        dataset=dataset_files(),
-        modality=config["modality_config_path"],
-        validation=f"{OUT}/validation/report.json",
+        dataset=dataset_files,
+        modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
+        validation=f"{OUT}/validation{{sub}}/report.json",
+        run_config=f"{OUT}/experiment_cfg/config.yaml",
     output:
-        manifest=f"{OUT}/shards/{{split}}/manifest.json",
+        manifest=f"{OUT}/shards{{sub}}/{{split}}/manifest.json",
     log:
-        f"{OUT}/logs/shards_{{split}}.log",
+        f"{OUT}/logs/shards{{sub}}_{{split}}.log",
     wildcard_constraints:
         split="train|eval",
     params:
-        dataset=DATASET,
+        dataset=lambda wildcards: SPEC[wildcards.sub].path,
         out=lambda wildcards, output: str(Path(output.manifest).parent),
         base_model=config["base_model_path"],
         shard_size=config["shard_size"],
         rate=config["episode_sampling_rate"],
         seed=config["seed"],
-        eval_episodes=EVAL_EPISODES_ARG,
+        eval_episodes=lambda wildcards: eval_episodes_arg(wildcards.sub),
     # episodes decode in parallel; Snakemake lowers this to --cores, and the shards do not depend on it
     threads: 4
     conda:

@@ -1,21 +1,21 @@
 # validate: check every dataset invariant before anything else runs; errors stop the workflow.
 rule validate:
     input:
-        dataset=dataset_files(),
-        modality=config["modality_config_path"],
+        dataset=dataset_files,
+        modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
     output:
-        report=f"{OUT}/validation/report.json",
+        report=f"{OUT}/validation{{sub}}/report.json",
         summary=report(
-            f"{OUT}/validation/summary.txt",
+            f"{OUT}/validation{{sub}}/summary.txt",
             category="1. Dataset",
-            labels={"figure": "validation summary"},
+            labels={"figure": "validation summary", "dataset": "{sub}"},
         ),
     log:
-        f"{OUT}/logs/validate.log",
+        f"{OUT}/logs/validate{{sub}}.log",
     params:
-        dataset=DATASET,
+        dataset=lambda wildcards: SPEC[wildcards.sub].path,
         # an undeclared copy: Snakemake deletes a failed job's outputs, but users need the report most then
-        kept_report=f"{OUT}/logs/validation_report.json",
+        kept_report=lambda wildcards: f"{OUT}/logs/validation_report{wildcards.sub.replace('/', '_')}.json",
     conda:
         "../../envs/groot-ft.yaml"
     shell:

@@ -1,11 +1,26 @@
-"""Save the validated workflow config (defaults filled in) as the run's single source of truth."""
+"""Save the validated workflow config (defaults filled in) as the run's single source of truth, after checking
+that every dataset fits the model (action horizon, state/action dims, embodiment id) before any stage trains."""
 
+import json
 import sys
+from pathlib import Path
 
 from groot_ft.config import FinetuneConfig
+from groot_ft.fit import ModelLimits, fit_problems
+from groot_ft.modality import load_modality_config
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
     sys.stderr = log
     cfg = FinetuneConfig.from_dict(dict(snakemake.params.run_config), source="workflow config")  # noqa: F821
+    limits = ModelLimits.of(cfg.base_model_path)
+    problems = []
+    for spec in snakemake.params.specs:  # noqa: F821
+        modality_json = json.loads((Path(spec.path) / "meta" / "modality.json").read_text())
+        problems += fit_problems(spec.path, spec.embodiment_tag, load_modality_config(spec.modality_config_path),
+                                 modality_json, limits)
+    if problems:
+        message = "the data does not fit the model:\n  - " + "\n  - ".join(problems)
+        print(f"error: {message}", file=log)
+        raise SystemExit(f"run_config: {message}")
     cfg.save_yaml(snakemake.output.config)  # noqa: F821
-    print(f"wrote {snakemake.output.config}", file=log)  # noqa: F821
+    print(f"wrote {snakemake.output.config}; {len(snakemake.params.specs)} dataset(s) fit {limits.source}", file=log)  # noqa: F821

@@ -1,15 +1,26 @@
-"""Training batches from shard files: exact, balanced, and resumable at any batch.
+"""Training batches from shard files: a weighted mixture of datasets that is exact, balanced and resumable.
 
-Every (rank, worker) consumer walks the same seeded global sample stream (shards in a per-epoch order, samples in a
-per-epoch order inside each shard) and keeps the positions ``p`` with ``p % consumers == consumer``. So every rank
-sees a disjoint, equally sized slice whatever the number of shards, and a consumer can skip to batch ``k`` by index
-arithmetic instead of replaying data. Augmentation randomness is keyed by (seed, epoch, position), so a resumed run
-draws the same crops and jitter as an uninterrupted one.
+The sample stream is a pure function of the seed. Each epoch, ``default_rng([seed, epoch])`` draws a schedule of
+as many shard visits as there are shards in all sources: a source is picked with probability proportional to
+``weight / mean shard length`` (so the share of *samples* follows the weights, as upstream's
+``ShardedMixtureDataset``), and each source hands out its shards from a shuffled list, reshuffled when exhausted.
+With one source an epoch is therefore exactly one pass over every sample. A visited shard yields its rows in a
+seeded permutation.
+
+Every (rank, worker) consumer walks that same stream and keeps the global positions ``p`` with
+``p % consumers == consumer``, so every rank sees a disjoint, equally sized slice whatever the number of shards,
+and a consumer can skip to batch ``k`` by counting shard lengths instead of reading data. Augmentation randomness
+is keyed by (seed, epoch, position), so a resumed run draws the same crops and jitter as an uninterrupted one.
+While one shard is consumed, a background thread opens the next one the consumer needs and asks the kernel to read
+it ahead, so the next shard is in the page cache by the time it is reached.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,15 +31,37 @@ from torch.utils.data import IterableDataset, get_worker_info
 from groot_ft.modality import EmbodimentModalityConfig
 from groot_ft.shards import ShardSet, sample_from_row
 
+Process = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
-class ShardBatchStream(IterableDataset):
+
+@dataclass(frozen=True)
+class MixtureSource:
+    """One dataset of a mixture: its shards, its modality config, its per-sample processor call and mix weight."""
+
+    shards: ShardSet
+    cfg: EmbodimentModalityConfig
+    process: Process
+    weight: float = 1.0
+
+
+def _open_shard(path: str) -> pa.Table:
+    with pa.memory_map(path) as src:
+        table = pa.ipc.open_file(src).read_all()
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # asynchronous read-ahead into the page cache
+        finally:
+            os.close(fd)
+    return table
+
+
+class ShardedMixtureDataset(IterableDataset):
     """Yields collated batches (use with ``DataLoader(batch_size=None)``)."""
 
     def __init__(
         self,
-        shards: ShardSet,
-        cfg: EmbodimentModalityConfig,
-        process: Callable[[dict[str, Any], np.random.Generator], dict[str, Any]],
+        sources: list[MixtureSource],
         collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
         batch_size: int,
         *,
@@ -37,30 +70,53 @@ class ShardBatchStream(IterableDataset):
         seed: int = 42,
         start_batch: int = 0,
     ):
-        self.shards = shards
-        self.cfg = cfg
-        self.process = process
+        if not sources:
+            raise ValueError("ShardedMixtureDataset needs at least one source")
+        for s in sources:
+            if not (np.isfinite(s.weight) and s.weight > 0):
+                raise ValueError(f"{s.shards.root}: mix weight must be finite and > 0, got {s.weight}")
+            if not s.shards.shard_lengths:
+                raise ValueError(f"{s.shards.root}: no shards")
+        self.sources = sources
         self.collate = collate
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
         self.start_batch = start_batch
-        if shards.manifest["samples"] < batch_size * world_size:
+        total = sum(s.shards.manifest["samples"] for s in sources)
+        if total < batch_size * world_size:
             raise ValueError(
-                f"{shards.root}: {shards.manifest['samples']} samples cannot fill one batch of {batch_size} on each of "
-                f"{world_size} processes; lower global_batch_size or add data"
+                f"{', '.join(str(s.shards.root) for s in sources)}: {total} samples cannot fill one batch of "
+                f"{batch_size} on each of {world_size} processes; lower global_batch_size or add data"
             )
+        lengths = [np.asarray(s.shards.shard_lengths, dtype=np.float64) for s in sources]
+        pick = np.array([s.weight / ls.mean() for s, ls in zip(sources, lengths)])
+        self.source_probs = pick / pick.sum()
+        self.visits_per_epoch = sum(len(ls) for ls in lengths)
 
-    def _epoch_positions(self, epoch: int) -> Iterator[tuple[int, int, int]]:
-        """(global position, shard, row) in the epoch's order."""
+    def sample_shares(self) -> np.ndarray:
+        """Expected fraction of samples drawn from each source (the normalised mix weights)."""
+        means = np.array([np.mean(s.shards.shard_lengths) for s in self.sources])
+        share = self.source_probs * means
+        return share / share.sum()
+
+    def schedule(self, epoch: int) -> list[tuple[int, int]]:
+        """(source, shard) of every shard visit of the epoch, in order."""
         rng = np.random.default_rng([self.seed, epoch])
-        lengths = self.shards.shard_lengths
-        position = 0
-        for shard in rng.permutation(len(lengths)):
-            for row in rng.permutation(lengths[shard]):
-                yield position, int(shard), int(row)
-                position += 1
+        queues: list[list[int]] = [[] for _ in self.sources]
+        visits = []
+        for _ in range(self.visits_per_epoch):
+            src = int(rng.choice(len(self.sources), p=self.source_probs)) if len(self.sources) > 1 else 0
+            if not queues[src]:
+                queues[src] = [int(i) for i in rng.permutation(len(self.sources[src].shards.shard_lengths))[::-1]]
+            visits.append((src, queues[src].pop()))
+        return visits
+
+    def row_order(self, epoch: int, visit: int, src: int, shard: int) -> np.ndarray:
+        """The order in which a visit reads its shard's rows (its own RNG, so skipped visits cost nothing)."""
+        rng = np.random.default_rng([self.seed, epoch, visit, 2])
+        return rng.permutation(self.sources[src].shards.shard_lengths[shard])
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
@@ -69,28 +125,43 @@ class ShardBatchStream(IterableDataset):
         consumer = self.rank * workers + worker
         # DataLoader hands out batch k from worker k % workers; skip what this worker already produced.
         skip_batches = (self.start_batch - worker + workers - 1) // workers if self.start_batch > worker else 0
-        skip_samples = skip_batches * self.batch_size
+        skip = skip_batches * self.batch_size  # samples of this consumer to pass over without reading them
 
-        tables: dict[int, pa.Table] = {}
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-prefetch")
+        pending: dict[tuple[int, int], Future] = {}
         batch: list[dict[str, Any]] = []
-        seen = 0
+        position = 0  # global position of the next sample in the stream
         epoch = 0
-        while True:
-            for position, shard, row in self._epoch_positions(epoch):
-                if position % consumers != consumer:
-                    continue
-                seen += 1
-                if seen <= skip_samples:
-                    continue
-                if shard not in tables:
-                    tables.clear()  # one shard's memory map at a time per worker
-                    with pa.memory_map(str(self.shards.shard_paths[shard])) as src:
-                        tables[shard] = pa.ipc.open_file(src).read_all()
-                record = tables[shard].slice(row, 1).to_pylist()[0]
-                step = sample_from_row(record, self.cfg, self.shards.dims)
-                rng = np.random.default_rng([self.seed, epoch, position, 1])
-                batch.append(self.process(step, rng))
-                if len(batch) == self.batch_size:
-                    yield self.collate(batch)
-                    batch = []
-            epoch += 1
+        try:
+            while True:
+                visits = self.schedule(epoch)
+                for i, (src, shard) in enumerate(visits):
+                    n = self.sources[src].shards.shard_lengths[shard]
+                    # this consumer's rows of the visit: positions p in [position, position + n), p % consumers
+                    first = (consumer - position) % consumers
+                    mine = np.arange(first, n, consumers)
+                    start, position = position, position + n
+                    if skip >= len(mine):
+                        skip -= len(mine)
+                        continue
+                    mine, skip = mine[skip:], 0
+                    order = self.row_order(epoch, i, src, shard)
+                    key = (src, shard)
+                    future = pending.pop(key, None) or pool.submit(_open_shard, str(self.sources[src].shards.shard_paths[shard]))
+                    nxt = visits[i + 1] if i + 1 < len(visits) else None
+                    if nxt is not None and nxt != key and nxt not in pending:
+                        pending[nxt] = pool.submit(_open_shard, str(self.sources[nxt[0]].shards.shard_paths[nxt[1]]))
+                    table = future.result()
+                    source = self.sources[src]
+                    for j in mine:
+                        record = table.slice(int(order[j]), 1).to_pylist()[0]
+                        step = sample_from_row(record, source.cfg, source.shards.dims)
+                        rng = np.random.default_rng([self.seed, epoch, start + int(j), 1])
+                        batch.append(source.process(step, rng))
+                        if len(batch) == self.batch_size:
+                            yield self.collate(batch)
+                            batch = []
+                    del table
+                epoch += 1
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
