@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import math
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,9 +50,9 @@ SHARD_FORMAT_VERSION = 1
 #: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
 JPEG_QSCALE = 1
 #: everything about how frames are turned into bytes; part of each episode cache's fingerprint
-FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-area-bitexact"
+FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact"
 # BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
-_SCALE_FLAGS = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+_SCALE_FLAGS = int(Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT)
 _FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
 _CODEC_FLAG_QSCALE = 2  # AV_CODEC_FLAG_QSCALE: fixed quantiser, no rate control
 
@@ -134,40 +135,42 @@ class FrameEncoder:
     instance per thread.
     """
 
-    def __init__(self, edge: int | None):
+    def __init__(self, edge: int | None, huffman: str = "default"):
         self.edge = edge
+        self.huffman = huffman
         self._scaler = VideoReformatter()
-        self._encoders: dict[tuple[int, int], Any] = {}
+        self._targets: dict[tuple[int, int], tuple[int, int, Any, Fraction]] = {}
         self._count = 0
 
-    def _encoder(self, width: int, height: int):
-        key = (width, height)
-        if key not in self._encoders:
+    def _target(self, width: int, height: int) -> tuple[int, int, Any, Fraction]:
+        """(output width, output height, encoder, its time base) for a source size."""
+        if (width, height) not in self._targets:
+            w, h = width, height
+            if self.edge is not None and min(width, height) != self.edge:
+                w, h = shortest_edge_size(width, height, self.edge)
             ctx = av.CodecContext.create("mjpeg", "w")
-            ctx.width, ctx.height = width, height
+            ctx.width, ctx.height = w, h
             ctx.pix_fmt = "yuv444p"
             ctx.color_range = int(ColorRange.JPEG)  # full range, as JFIF readers assume
             ctx.time_base = Fraction(1, 1)
             ctx.flags = int(ctx.flags) | _CODEC_FLAG_QSCALE
             ctx.global_quality = JPEG_QSCALE * _FF_QP2LAMBDA
             ctx.qmin = ctx.qmax = JPEG_QSCALE
-            ctx.options = {"flags": "+bitexact"}  # no encoder version string in the files
+            # bitexact: no encoder version string in the files. Standard Huffman tables: optimal ones built per
+            # frame make small files a quarter smaller but double the scale+encode time (docs/benchmarks.md)
+            ctx.options = {"flags": "+bitexact", "huffman": self.huffman}
             ctx.open()
-            self._encoders[key] = ctx
-        return self._encoders[key]
+            self._targets[(width, height)] = (w, h, ctx, ctx.time_base)
+        return self._targets[(width, height)]
 
     def encode(self, frame: av.VideoFrame) -> bytes:
-        width, height = frame.width, frame.height
-        if self.edge is not None and min(width, height) != self.edge:
-            width, height = shortest_edge_size(width, height, self.edge)
-        small = self._scaler.reformat(
-            frame, width, height, "yuv444p", interpolation=_SCALE_FLAGS, dst_color_range="JPEG"
-        )
-        encoder = self._encoder(width, height)
+        width, height, encoder, time_base = self._target(frame.width, frame.height)
+        small = self._scaler.reformat(frame, width, height, "yuv444p", interpolation=_SCALE_FLAGS,
+                                      dst_color_range="JPEG")
         # the encoder insists on increasing times; they do not reach the JPEG bytes
         self._count += 1
         small.pts = self._count
-        small.time_base = encoder.time_base
+        small.time_base = time_base
         packets = encoder.encode(small)
         if len(packets) != 1:  # MJPEG has no frame delay; anything else would misalign frames and bytes
             raise RuntimeError(f"MJPEG encoder returned {len(packets)} packets for one frame")
@@ -179,8 +182,29 @@ def encode_jpeg(frame: np.ndarray) -> bytes:
     return FrameEncoder(None).encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
 
 
+_decoders = threading.local()
+
+
 def decode_jpeg(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    """RGB ``(H, W, 3)`` uint8 array of one JPEG image.
+
+    FFmpeg's MJPEG decoder with a per-thread context and scaler takes half the time of PIL's open/convert path on
+    small frames (docs/benchmarks.md), which matters because the loader decodes every camera of every sample.
+    Anything FFmpeg rejects goes through PIL, so any JPEG still reads.
+    """
+    state = getattr(_decoders, "state", None)
+    if state is None:
+        ctx = av.CodecContext.create("mjpeg", "r")
+        ctx.thread_count = 1  # no frame threading: one packet in, its picture out
+        state = _decoders.state = (ctx, VideoReformatter())
+    ctx, scaler = state
+    try:
+        frames = ctx.decode(av.Packet(data))
+    except av.FFmpegError:
+        frames = []
+    if len(frames) != 1:
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return scaler.reformat(frames[0], format="rgb24", interpolation=_SCALE_FLAGS).to_ndarray()
 
 
 def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:
@@ -363,8 +387,6 @@ def _refresh_caches(
             infos[e] = build_episode_cache(ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, encoder)
             bar.update()
     else:
-        import threading
-
         local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
 
         def build(e: int, fp: str) -> CacheInfo:
