@@ -93,7 +93,8 @@ def test_model_card(packaged, prepared):  # noqa: F811
     manifest = json.loads((packaged / "manifest.json").read_text())
     for text in (manifest["dataset_fingerprint"], manifest["config_hash"], str(dataset.resolve()),
                  '`["front", "wrist"]`', "annotation.human.task_description", "AutoModel.from_pretrained",
-                 "policy.get_action(observation)", 'embodiment_tag="new_embodiment"', '"arm": (16, 3)', f"{manifest['metrics']['final_loss']:.6g}"):
+                 "policy.get_action(observation)", 'embodiment_tag="new_embodiment"', '"arm": (16, 3)',
+                 f"{manifest['metrics']['final_loss']:.6g}"):
         assert text in card, text
     assert (packaged / "release" / "README.md").read_text() == card
 
@@ -115,6 +116,15 @@ def test_release_loads_without_optimizer_state(packaged):
     assert type(AutoModel.from_pretrained(release)).__name__ == "Gr00tN1d6"
     action = Gr00tPolicy(release, "new_embodiment", device="cpu").get_action(observation(batch=None))
     assert action["arm"].shape == (16, 3) and all(np.isfinite(a).all() for a in action.values())
+
+
+def test_release_shipped_alone_verifies(packaged, tmp_path, capsys):
+    shipped = Path(shutil.copytree(packaged / "release", tmp_path / "shipped"))
+    code, out = _verify(shipped, capsys)
+    assert code == 0, out
+    (shipped / "tokenizer.json").write_text("{}")
+    code, out = _verify(shipped, capsys)
+    assert code == 1 and "  - tokenizer.json: changed" in out
 
 
 def test_verify_names_every_problem(damaged, capsys):
@@ -140,6 +150,12 @@ def test_verify_names_every_problem(damaged, capsys):
     for start, hint in expected.items():
         assert any(p.startswith(f"  - {start}") and hint in p for p in problems), (start, out)
     assert out.startswith(f"FAILED: {len(problems)} problem(s)")
+
+
+def test_verify_ignores_snakemake_directory_markers(damaged, capsys):
+    (damaged / "release" / ".snakemake_timestamp").touch()  # Snakemake marks directory() outputs this way
+    code, out = _verify(damaged, capsys)
+    assert code == 0, out
 
 
 def test_verify_checks_the_release_manifest_itself(damaged, capsys):

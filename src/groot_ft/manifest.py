@@ -38,23 +38,28 @@ class ManifestError(RuntimeError):
     """A manifest input is missing or unreadable; the message names the file and what to do."""
 
 
+def _is_hidden(rel: Path) -> bool:
+    # caches, temporaries of atomic writes (.cache/, .checkpoint-N.tmp/, .x.json.123.tmp) and the marker Snakemake
+    # leaves in directory() outputs (.snakemake_timestamp)
+    return any(part.startswith(".") for part in rel.parts)
+
+
 def _is_skipped(rel: Path) -> bool:
     if rel.parts[0] in SKIPPED_TOP_LEVEL or rel.as_posix() == "manifest.json":
         return True
-    # dot entries are caches and temporaries of atomic writes (.cache/, .checkpoint-N.tmp/, .x.json.123.tmp)
-    return any(part.startswith(".") for part in rel.parts) or "training_state" in rel.parts
+    return _is_hidden(rel) or "training_state" in rel.parts
 
 
 def artifact_paths(root: Path, *, release: bool = False) -> list[str]:
-    """Relative POSIX paths of the files a manifest lists: every file of a release dir but its manifest; in a run
-    dir, everything except logs, shards, release/, dot entries and training_state/."""
+    """Relative POSIX paths of the files a manifest lists: every file of a release dir but its manifest and dot
+    entries; in a run dir, everything except logs, shards, release/, dot entries and training_state/."""
     out = []
     for path in sorted(root.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(root)
         if release:
-            if rel.as_posix() != "manifest.json":
+            if rel.as_posix() != "manifest.json" and not _is_hidden(rel):
                 out.append(rel.as_posix())
         elif not _is_skipped(rel):
             out.append(rel.as_posix())
@@ -243,9 +248,9 @@ def _load_manifest(path: Path, problems: list[Problem], package_cmd: str) -> dic
     return manifest
 
 
-def _check_artifacts(root: Path, manifest: dict[str, Any], release: bool, hasher: Hasher, problems: list[Problem],
-                     package_cmd: str) -> tuple[int, int]:
-    where = f"{RELEASE_DIR}/" if release else ""
+def _check_artifacts(root: Path, manifest: dict[str, Any], release: bool, where: str, hasher: Hasher,
+                     problems: list[Problem], package_cmd: str) -> tuple[int, int]:
+    """Check one directory against its manifest; ``where`` prefixes the paths in messages."""
     listed: dict[str, dict[str, Any]] = manifest["artifacts"]
     present = []
     for rel, entry in listed.items():
@@ -295,7 +300,9 @@ def verify_output(output_dir: str | Path, workers: int | None = None) -> VerifyR
     matched = nbytes = 0
     manifest = _load_manifest(root / "manifest.json", problems, package_cmd)
     if manifest is not None:
-        matched, nbytes = _check_artifacts(root, manifest, False, hasher, problems, package_cmd)
+        # a release copy shipped on its own verifies against its own manifest, with the release rules
+        standalone_release = manifest.get("kind") == "release"
+        matched, nbytes = _check_artifacts(root, manifest, standalone_release, "", hasher, problems, package_cmd)
     release_dir = root / RELEASE_DIR
     recorded = (manifest or {}).get("release")
     release_checked = None
@@ -308,7 +315,7 @@ def verify_output(output_dir: str | Path, workers: int | None = None) -> VerifyR
             if recorded and sha256_file(release_dir / "manifest.json") != recorded.get("manifest_sha256"):
                 problems.append(Problem(f"{RELEASE_DIR}/manifest.json", f"differs from the one the run manifest "
                                         f"records; run `{package_cmd}` to rebuild the release copy"))
-            release_checked, release_bytes = _check_artifacts(release_dir, release_manifest, True, hasher, problems,
-                                                              package_cmd)
+            release_checked, release_bytes = _check_artifacts(release_dir, release_manifest, True, f"{RELEASE_DIR}/",
+                                                              hasher, problems, package_cmd)
             nbytes += release_bytes
     return VerifyResult(root, matched, nbytes, problems, release_checked)

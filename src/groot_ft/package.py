@@ -218,10 +218,6 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
     fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets)]
     cfg_hash = mf.config_hash(out / "experiment_cfg" / "config.yaml")
     git = mf.git_info()
-
-    lines = place_processor_files(out)
-    plot_loss(out / "training_log.jsonl", out / "plots" / "loss.png")
-    plot_stats(Path(stats_dir) if stats_dir else None, out / "plots" / "dataset_stats.png")
     provenance: dict[str, Any] = {
         "format": mf.FORMAT,
         "created": mf.created_now(),
@@ -234,16 +230,19 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
         "metrics": training_metrics(out),
         "validation": json.loads(Path(validation_report).read_text()).get("summary") if validation_report else None,
     }
+
+    lines = place_processor_files(out)
+    plot_loss(out / "training_log.jsonl", out / "plots" / "loss.png")
+    plot_stats(Path(stats_dir) if stats_dir else None, out / "plots" / "dataset_stats.png")
     # the release is built (and loaded) first: the card needs the parameter count it measures
     release_dir = out / mf.RELEASE_DIR
     with atomic_directory(release_dir, overwrite=True) as tmp:
-        linked = sum(_link_or_copy(out / rel, tmp / rel) for rel in release_files(out))
+        linked = sum(_link_or_copy(out / rel, tmp / rel) for rel in release_files(out) if rel != "README.md")
         provenance["parameters"] = load_check(tmp)
         card = render_model_card(out, provenance)
         atomic_write_text(out / "README.md", card)
         _shareable(out / "README.md")
-        (tmp / "README.md").unlink(missing_ok=True)  # an older card may have been linked above
-        _link_or_copy(out / "README.md", tmp / "README.md")
+        linked += _link_or_copy(out / "README.md", tmp / "README.md")
         release_manifest = {**provenance, "kind": "release",
                             "artifacts": mf.hash_artifacts(tmp, mf.artifact_paths(tmp, release=True), hasher)}
         atomic_write_json(tmp / "manifest.json", release_manifest)
