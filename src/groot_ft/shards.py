@@ -41,7 +41,7 @@ from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 from PIL import Image
 from tqdm import tqdm
 
-from groot_ft.data.lerobot import LeRobotDataset
+from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
 from groot_ft.data.video import VideoError
 from groot_ft.io import atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
@@ -270,18 +270,28 @@ def encode_video_frames(
 
 
 # --- stage 1: per-episode caches ------------------------------------------------------------------------------------
-def episode_fingerprint(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalityConfig, edge: int) -> str:
+def _video_segments(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalityConfig) -> dict[str, VideoSegment]:
+    return {key: ds.episode_video_segment(episode, ds.video_original_key(key)) for key in cfg.video.modality_keys}
+
+
+def episode_fingerprint(
+    ds: LeRobotDataset,
+    episode: int,
+    cfg: EmbodimentModalityConfig,
+    edge: int,
+    segments: dict[str, VideoSegment] | None = None,
+) -> str:
     """Cheap content key: file sizes and mtimes of the episode's inputs plus everything that shapes the cache.
 
     The inputs are the episode's data file and video files whatever the layout; for LeRobot v3 (files shared by many
     episodes) the episode's global row range and each camera's time window in its file are part of the key too.
+    ``segments`` (from :func:`_video_segments`) saves resolving the video paths again.
     """
     h = hashlib.sha256()
     h.update(json.dumps([SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality], sort_keys=True).encode())
     h.update(json.dumps([ds.version, ds.episode(episode).length, ds.episode_rows(episode)]).encode())
     paths = [ds.episode_data_file(episode)]
-    for key in cfg.video.modality_keys:
-        segment = ds.episode_video_segment(episode, ds.video_original_key(key))
+    for key, segment in (segments or _video_segments(ds, episode, cfg)).items():
         paths.append(segment.path)
         h.update(f"{key}:{segment.start_s!r}:{segment.end_s!r}".encode())
     root = ds.root.resolve()
@@ -329,14 +339,15 @@ def build_episode_cache(
     path: Path,
     fingerprint: str,
     encoder: FrameEncoder | None = None,
+    segments: dict[str, VideoSegment] | None = None,
 ) -> CacheInfo:
     encoder = encoder or FrameEncoder(edge)
+    segments = segments or _video_segments(ds, episode, cfg)
     arrays = ds.load_episode(episode, cfg)
     n = arrays.length
     wanted = needed_frames(n, cfg)
     columns: dict[str, pa.Array] = {"frame_index": pa.array(np.arange(n, dtype=np.int64))}
-    for key in cfg.video.modality_keys:
-        segment = ds.episode_video_segment(episode, ds.video_original_key(key))
+    for key, segment in segments.items():
         if ds.is_v3:
             encoded = encode_video_frames(segment.path, wanted, encoder, start_s=segment.start_s, fps=ds.fps)
         else:
@@ -371,32 +382,36 @@ def _refresh_caches(
 ) -> tuple[dict[int, CacheInfo], int]:
     """Bring every episode cache up to date; returns each episode's cache info and how many were rebuilt."""
     infos: dict[int, CacheInfo] = {}
-    stale: list[tuple[int, str]] = []
+    stale: list[tuple[int, str, dict[str, VideoSegment]]] = []
     for e in episodes:  # fingerprints first, on this thread: they also warm the reader's lazily loaded metadata
-        fp = episode_fingerprint(ds, e, cfg, edge)
+        segments = _video_segments(ds, e, cfg)
+        fp = episode_fingerprint(ds, e, cfg, edge, segments)
         info = read_cache_info(cache_dir / f"episode_{e:06d}.arrow")
         if info is not None and info.fingerprint == fp:
             infos[e] = info
         else:
-            stale.append((e, fp))
+            stale.append((e, fp, segments))
 
     bar = tqdm(total=len(stale), desc="decode episodes", unit="ep", disable=not progress)
     if threads <= 1 or len(stale) <= 1:
         encoder = FrameEncoder(edge)
-        for e, fp in stale:
-            infos[e] = build_episode_cache(ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, encoder)
+        for e, fp, segments in stale:
+            infos[e] = build_episode_cache(
+                ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, encoder, segments
+            )
             bar.update()
     else:
         local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
 
-        def build(e: int, fp: str) -> CacheInfo:
+        def build(e: int, fp: str, segments: dict[str, VideoSegment]) -> CacheInfo:
             if not hasattr(local, "encoder"):
                 local.encoder = FrameEncoder(edge)
-            return build_episode_cache(ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, local.encoder)
+            path = cache_dir / f"episode_{e:06d}.arrow"
+            return build_episode_cache(ds, e, cfg, edge, path, fp, local.encoder, segments)
 
         # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
-            futures = {pool.submit(build, e, fp): e for e, fp in stale}
+            futures = {pool.submit(build, *item): item[0] for item in stale}
             try:
                 for future in futures:
                     infos[futures[future]] = future.result()
