@@ -225,3 +225,21 @@ def _read(path):
 def test_threads_below_one_is_a_clear_error(demo_dataset, tmp_path):
     with pytest.raises(ValueError, match="threads must be >= 1"):
         build_shards(demo_dataset, CFG, tmp_path / "x", image_edge=48, threads=0, progress=False)
+
+
+def test_shard_reader_gives_the_same_samples_as_rows(built):
+    from groot_ft.shards import ShardReader
+
+    shards = ShardSet.open(built)
+    table = _read(shards.shard_paths[1])
+    reader = ShardReader(table, CFG, shards.dims)
+    assert len(reader) == table.num_rows == shards.shard_lengths[1]
+    for i in (0, 7, table.num_rows - 1):
+        expected = sample_from_row(table.slice(i, 1).to_pylist()[0], CFG, shards.dims)
+        got = reader.sample(i)
+        assert got["language"] == expected["language"]
+        for modality in ("video", "state", "action"):
+            assert got[modality].keys() == expected[modality].keys()
+            for key, value in expected[modality].items():
+                assert got[modality][key].dtype == value.dtype
+                np.testing.assert_array_equal(got[modality][key], value)
