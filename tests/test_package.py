@@ -190,6 +190,25 @@ def test_repackaging_is_deterministic_and_bad_input_changes_nothing(damaged, pre
     assert {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file() and "logs" not in p.parts} == snapshot
 
 
+def test_mixture_runs_fingerprint_every_dataset(damaged, prepared, tmp_path, capsys):  # noqa: F811
+    dataset, _ = prepared
+    second = Path(shutil.copytree(dataset, tmp_path / "second"))
+    (second / "meta" / "tasks.jsonl").write_text('{"task_index": 0, "task": "another task"}\n')
+    conf_path = damaged / "experiment_cfg" / "conf.yaml"
+    conf = yaml.safe_load(conf_path.read_text())
+    conf["data"]["datasets"] = [{"path": str(dataset), "embodiment_tag": "new_embodiment"},
+                                {"path": str(second), "embodiment_tag": "new_embodiment"}]
+    conf_path.write_text(yaml.safe_dump(conf))
+    assert cli(["package", str(damaged)]) == 0
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    members = [mf.dataset_fingerprint(dataset)["fingerprint"], mf.dataset_fingerprint(second)["fingerprint"]]
+    assert [d["fingerprint"] for d in manifest["datasets"]] == members and members[0] != members[1]
+    assert manifest["dataset_fingerprint"] == mf.combined_fingerprint(manifest["datasets"]) not in members
+    card = (damaged / "README.md").read_text()
+    assert str(second.resolve()) in card and manifest["dataset_fingerprint"] in card
+    assert _verify(damaged, capsys)[0] == 0
+
+
 def test_dataset_fingerprint_follows_content(demo_copy, tmp_path):
     first = mf.dataset_fingerprint(demo_copy)
     assert mf.dataset_fingerprint(demo_copy) == first  # stable

@@ -111,9 +111,15 @@ def render_model_card(root: Path, manifest: dict[str, Any]) -> str:
         "",
     ]
     datasets = manifest.get("datasets") or []
-    for d in datasets:
+    # a mixture's members, in training order as the run config lists them (the manifest keeps that order)
+    members = list(cfg.get("datasets") or [])
+    members += [{}] * (len(datasets) - len(members))
+    for d, member in zip(datasets, members):
+        extra = [(key.replace("_", " "), _fmt(member[key])) for key in ("name", "embodiment_tag", "mix_ratio",
+                                                                        "eval_episodes") if key in member]
         lines += _table([
             ("path", _fmt(d["path"])),
+            *extra,
             ("fingerprint (sha256 of meta, data, videos)", _fmt(d["fingerprint"])),
             ("format", _fmt(d.get("codebase_version"))),
             ("episodes / frames", f"{_fmt(d.get('total_episodes'))} / {_fmt(d.get('total_frames'))}"),
@@ -137,7 +143,8 @@ def render_model_card(root: Path, manifest: dict[str, Any]) -> str:
             ("action representations", _fmt(reps)),
         ])
         lines.append("")
-    lines += [f"Held-out eval episodes: {_fmt(cfg.get('eval_episodes'))}."]
+    unless = " (unless a dataset above sets its own)" if cfg.get("datasets") else ""
+    lines += [f"Held-out eval episodes{unless}: {_fmt(cfg.get('eval_episodes'))}."]
     lines += ["", "## Training", ""]
     lines += _table([(k, _fmt(cfg[k])) for k in TRAINING_KEYS if k in cfg])
     lines += _table([
