@@ -1,38 +1,34 @@
 # final_model: place the processor files beside the final weights, so the root loads as one model directory
 # (Gr00tPolicy / AutoModel.from_pretrained); open-loop evaluation reads it from there.
-PROCESSOR_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
-
-
 rule final_model:
     input:
         model=f"{OUT}/model.safetensors",
         model_config=f"{OUT}/config.json",
     output:
-        **{name.split(".")[0]: f"{OUT}/{name}" for name in PROCESSOR_FILES},
+        processor_config=f"{OUT}/processor_config.json",
+        statistics=f"{OUT}/statistics.json",
+        embodiment_id=f"{OUT}/embodiment_id.json",
     log:
         f"{OUT}/logs/final_model.log",
     params:
-        out=OUT,
+        out=lambda wildcards, input: str(Path(input.model).parent),
     conda:
         "../../envs/groot-ft.yaml"
     shell:
         "groot-ft package {params.out} --processor-files-only > {log} 2>&1"
 
 
-def open_loop_metrics():
-    """Every eval_open_loop result the run asks for: package waits for them so the card and manifest include them."""
-    return [t for t in all_targets() if "/eval/" in t and t.endswith("/metrics.json")]
-
-
 # package: plots, the model card (README.md), the release copy without optimizer states, and manifest.json with
 # the sha256 of every artifact plus dataset fingerprint, config hash, commit and versions (`groot-ft verify` checks).
+# It waits for every open-loop evaluation, so the card and the manifest include their results.
 rule package:
     input:
         model=f"{OUT}/model.safetensors",
         processor=f"{OUT}/processor_config.json",
-        # with a `datasets` mixture, the card and plots describe the first dataset
+        # with a `datasets` mixture, the statistics plot and the validation summary are the first dataset's
+        # (the card and the manifest's fingerprints cover every dataset)
         validation=f"{OUT}/validation{SPECS[0].subdir}/report.json",
-        open_loop=open_loop_metrics(),
+        open_loop=[t for t in all_targets() if "eval" in Path(t).parts and t.endswith("metrics.json")],
         **stats_outputs(SPECS[0].subdir),
     output:
         manifest=f"{OUT}/manifest.json",
@@ -43,8 +39,8 @@ rule package:
     log:
         f"{OUT}/logs/package.log",
     params:
-        out=OUT,
-        stats=f"{OUT}/stats{SPECS[0].subdir}",
+        out=lambda wildcards, input: str(Path(input.model).parent),
+        stats=lambda wildcards, input: str(Path(input.stats).parent),
     conda:
         "../../envs/groot-ft.yaml"
     shell:
