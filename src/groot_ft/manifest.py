@@ -28,7 +28,7 @@ RELEASE_DIR = "release"
 SKIPPED_TOP_LEVEL = {"logs", "shards", RELEASE_DIR}
 VERSIONED_PACKAGES = ("groot-ft", "torch", "transformers", "accelerate", "deepspeed", "numpy", "pyarrow", "av",
                       "snakemake")
-# the files of a dataset that decide what was trained on, as the workflow's dataset_files() lists them
+# the files of a dataset that decide what was trained on: metadata (v3.0's meta/episodes/ parquet too), data, videos
 DATASET_PATTERNS = ("meta/**/*", "data/**/*.parquet", "videos/**/*.mp4")
 # DeepSpeed/torch resume files: a release must not contain them
 OPTIMIZER_MARKERS = ("training_state", "optim_states", "optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state")
@@ -170,8 +170,10 @@ def git_info(source: Path | None = None) -> dict[str, Any]:
         top = Path(git("rev-parse", "--show-toplevel")).resolve()
     except FileNotFoundError:
         return {"commit": None, "dirty": None, "reason": "git is not installed"}
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-        return {"commit": None, "dirty": None, "reason": f"{pkg} is not inside a git checkout (installed package)"}
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = ((getattr(exc, "stderr", None) or str(exc)).strip().splitlines() or [""])[-1]
+        return {"commit": None, "dirty": None,
+                "reason": f"{pkg} is not in a usable git checkout (an installed package?): {detail}"}
     if pkg != top / "src" / "groot_ft":
         return {"commit": None, "dirty": None, "reason": f"{pkg} is not the src/groot_ft of the checkout at {top}"}
     try:
