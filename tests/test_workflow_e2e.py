@@ -145,3 +145,29 @@ def test_second_run_has_nothing_to_do(demo_run):
     )
     assert proc.returncode == 0, proc.stderr
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+
+def test_report_holds_validation_statistics_loss_and_open_loop_plots(demo_run, tmp_path):
+    """`snakemake --report` on the finished run: one HTML file with every report() output, filed by category."""
+    import base64
+    import re
+
+    out, proc = demo_run
+    report = tmp_path / "report.html"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    made = subprocess.run([*proc.args, "--report", str(report)], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-3000:]
+    html = report.read_text()
+    assert "groot-ft fine-tunes" in html  # workflow/report/workflow.rst
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    names = {c: {Path(p).name for group in v.values() for p in group} for c, v in categories.items()}
+    held = json.loads((out / "shards" / "eval" / "manifest.json").read_text())["episode_indices"]
+    assert names["1. Dataset"] == {"summary.txt"}
+    assert {"dataset_stats.png", "histograms.png", "state_action_ranges.png"} <= names["2. Statistics"]
+    assert "loss.png" in names["3. Training"]
+    assert names["4. Open-loop evaluation"] == {f"traj_{ep:06d}.png" for ep in held}
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
+    summary = results[str(out / "validation" / "summary.txt")]["data_uri"].split(",", 1)[1]
+    assert "0 error(s)" in base64.b64decode(summary).decode()
