@@ -199,9 +199,8 @@ def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repea
     edge = image_edge_for("tiny")
     shard_dir = workdir / f"shards_{name}"
     manifest = json.loads(build_shards(dataset, cfg, shard_dir, image_edge=edge, seed=42, progress=False).read_text())
-    lengths = {
-        e: read_cache_info(shard_dir / "episodes" / f"episode_{e:06d}.arrow").length for e in manifest["episode_indices"]
-    }
+    caches = shard_dir / "episodes"
+    lengths = {e: read_cache_info(caches / f"episode_{e:06d}.arrow").length for e in manifest["episode_indices"]}
     plan = plan_shards(lengths, cfg, manifest["shard_size"], manifest["episode_sampling_rate"], manifest["seed"])
     processor = make_processor(dataset, cfg, edge)
 

@@ -288,7 +288,8 @@ def episode_fingerprint(
     ``segments`` (from :func:`_video_segments`) saves resolving the video paths again.
     """
     h = hashlib.sha256()
-    h.update(json.dumps([SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality], sort_keys=True).encode())
+    shape = [SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality]
+    h.update(json.dumps(shape, sort_keys=True).encode())
     h.update(json.dumps([ds.version, ds.episode(episode).length, ds.episode_rows(episode)]).encode())
     paths = [ds.episode_data_file(episode)]
     for key, segment in (segments or _video_segments(ds, episode, cfg)).items():
@@ -617,7 +618,8 @@ class ShardReader:
     def sample(self, row: int) -> dict[str, Any]:
         step: dict[str, Any] = {"video": {}, "state": {}, "action": {}}
         for key, (offsets, values) in self._video.items():
-            step["video"][key] = np.stack([decode_jpeg(values[j].as_py()) for j in range(offsets[row], offsets[row + 1])])
+            frames = range(offsets[row], offsets[row + 1])
+            step["video"][key] = np.stack([decode_jpeg(values[j].as_py()) for j in frames])
         for (modality, key), values in self._groups.items():
             step[modality][key] = values[row].copy()  # the processor may write into its input
         step["language"] = {self.cfg.language.modality_keys[0]: self._language[row]}
