@@ -15,7 +15,7 @@ rule eval_open_loop:
     log:
         f"{OUT}/logs/eval_open_loop{{sub}}.log",
     params:
-        out_dir=OUT,
+        out_dir=lambda wildcards, input: str(Path(input.model).parent),
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
         tag=lambda wildcards: SPEC[wildcards.sub].embodiment_tag,
         eval_episodes=lambda wildcards: eval_episodes_arg(wildcards.sub),

@@ -4,10 +4,6 @@
 # cache keyed by each episode's content hash under the stats cache, so a rerun decodes only the changed or added
 # episodes and re-streams the others from the cache; the log's "stats: N episodes, K recomputed, M from cache" line
 # says how many. The cache is deliberately not an output: Snakemake removes a job's outputs before running it.
-def stats_cache(sub):
-    return f"{OUT}/.cache/stats{sub}"
-
-
 # Datasets whose modality config has RELATIVE action keys also get relative_stats.json from the same command.
 rule stats:
     wildcard_constraints:
@@ -65,10 +61,6 @@ use rule stats as stats_absolute_actions with:
 
 
 # Several datasets of one embodiment: statistics of their weighted mixture (mix_ratio), with exact quantiles.
-def tag_has_relative(tag):
-    return has_relative(next(spec.subdir for spec in SPECS if spec.embodiment_tag == tag))
-
-
 rule stats_mixture:
     wildcard_constraints:
         tag=choice_pattern([tag for tag in TAGS if tag_has_relative(tag)]),

@@ -15,7 +15,7 @@ rule validate:
     params:
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
         # an undeclared copy: Snakemake deletes a failed job's outputs, but users need the report most then
-        kept_report=lambda wildcards: f"{OUT}/logs/validation_report{wildcards.sub.replace('/', '_')}.json",
+        kept_report=lambda wildcards: f"{OUT}/logs/validation_report{'_'.join(wildcards.sub.split('/'))}.json",
     conda:
         "../../envs/groot-ft.yaml"
     shell:
