@@ -147,7 +147,6 @@ def test_second_run_has_nothing_to_do(demo_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-
 def test_report_holds_validation_statistics_loss_and_open_loop_plots(demo_run, tmp_path):
     """`snakemake --report` on the finished run: one HTML file with every report() output, filed by category."""
     import base64
