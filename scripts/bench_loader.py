@@ -91,14 +91,9 @@ def loader_ours(shard_dir: Path, cfg, processor, samples: int) -> tuple[int, Clo
     def process(step, rng):
         return step if processor is None else processor(step, TAG, rng=rng)
 
-    try:
-        from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
+    from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
 
-        stream = ShardedMixtureDataset([MixtureSource(shards, cfg, process)], lambda b: b, 8, seed=0)
-    except ImportError:  # the single-set loader this project had before mixtures
-        from groot_ft.data.loader import ShardBatchStream
-
-        stream = ShardBatchStream(shards, cfg, process, lambda b: b, 8, seed=0)
+    stream = ShardedMixtureDataset([MixtureSource(shards, cfg, process)], lambda b: b, 8, seed=0)
     done = 0
     with Clock() as clock:
         for batch in stream:

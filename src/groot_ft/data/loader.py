@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from groot_ft.modality import EmbodimentModalityConfig
-from groot_ft.shards import ShardSet, sample_from_row
+from groot_ft.shards import ShardReader, ShardSet
 
 Process = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
@@ -44,16 +44,17 @@ class MixtureSource:
     weight: float = 1.0
 
 
-def _open_shard(path: str) -> pa.Table:
-    with pa.memory_map(path) as src:
-        table = pa.ipc.open_file(src).read_all()
+def _open_shard(source: MixtureSource, shard: int) -> ShardReader:
+    path = str(source.shards.shard_paths[shard])
     if hasattr(os, "posix_fadvise"):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # asynchronous read-ahead into the page cache
         finally:
             os.close(fd)
-    return table
+    with pa.memory_map(path) as src:
+        table = pa.ipc.open_file(src).read_all()
+    return ShardReader(table, source.cfg, source.shards.dims)
 
 
 class ShardedMixtureDataset(IterableDataset):
@@ -147,21 +148,20 @@ class ShardedMixtureDataset(IterableDataset):
                     mine, skip = mine[skip:], 0
                     order = self.row_order(epoch, i, src, shard)
                     key = (src, shard)
-                    future = pending.pop(key, None) or pool.submit(_open_shard, str(self.sources[src].shards.shard_paths[shard]))
+                    future = pending.pop(key, None) or pool.submit(_open_shard, self.sources[src], shard)
                     nxt = visits[i + 1] if i + 1 < len(visits) else None
                     if nxt is not None and nxt != key and nxt not in pending:
-                        pending[nxt] = pool.submit(_open_shard, str(self.sources[nxt[0]].shards.shard_paths[nxt[1]]))
-                    table = future.result()
+                        pending[nxt] = pool.submit(_open_shard, self.sources[nxt[0]], nxt[1])
+                    reader = future.result()
                     source = self.sources[src]
                     for j in mine:
-                        record = table.slice(int(order[j]), 1).to_pylist()[0]
-                        step = sample_from_row(record, source.cfg, source.shards.dims)
+                        step = reader.sample(int(order[j]))
                         rng = np.random.default_rng([self.seed, epoch, start + int(j), 1])
                         batch.append(source.process(step, rng))
                         if len(batch) == self.batch_size:
                             yield self.collate(batch)
                             batch = []
-                    del table
+                    del reader
                 epoch += 1
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
