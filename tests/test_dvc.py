@@ -1,4 +1,4 @@
-"""DVC around the Snakemake workflow (dvc.yaml): a tracked dataset, incremental reruns, persisted checkpoints, push/pull.
+"""DVC around the Snakemake workflow (dvc.yaml): tracked dataset, incremental reruns, persisted checkpoints, push/pull.
 
 Everything runs in a temporary git + DVC repository holding a copy of the project's dvc.yaml, .dvcignore,
 workflow/, config/, envs/ and src/ (the code that runs is the installed groot_ft), and a demo dataset tracked with
@@ -37,7 +37,8 @@ def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
         logs = "".join(f"--- {p.name}\n{p.read_text()[-3000:]}\n" for p in sorted((repo / RUN / "logs").glob("*.log")))
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n{logs}")
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n"
+                    f"{logs}")
     return proc
 
 
@@ -126,7 +127,8 @@ def test_dvc_versions_the_model_and_checkpoints_but_no_intermediate(repo, first)
     listing = json.loads((repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())
     paths = {entry["relpath"] for entry in listing}
     for rel in ("model.safetensors", "config.json", "manifest.json", "processor_config.json",
-                "checkpoint-10/model.safetensors", "checkpoint-10/trainer_state.json", "checkpoint-5/trainer_state.json",
+                "checkpoint-10/model.safetensors", "checkpoint-10/trainer_state.json",
+                "checkpoint-5/trainer_state.json",
                 "experiment_cfg/config.yaml", "plots/loss.png", "eval/open_loop/metrics.json"):
         assert rel in paths, rel
     assert not {p for p in paths if p.split("/")[0] in INTERMEDIATES}

@@ -47,8 +47,12 @@ def eval_episodes_arg(sub):
     return ",".join(map(str, held)) + "," if isinstance(held, list) else str(held)
 
 
+# The rules that read a dataset depend on this listing of its files (rule dataset_listing), not on the files.
+DATASET_LISTING = f"{OUT}/.cache/dataset{{sub}}.json"
+
+
 def dataset_files(wildcards):
-    """Every file of the dataset the pipeline reads, so an edited episode makes Snakemake rerun what depends on it."""
+    """Every file of the dataset the pipeline reads: the inputs of dataset_listing, so an edited episode reruns it."""
     if IS_DEMO:
         return DEMO_DATASET
     spec = SPEC[wildcards.sub]

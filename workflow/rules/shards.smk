@@ -1,7 +1,7 @@
 # shards: decode every needed frame once and write training-sample shard files; held-out episodes get their own set.
 rule shards:
     input:
-        dataset=dataset_files,
+        dataset=DATASET_LISTING,
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
         validation=f"{OUT}/validation{{sub}}/report.json",
         run_config=f"{OUT}/experiment_cfg/config.yaml",

@@ -1,15 +1,15 @@
 # stats: normalisation statistics in upstream's stats.json / relative_stats.json schema (never written into the dataset).
 #
-# Incremental: the rule reruns whenever a dataset file changes (its inputs), but the command keeps a per-episode
-# cache keyed by each episode's content hash under the stats cache, so a rerun decodes only the changed or added
-# episodes and re-streams the others from the cache; the log's "stats: N episodes, K recomputed, M from cache" line
-# says how many. The cache is deliberately not an output: Snakemake removes a job's outputs before running it.
+# Incremental: the rule reruns whenever a dataset file changes (through its listing), but the command keeps a
+# per-episode cache keyed by each episode's content hash under the stats cache, so a rerun decodes only the changed or
+# added episodes and re-streams the others from the cache; the log's "stats: N episodes, K recomputed, M from cache"
+# line says how many. The cache is deliberately not an output: Snakemake removes a job's outputs before running it.
 # Datasets whose modality config has RELATIVE action keys also get relative_stats.json from the same command.
 rule stats:
     wildcard_constraints:
         sub=choice_pattern([sub for sub in SPEC if has_relative(sub)]),
     input:
-        dataset=dataset_files,
+        dataset=DATASET_LISTING,
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
         validation=f"{OUT}/validation{{sub}}/report.json",
     output:
