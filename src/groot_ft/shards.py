@@ -42,7 +42,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
-from groot_ft.data.video import VideoError
+from groot_ft.data.video import VideoError, first_video_stream, open_video
 from groot_ft.io import atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
@@ -230,16 +230,8 @@ def encode_video_frames(
         return []
     slot = {int(k): i for i, k in enumerate(wanted.tolist())}
     last = int(wanted[-1])
-    if not path.is_file():
-        raise VideoError(path, "no such file" if not path.exists() else "not a regular file")
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(path, f"cannot open as a video container ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise VideoError(path, "contains no video stream")
-        stream = container.streams.video[0]
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         if start_s is None:
             for k, frame in enumerate(_decoded(path, container, stream, None)):
                 if k in slot:

@@ -685,26 +685,16 @@ def decode_frames_at(path: str | Path, times_s: Any, tolerance_s: float) -> np.n
     (odd containers), decoding restarts from the beginning of the file. Raises
     :class:`~groot_ft.data.video.VideoError` naming the file otherwise.
     """
-    import av
-
-    from groot_ft.data.video import VideoError
+    from groot_ft.data.video import VideoError, first_video_stream, open_video
 
     path = Path(path)
     queries = np.asarray(times_s, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(queries)):
         raise ValueError("frame times must be finite")
-    if not path.is_file():
-        raise VideoError(path, "no such file" if not path.exists() else "not a regular file")
     order = np.argsort(queries, kind="stable")
     sorted_q = queries[order].tolist()
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(path, f"cannot open as a video container ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise VideoError(path, "contains no video stream")
-        stream = container.streams.video[0]
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         if not sorted_q:
             return np.empty((0, int(stream.codec_context.height), int(stream.codec_context.width), 3), np.uint8)
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0

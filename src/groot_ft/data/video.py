@@ -90,7 +90,8 @@ def _quiet_svt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _open_input(path: Path) -> Iterator[av.container.InputContainer]:
+def open_video(path: Path) -> Iterator[av.container.InputContainer]:
+    """The video container at ``path``, closed on exit; a missing or unreadable file is a VideoError naming it."""
     if not path.is_file():
         raise VideoError(path, "no such file" if not path.exists() else "not a regular file")
     try:
@@ -103,7 +104,7 @@ def _open_input(path: Path) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
-def _first_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+def first_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
     if not container.streams.video:
         raise VideoError(path, "contains no video stream")
     return container.streams.video[0]
@@ -180,6 +181,10 @@ def encode_video(
         "g": str(int(gop)),
         "preset": str(default_preset if preset is None else preset),
     }
+    if encoder == "libx264":
+        # x264's output depends on its thread count, which "auto" takes from the CPUs this process may use: one
+        # thread makes the bytes the same on every machine (and for any CPU affinity)
+        options["threads"] = "1"
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique sibling name (not mkstemp: that would leave the final file with mode 0600).
@@ -224,8 +229,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     :func:`count_decodable_frames` or :func:`read_frames` to check it decodes.
     """
     path = Path(path)
-    with _open_input(path) as container:
-        stream = _first_video_stream(container, path)
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         ctx = stream.codec_context
         num_frames = int(stream.frames or 0)
         source = "metadata"
@@ -267,8 +272,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 def count_decodable_frames(path: str | os.PathLike[str]) -> int:
     """Decode every frame of the first video stream (no RGB conversion) and return how many there are."""
     path = Path(path)
-    with _open_input(path) as container:
-        stream = _first_video_stream(container, path)
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         count = 0
         try:
             for _ in container.decode(stream):
@@ -289,8 +294,8 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | np.ndarra
     """
     path = Path(path)
     wanted = None if indices is None else _as_index_array(indices)
-    with _open_input(path) as container:
-        stream = _first_video_stream(container, path)
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         if wanted is not None and wanted.size == 0:
             h, w = int(stream.codec_context.height), int(stream.codec_context.width)
             return np.empty((0, h, w, 3), dtype=np.uint8)
@@ -338,8 +343,8 @@ def read_frames_at_timestamps(
         raise ValueError(f"timestamps must be a 1-D sequence, got shape {queries.shape}")
     if not np.all(np.isfinite(queries)):
         raise ValueError("timestamps must be finite")
-    with _open_input(path) as container:
-        stream = _first_video_stream(container, path)
+    with open_video(path) as container:
+        stream = first_video_stream(container, path)
         if queries.size == 0:
             h, w = int(stream.codec_context.height), int(stream.codec_context.width)
             return np.empty((0, h, w, 3), dtype=np.uint8)
