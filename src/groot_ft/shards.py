@@ -582,7 +582,7 @@ def build_shards(
 
 
 class ShardReader:
-    """Random access to one shard's samples, each as :func:`sample_from_row` would give it.
+    """Random access to one shard's samples, each an unbatched observation+action dict in upstream's layout.
 
     Columns are turned into numpy views once per shard instead of converting every row to Python objects, which
     halves the per-sample cost outside the processor (docs/benchmarks.md).
@@ -616,17 +616,3 @@ class ShardReader:
             step[modality][key] = values[row].copy()  # the processor may write into its input
         step["language"] = {self.cfg.language.modality_keys[0]: self._language[row]}
         return step
-
-
-def sample_from_row(row: dict[str, Any], cfg: EmbodimentModalityConfig, dims: dict[str, int]) -> dict[str, Any]:
-    """One shard row as an unbatched observation+action dict in upstream's layout."""
-    step: dict[str, Any] = {"video": {}, "state": {}, "action": {}}
-    for key in cfg.video.modality_keys:
-        step["video"][key] = np.stack([decode_jpeg(b) for b in row[f"video.{key}"]])
-    for modality in ("state", "action"):
-        t = len(cfg[modality].delta_indices)
-        for key in cfg[modality].modality_keys:
-            d = dims[f"{modality}.{key}"]
-            step[modality][key] = np.asarray(row[f"{modality}.{key}"], dtype=np.float32).reshape(t, d)
-    step["language"] = {cfg.language.modality_keys[0]: row["language"]}
-    return step
