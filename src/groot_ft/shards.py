@@ -317,6 +317,17 @@ def read_cache_info(path: Path) -> CacheInfo | None:
         return None
 
 
+def _content_digest(table: pa.Table) -> str:
+    """sha256 of a freshly built table's schema and column buffers (no serialisation: the cache is written once)."""
+    h = hashlib.sha256(str(table.schema.remove_metadata()).encode())
+    for column in table.columns:
+        for chunk in column.chunks:
+            h.update(f"{len(chunk)}:{chunk.offset}".encode())
+            for buffer in chunk.buffers():
+                h.update(b"-" if buffer is None else buffer)
+    return h.hexdigest()
+
+
 def _ipc_bytes(table: pa.Table, max_chunksize: int | None = None) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
@@ -357,7 +368,7 @@ def build_episode_cache(
             columns[f"{modality}.{key}"] = pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
     columns["language"] = pa.array(arrays.language, pa.string())
     table = pa.table(columns)
-    info = CacheInfo(fingerprint, hashlib.sha256(_ipc_bytes(table)).hexdigest(), n, dims)
+    info = CacheInfo(fingerprint, _content_digest(table), n, dims)
     meta = {
         b"fingerprint": fingerprint.encode(),
         b"content": info.content.encode(),
