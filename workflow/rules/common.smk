@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.manifest import dataset_files as fingerprinted_files
 from groot_ft.modality import load_modality_config
 
 OUT = config["output_dir"].rstrip("/")
@@ -61,8 +62,8 @@ def dataset_files(wildcards):
         raise WorkflowError(
             f"dataset {spec.path}: no meta/info.json there; point `dataset` (or datasets[].path) at a LeRobot dataset root"
         )
-    files = [p for pattern in ("meta/*", "data/**/*.parquet", "videos/**/*.mp4") for p in root.glob(pattern)]
-    return sorted(str(p) for p in files if p.is_file())
+    # the files package fingerprints, meta/ included recursively (LeRobot v3 keeps episode tables there)
+    return [str(p) for p in fingerprinted_files(root)]
 
 
 def stats_outputs(sub):
