@@ -15,6 +15,8 @@ from groot_ft.image_transforms import (
     adjust_saturation,
     crop,
     hsv_to_rgb,
+    resize,
+    resize_matrix,
     parse_color_jitter_params,
     resize_shortest_edge,
     rgb_to_hsv,
@@ -141,3 +143,49 @@ def test_input_validation() -> None:
     ):
         with pytest.raises(ValueError, match=msg):
             ImageTransform(**kwargs)
+
+
+def _reference(t: ImageTransform, frames: np.ndarray, params: AugmentationParams) -> np.ndarray:
+    """The pipeline step by step in torch: what ``apply``'s per-axis matrices must reproduce."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = resize_shortest_edge(x, t.shortest_image_edge)
+    x = crop(x, t.crop_fraction, params.crop)
+    x = resize_shortest_edge(x, t.shortest_image_edge)
+    x = rotate(x, params.angle)
+    for name, factor in params.jitter:
+        x = {"brightness": adjust_brightness, "contrast": adjust_contrast, "saturation": adjust_saturation,
+             "hue": adjust_hue}[name](x, factor)
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize(
+    ("shape", "fraction", "crop_at"),
+    [
+        ((48, 48), 0.95, (0.3, 0.7)),  # stored at the working size: crop and enlarge back
+        ((96, 128), 0.95, (0.0, 0.999)),  # exact 2x shrink, non-square
+        ((256, 256), 0.95, (0.5, 0.5)),  # gr1's camera: non-integer shrink
+        ((45, 61), 0.9, None),  # enlarge, odd sizes, centre crop
+        ((100, 100), 1.0, (0.2, 0.2)),  # no crop
+    ],
+)
+def test_apply_equals_the_step_by_step_pipeline(shape, fraction, crop_at) -> None:
+    t = ImageTransform(48, fraction)
+    frames = _frames(3, *shape, seed=7)
+    params = AugmentationParams(crop=crop_at)
+    fast, slow = t.apply(frames, params), _reference(t, frames, params)
+    assert fast.shape == slow.shape == (3, 3, *t.output_size(*shape))
+    diff = np.abs(fast.astype(np.int32) - slow)
+    # float sums in another order may round an exact .5 the other way; nothing else may differ
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    augmented = ImageTransform(48, fraction, random_rotation_angle=20, color_jitter_params=JITTER)
+    params = augmented.sample_params(np.random.default_rng(3), train=True)
+    diff = np.abs(augmented.apply(frames, params).astype(np.int32) - _reference(augmented, frames, params))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_resize_matrix_is_resize_along_each_axis() -> None:
+    x = torch.rand(2, 3, 37, 53) * 255
+    for size in ((48, 64), (20, 30), (37, 60)):
+        expected = resize(x, size).numpy()
+        got = resize_matrix(37, size[0]) @ x.numpy() @ resize_matrix(53, size[1]).T
+        assert np.abs(got - expected).max() < 1e-3

@@ -9,12 +9,15 @@ Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md``
 * eval: the same resizes around a centre crop; no rotation, no jitter.
 
 One :class:`AugmentationParams` is drawn per sample and applied identically to every frame of every camera of that
-sample (upstream replays one ``ReplayCompose`` record). All frames that share a shape are processed as one batched
-float32 tensor, so the cost per sample is a handful of small torch ops.
+sample (upstream replays one ``ReplayCompose`` record). Resize, crop and resize again are one linear map per image
+axis, so :meth:`ImageTransform.apply` composes them into a matrix per axis (built once per size and crop offset from
+:func:`resize` itself, so the semantics are torch's) and applies the two matrices to all frames of a sample at once;
+rotation and colour jitter, when enabled, then run as torch ops on that batch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,18 +118,44 @@ def resize_shortest_edge(x: torch.Tensor, edge: int) -> torch.Tensor:
     return resize(x, shortest_edge_size(x.shape[-2], x.shape[-1], edge))
 
 
+@functools.lru_cache(maxsize=256)
+def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """The (size_out, size_in) float32 matrix that :func:`resize` applies along one image axis.
+
+    Both of its modes are separable, so resizing an image equals multiplying by this matrix along each axis. It is
+    read off :func:`resize` by resizing the unit vectors, laid along the width: torch's antialiased kernel
+    mishandles inputs whose height is 1 (it returns the first pixel everywhere), while a width of ``size_in`` with
+    a height of 1 kept is resampled correctly.
+    """
+    basis = torch.eye(size_in, dtype=torch.float32).reshape(size_in, 1, 1, size_in)
+    columns = resize(basis, (1, size_out)).reshape(size_in, size_out)
+    return np.ascontiguousarray(columns.T.numpy())
+
+
+def crop_offset(size: int, cropped: int, position: float | None) -> int:
+    """First kept pixel of a crop of ``cropped`` out of ``size``; ``position`` in [0, 1] or None for the centre."""
+    if position is None:
+        return (size - cropped) // 2
+    return min(int(position * (size - cropped + 1)), size - cropped)
+
+
 def crop(x: torch.Tensor, fraction: float, position: tuple[float, float] | None) -> torch.Tensor:
     """Crop each side to ``fraction`` of its length; ``position`` = fractions of the free room, None = centre."""
     h, w = x.shape[-2:]
     ch, cw = crop_size(h, w, fraction)
     if (ch, cw) == (h, w):
         return x
-    if position is None:
-        y0, x0 = (h - ch) // 2, (w - cw) // 2
-    else:
-        y0 = min(int(position[0] * (h - ch + 1)), h - ch)
-        x0 = min(int(position[1] * (w - cw + 1)), w - cw)
+    y0 = crop_offset(h, ch, None if position is None else position[0])
+    x0 = crop_offset(w, cw, None if position is None else position[1])
     return x[..., y0 : y0 + ch, x0 : x0 + cw]
+
+
+@functools.lru_cache(maxsize=1024)
+def _axis_map(size: int, resized: int, cropped: int, offset: int, size_out: int) -> np.ndarray:
+    """(size_out, size) matrix of resize(size -> resized), then crop [offset, offset + cropped), then resize back."""
+    back = np.zeros((size_out, resized), dtype=np.float32)
+    back[:, offset : offset + cropped] = resize_matrix(cropped, size_out)
+    return np.ascontiguousarray(back @ resize_matrix(size, resized))
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -248,15 +277,15 @@ class ImageTransform:
         h, w = crop_size(h, w, self.crop_fraction)
         return shortest_edge_size(h, w, self.shortest_image_edge)
 
-    def apply_tensor(self, x: torch.Tensor, params: AugmentationParams) -> torch.Tensor:
-        """float32 (N, 3, H, W) in [0, 255] -> float32 (N, 3, H', W') in [0, 255]."""
-        x = resize_shortest_edge(x, self.shortest_image_edge)
-        x = crop(x, self.crop_fraction, params.crop)
-        x = resize_shortest_edge(x, self.shortest_image_edge)
-        x = rotate(x, params.angle)
-        for name, factor in params.jitter:
-            x = _JITTER_OPS[name](x, factor)
-        return x
+    def axis_maps(self, height: int, width: int, params: AugmentationParams) -> tuple[np.ndarray, np.ndarray]:
+        """Matrices (H' x H, W' x W) of shortest-edge resize -> crop -> shortest-edge resize for ``params``."""
+        h, w = shortest_edge_size(height, width, self.shortest_image_edge)
+        ch, cw = crop_size(h, w, self.crop_fraction)
+        oh, ow = shortest_edge_size(ch, cw, self.shortest_image_edge)
+        position = params.crop if (ch, cw) != (h, w) else None
+        y0 = crop_offset(h, ch, None if position is None else position[0])
+        x0 = crop_offset(w, cw, None if position is None else position[1])
+        return _axis_map(height, h, ch, y0, oh), _axis_map(width, w, cw, x0, ow)
 
     def apply(self, frames: np.ndarray, params: AugmentationParams) -> np.ndarray:
         """uint8 (N, H, W, 3) -> uint8 (N, 3, H', W'), the same ``params`` for every frame."""
@@ -265,9 +294,19 @@ class ImageTransform:
             raise ValueError(f"expected uint8 frames shaped (N, H, W, 3), got {frames.shape}")
         if frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames, got dtype {frames.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-        x = self.apply_tensor(x, params)
-        return x.round_().clamp_(0, 255).to(torch.uint8).contiguous().numpy()
+        n, height, width, _ = frames.shape
+        rows, cols = self.axis_maps(height, width, params)
+        x = frames.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W)
+        x = (x.reshape(-1, width) @ cols.T).reshape(n * 3, height, cols.shape[0])  # along the width: one GEMM
+        x = np.matmul(rows, x).reshape(n, 3, rows.shape[0], cols.shape[0])  # along the height
+        if params.angle or params.jitter:
+            t = rotate(torch.from_numpy(x), params.angle)
+            for name, factor in params.jitter:
+                t = _JITTER_OPS[name](t, factor)
+            x = t.numpy()
+        np.rint(x, out=x)
+        np.clip(x, 0.0, 255.0, out=x)
+        return x.astype(np.uint8)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, train: bool = False) -> np.ndarray:
         params = self.sample_params(rng if rng is not None else np.random.default_rng(), train)
