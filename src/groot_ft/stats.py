@@ -762,21 +762,6 @@ def _check_finite(x: np.ndarray, where: str, row_offset: int = 0) -> None:
     )
 
 
-def _read_columns(ds: LeRobotDataset, episode_index: int, columns: list[str], path: Path) -> pa.Table:
-    """The episode's rows of ``columns``: v2 layouts read their own file (``path``) directly (``pq.ParquetFile.read``
-    costs about half of ``pq.read_table``'s dataset machinery per small file), v3 through the reader."""
-    if ds.is_v3:
-        return ds.read_episode_table(episode_index, columns)
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.ParquetFile(path).read(columns=columns, use_threads=False)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: parquet file of episode {episode_index} is missing") from None
-    except (pa.ArrowException, KeyError, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read episode {episode_index}: {exc}") from None
-
-
 class EpisodeData:
     """One episode's inputs to the statistics (float32 feature matrices, native RELATIVE slices) and, once
     computed, its float64 partial moments per accumulator key; what an incremental cache entry holds."""
@@ -803,7 +788,7 @@ class EpisodeData:
         """Read, check (finite, widths) and, with ``moments``, summarise one episode from its parquet data."""
         path = ds.data_path(episode_index)
         try:
-            table = _read_columns(ds, episode_index, plan.columns, path)
+            table = ds.read_episode_table(episode_index, plan.columns)
         except DatasetError as exc:
             raise StatsError(str(exc)) from None
         arrays: dict[str, np.ndarray] = {}

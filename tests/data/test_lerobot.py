@@ -31,6 +31,15 @@ def test_demo_episode_round_trip(demo_dataset):
     assert ep.state["arm"].dtype == np.float32 and ep.state["gripper"].shape == (ep.length, 1)
 
 
+def test_read_episode_table_names_missing_columns_and_files(demo_copy):
+    ds = LeRobotDataset(demo_copy)
+    with pytest.raises(DatasetError, match=r"episode_000001.parquet: episode 1 has no column gripper_force, joint_torque"):
+        ds.read_episode_table(1, ["action", "joint_torque", "gripper_force"])
+    ds.data_path(2).unlink()
+    with pytest.raises(DatasetError, match="parquet file of episode 2 is missing"):
+        ds.read_episode_table(2, ["action"])
+
+
 @pytest.mark.parametrize(
     ("template", "message"),
     [("../../outside/{episode_index}.parquet", "escapes the dataset root"), ("data/{episode_chnk}.parquet", "episode_chnk")],

@@ -157,10 +157,11 @@ def format_template(root: Path, template: str, what: str, **fields: Any) -> str:
         ) from None
 
 
-def resolve_inside(root: Path, relative: str, what: str) -> Path:
-    """Join a templated path to the dataset root, refusing anything that escapes it."""
+def resolve_inside(root: Path, relative: str, what: str, resolved_root: Path | None = None) -> Path:
+    """Join a templated path to the dataset root, refusing anything that escapes it (``resolved_root``: the root
+    already resolved, to save resolving it again)."""
     candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root.resolve()):
+    if not candidate.is_relative_to(resolved_root or root.resolve()):
         raise DatasetError(f"{root / 'meta/info.json'}: {what} {relative!r} escapes the dataset root; fix the template")
     return candidate
 
@@ -255,6 +256,16 @@ class LeRobotDataset:
         # v3: the last data file read (path, columns, table, episode -> rows), so that iterating episodes in order
         # reads every shared file once
         self._file_cache: tuple[Path, tuple[str, ...] | None, pa.Table, dict[int, Any]] | None = None
+        # filled template -> checked absolute path: resolving walks every path component with lstat, and stage 1
+        # asks for each episode's files several times
+        self._resolved: dict[tuple[str, str], Path] = {}
+        self._resolved_root = self.root.resolve()
+
+    def _inside(self, relative: str, what: str) -> Path:
+        key = (relative, what)
+        if key not in self._resolved:
+            self._resolved[key] = resolve_inside(self.root, relative, what, self._resolved_root)
+        return self._resolved[key]
 
     # --- metadata -------------------------------------------------------------------------------------------
     @property
@@ -426,7 +437,7 @@ class LeRobotDataset:
                 chunk_index=loc.data_chunk,
                 file_index=loc.data_file,
             )
-            return resolve_inside(self.root, rel, "data_path")
+            return self._inside(rel, "data_path")
         rel = format_template(
             self.root,
             self._template("data_path"),
@@ -434,7 +445,7 @@ class LeRobotDataset:
             episode_chunk=self.episode_chunk(episode_index),
             episode_index=episode_index,
         )
-        return resolve_inside(self.root, rel, "data_path")
+        return self._inside(rel, "data_path")
 
     def episode_rows(self, episode_index: int) -> tuple[int, int] | None:
         """v3: the episode's global ``[dataset_from_index, dataset_to_index)`` row range; v2: None (own file)."""
@@ -461,7 +472,7 @@ class LeRobotDataset:
                 file_index=file,
                 video_key=original_key,
             )
-            return VideoSegment(resolve_inside(self.root, rel, "video_path"), t0, t1)
+            return VideoSegment(self._inside(rel, "video_path"), t0, t1)
         rel = format_template(
             self.root,
             self._template("video_path"),
@@ -470,7 +481,7 @@ class LeRobotDataset:
             episode_index=episode_index,
             video_key=original_key,
         )
-        return VideoSegment(resolve_inside(self.root, rel, "video_path"), 0.0, None)
+        return VideoSegment(self._inside(rel, "video_path"), 0.0, None)
 
     def episode_video_file(self, episode_index: int, original_key: str) -> Path:
         return self.episode_video_segment(episode_index, original_key).path
@@ -538,11 +549,21 @@ class LeRobotDataset:
             return self._read_v3_episode_table(episode_index, columns)
         path = self.episode_data_file(episode_index)
         try:
-            return pq.read_table(path, columns=columns)
+            # one file, no dataset discovery: read_table's dataset layer costs as much as reading a short episode,
+            # and no reader threads (callers parallelise over episodes)
+            with pq.ParquetFile(path) as file:
+                table = file.read(columns=columns, use_threads=False)
         except FileNotFoundError:
             raise DatasetError(f"{path}: parquet file of episode {episode_index} is missing") from None
         except (pa.ArrowInvalid, KeyError) as exc:
             raise DatasetError(f"{path}: cannot read episode {episode_index}: {exc}") from None
+        missing = sorted(set(columns or ()) - set(table.column_names))
+        if missing:  # ParquetFile.read skips unknown names silently
+            raise DatasetError(
+                f"{path}: episode {episode_index} has no column {', '.join(missing)} "
+                f"(has: {', '.join(table.column_names)})"
+            )
+        return table
 
     def _read_v3_episode_table(self, episode_index: int, columns: list[str] | None) -> pa.Table:
         loc = self._v3_location(episode_index)
