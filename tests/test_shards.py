@@ -204,8 +204,11 @@ def test_changing_one_episode_rewrites_only_the_shards_that_hold_it(demo_copy, t
 
     ds = LeRobotDataset(demo_copy)
     _set_action(ds.episode_data_file(2), row=3, value=123.5)
+    leftover = out / "episodes" / ".episode_000002.arrow.k3j9.tmp"  # what a build killed before its commit leaves
+    leftover.write_bytes(b"half a cache")
     manifest = json.loads(build_shards(demo_copy, CFG, out, **kwargs).read_text())
     assert manifest["episodes_rebuilt"] == 1 and manifest["shards_rebuilt"] == len(holders)
+    assert not leftover.exists() and not list(out.rglob("*.tmp"))
     for p in out.glob("shard_*.arrow"):
         if p.name in holders:
             assert p.read_bytes() != before[p.name][1]

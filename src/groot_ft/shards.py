@@ -27,7 +27,7 @@ import io
 import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
 from groot_ft.data.video import VideoError, first_video_stream, open_video
-from groot_ft.io import atomic_write_bytes, atomic_write_json
+from groot_ft.io import GroupCommit, atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
 SHARD_FORMAT_VERSION = 1
@@ -344,6 +344,7 @@ def build_episode_cache(
     fingerprint: str,
     encoder: FrameEncoder | None = None,
     segments: dict[str, VideoSegment] | None = None,
+    write: Callable[[Path, bytes], None] = atomic_write_bytes,
 ) -> CacheInfo:
     encoder = encoder or FrameEncoder(edge)
     segments = segments or _video_segments(ds, episode, cfg)
@@ -376,7 +377,7 @@ def build_episode_cache(
         b"dims": json.dumps(dims).encode(),
         b"episode": str(episode).encode(),
     }
-    atomic_write_bytes(path, _ipc_bytes(table.replace_schema_metadata(meta)))
+    write(path, _ipc_bytes(table.replace_schema_metadata(meta)))
     return info
 
 
@@ -396,34 +397,36 @@ def _refresh_caches(
         else:
             stale.append((e, fp, segments))
 
+    for leftover in cache_dir.glob(".episode_*.arrow.*.tmp"):  # an interrupted run's uncommitted caches
+        leftover.unlink(missing_ok=True)
     bar = tqdm(total=len(stale), desc="decode episodes", unit="ep", disable=not progress)
-    if threads <= 1 or len(stale) <= 1:
-        encoder = FrameEncoder(edge)
-        for e, fp, segments in stale:
-            infos[e] = build_episode_cache(
-                ds, e, cfg, edge, cache_dir / f"episode_{e:06d}.arrow", fp, encoder, segments
-            )
-            bar.update()
-    else:
-        local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
+    with GroupCommit() as batch:  # caches become durable and visible in groups, not one fsync per episode
+        if threads <= 1 or len(stale) <= 1:
+            encoder = FrameEncoder(edge)
+            for e, fp, segments in stale:
+                path = cache_dir / f"episode_{e:06d}.arrow"
+                infos[e] = build_episode_cache(ds, e, cfg, edge, path, fp, encoder, segments, batch.write)
+                bar.update()
+        else:
+            local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
 
-        def build(e: int, fp: str, segments: dict[str, VideoSegment]) -> CacheInfo:
-            if not hasattr(local, "encoder"):
-                local.encoder = FrameEncoder(edge)
-            path = cache_dir / f"episode_{e:06d}.arrow"
-            return build_episode_cache(ds, e, cfg, edge, path, fp, local.encoder, segments)
+            def build(e: int, fp: str, segments: dict[str, VideoSegment]) -> CacheInfo:
+                if not hasattr(local, "encoder"):
+                    local.encoder = FrameEncoder(edge)
+                path = cache_dir / f"episode_{e:06d}.arrow"
+                return build_episode_cache(ds, e, cfg, edge, path, fp, local.encoder, segments, batch.write)
 
-        # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
-            futures = {pool.submit(build, *item): item[0] for item in stale}
-            try:
-                for future in futures:
-                    infos[futures[future]] = future.result()
-                    bar.update()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+            # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
+                futures = {pool.submit(build, *item): item[0] for item in stale}
+                try:
+                    for future in futures:
+                        infos[futures[future]] = future.result()
+                        bar.update()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
     bar.close()
     return infos, len(stale)
 
