@@ -20,6 +20,7 @@ shared machine barely move); the wall-clock ratios are printed beside them.
 * shard build, frames/s with one thread: stage 1 (decode, scale, JPEG-encode and store every needed frame, plus the
   parquet columns) against plain PyAV decoding of the same frames to RGB arrays (``groot_ft.data.video.read_frames``,
   what any loader must do at least once), and against bare decoding (frames left as YUV, no conversion at all).
+  The three take turns every 8 episodes, so drift in the machine's speed hits all of them alike.
   Target: >= 0.7x of plain decoding.
 
 Prints a Markdown table (paste it into docs/benchmarks.md) and writes ``bench_loader.json`` under ``--workdir``.
@@ -144,45 +145,60 @@ def _cut(ds, cfg, processor, plan, samples, lang_key, rng, read_frames) -> None:
     raise ValueError(f"the shard plan has fewer than {samples} samples")
 
 
-def stage1_ours(dataset: Path, cfg, edge: int, workdir: Path) -> tuple[int, Clock]:
-    """(frames, time) of stage 1 from scratch on one thread."""
-    from groot_ft.data.lerobot import LeRobotDataset
-    from groot_ft.shards import _refresh_caches, needed_frames
+class Tally:
+    """Summed CPU and wall seconds of many timed blocks."""
 
-    ds = LeRobotDataset(dataset)
-    episodes = [e.index for e in ds.episodes]
-    frames = sum(len(needed_frames(e.length, cfg)) for e in ds.episodes) * len(cfg.video.modality_keys)
-    out = Path(tempfile.mkdtemp(dir=workdir))
-    try:
-        with Clock() as clock:
-            _refresh_caches(ds, episodes, cfg, edge, out, threads=1, progress=False)
-        return frames, clock
-    finally:
-        shutil.rmtree(out)
+    def __init__(self):
+        self.cpu = self.wall = 0.0
+
+    def add(self, clock: Clock) -> None:
+        self.cpu += clock.cpu
+        self.wall += clock.wall
 
 
-def decode_plain(dataset: Path, cfg, rgb: bool) -> Clock:
-    """Seconds to decode the same frames stage 1 stores: to RGB arrays, or (rgb=False) bare decoding only."""
+def build_vs_decode(dataset: Path, cfg, edge: int, workdir: Path, block: int = 8) -> tuple[int, dict[str, Tally]]:
+    """(frames stored, time per contender) of stage 1 against plain decoding of the same frames.
+
+    The three contenders take turns every ``block`` episodes (stage 1 of those episodes from scratch on one
+    thread, as one call like the workflow's, then decoding their frames to RGB, then bare decoding), so a machine
+    that speeds up or slows down during the round affects all three alike.
+    """
     import av
 
     from groot_ft.data.lerobot import LeRobotDataset
     from groot_ft.data.video import read_frames
-    from groot_ft.shards import needed_frames
+    from groot_ft.shards import _refresh_caches, needed_frames
 
     ds = LeRobotDataset(dataset)
-    with Clock() as clock:
-        for e in ds.episodes:
-            wanted = needed_frames(e.length, cfg)
-            for k in cfg.video.modality_keys:
-                path = ds.video_path(e.index, ds.video_original_key(k))
-                if rgb:
+    out = Path(tempfile.mkdtemp(dir=workdir))
+    tally = {k: Tally() for k in ("stage1", "decode_rgb", "decode_bare")}
+    frames = 0
+    try:
+        for first in range(0, len(ds.episodes), block):
+            episodes = ds.episodes[first : first + block]
+            work = [
+                (needed_frames(e.length, cfg), ds.video_path(e.index, ds.video_original_key(k)))
+                for e in episodes
+                for k in cfg.video.modality_keys
+            ]
+            frames += sum(len(wanted) for wanted, _ in work)
+            with Clock() as clock:
+                _refresh_caches(ds, [e.index for e in episodes], cfg, edge, out, threads=1, progress=False)
+            tally["stage1"].add(clock)
+            with Clock() as clock:
+                for wanted, path in work:
                     read_frames(path, wanted)
-                    continue
-                with av.open(str(path)) as container:
-                    for i, _ in enumerate(container.decode(video=0)):
-                        if i >= wanted[-1]:
-                            break
-    return clock
+            tally["decode_rgb"].add(clock)
+            with Clock() as clock:
+                for wanted, path in work:
+                    with av.open(str(path)) as container:
+                        for i, _ in enumerate(container.decode(video=0)):
+                            if i >= wanted[-1]:
+                                break
+            tally["decode_bare"].add(clock)
+        return frames, tally
+    finally:
+        shutil.rmtree(out)
 
 
 def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repeat: int, samples: dict) -> dict:
@@ -204,20 +220,20 @@ def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repea
         "upstream": lambda: loader_upstream(dataset, cfg, processor, plan, samples["upstream"]),
         "ours_no_processor": lambda: loader_ours(shard_dir, cfg, None, samples["ours"]),
         "upstream_no_processor": lambda: loader_upstream(dataset, cfg, None, plan, samples["upstream"]),
-        "stage1": lambda: stage1_ours(dataset, cfg, edge, workdir),
-        "decode_rgb": lambda: (0, decode_plain(dataset, cfg, rgb=True)),
-        "decode_bare": lambda: (0, decode_plain(dataset, cfg, rgb=False)),
     }
-    runs: dict[str, dict[str, list[float]]] = {k: {"cpu": [], "wall": []} for k in contenders}
+    runs: dict[str, dict[str, list[float]]] = {
+        k: {"cpu": [], "wall": []} for k in (*contenders, "stage1", "decode_rgb", "decode_bare")
+    }
     frames = 0
     for r in range(repeat):
         for k, run in contenders.items():
             count, clock = run()
-            if k == "stage1":
-                frames = count
-            count = count or frames  # the decoders handle exactly the frames stage 1 stores
             runs[k]["cpu"].append(count / clock.cpu)
             runs[k]["wall"].append(count / clock.wall)
+        frames, tally = build_vs_decode(dataset, cfg, edge, workdir)
+        for k, t in tally.items():  # the decoders handle exactly the frames stage 1 stores
+            runs[k]["cpu"].append(frames / t.cpu)
+            runs[k]["wall"].append(frames / t.wall)
         print(f"  {name} run {r + 1}/{repeat} (per CPU second): "
               + ", ".join(f"{k} {v['cpu'][-1]:.0f}" for k, v in runs.items()), flush=True)
     med = {k: {m: statistics.median(v[m]) for m in ("cpu", "wall")} for k, v in runs.items()}
@@ -251,10 +267,10 @@ def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repea
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "groot_ft_bench_loader")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--demo-episodes", type=int, default=24)
-    p.add_argument("--samples", type=int, default=400, help="samples per loader measurement (ours)")
-    p.add_argument("--baseline-samples", type=int, default=150, help="samples per upstream-style measurement")
+    p.add_argument("--samples", type=int, default=1000, help="samples per loader measurement (ours)")
+    p.add_argument("--baseline-samples", type=int, default=200, help="samples per upstream-style measurement")
     p.add_argument("--gr1", type=Path, default=GR1)
     args = p.parse_args(argv)
 
