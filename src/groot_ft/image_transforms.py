@@ -119,17 +119,16 @@ def resize_shortest_edge(x: torch.Tensor, edge: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=256)
-def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
     """The (size_out, size_in) float32 matrix that :func:`resize` applies along one image axis.
 
     Both of its modes are separable, so resizing an image equals multiplying by this matrix along each axis. It is
     read off :func:`resize` by resizing the unit vectors, laid along the width: torch's antialiased kernel
     mishandles inputs whose height is 1 (it returns the first pixel everywhere), while a width of ``size_in`` with
-    a height of 1 kept is resampled correctly.
+    a height of 1 kept is resampled correctly. Cached and shared: never modify the result in place.
     """
     basis = torch.eye(size_in, dtype=torch.float32).reshape(size_in, 1, 1, size_in)
-    columns = resize(basis, (1, size_out)).reshape(size_in, size_out)
-    return np.ascontiguousarray(columns.T.numpy())
+    return resize(basis, (1, size_out)).reshape(size_in, size_out).T.contiguous()
 
 
 def crop_offset(size: int, cropped: int, position: float | None) -> int:
@@ -151,11 +150,11 @@ def crop(x: torch.Tensor, fraction: float, position: tuple[float, float] | None)
 
 
 @functools.lru_cache(maxsize=1024)
-def _axis_map(size: int, resized: int, cropped: int, offset: int, size_out: int) -> np.ndarray:
+def _axis_map(size: int, resized: int, cropped: int, offset: int, size_out: int) -> torch.Tensor:
     """(size_out, size) matrix of resize(size -> resized), then crop [offset, offset + cropped), then resize back."""
-    back = np.zeros((size_out, resized), dtype=np.float32)
+    back = torch.zeros(size_out, resized)
     back[:, offset : offset + cropped] = resize_matrix(cropped, size_out)
-    return np.ascontiguousarray(back @ resize_matrix(size, resized))
+    return back @ resize_matrix(size, resized)
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -277,7 +276,7 @@ class ImageTransform:
         h, w = crop_size(h, w, self.crop_fraction)
         return shortest_edge_size(h, w, self.shortest_image_edge)
 
-    def axis_maps(self, height: int, width: int, params: AugmentationParams) -> tuple[np.ndarray, np.ndarray]:
+    def axis_maps(self, height: int, width: int, params: AugmentationParams) -> tuple[torch.Tensor, torch.Tensor]:
         """Matrices (H' x H, W' x W) of shortest-edge resize -> crop -> shortest-edge resize for ``params``."""
         h, w = shortest_edge_size(height, width, self.shortest_image_edge)
         ch, cw = crop_size(h, w, self.crop_fraction)
@@ -296,17 +295,15 @@ class ImageTransform:
             raise ValueError(f"expected uint8 frames, got dtype {frames.dtype}")
         n, height, width, _ = frames.shape
         rows, cols = self.axis_maps(height, width, params)
-        x = frames.transpose(0, 3, 1, 2).astype(np.float32)  # (N, 3, H, W)
+        # torch, not numpy, for the products: OpenBLAS's thread pool, once started in the trainer, deadlocks in the
+        # DataLoader workers forked from it; torch runs them on the worker's own (single) intra-op thread
+        x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float()  # (N, 3, H, W)
         x = (x.reshape(-1, width) @ cols.T).reshape(n * 3, height, cols.shape[0])  # along the width: one GEMM
-        x = np.matmul(rows, x).reshape(n, 3, rows.shape[0], cols.shape[0])  # along the height
-        if params.angle or params.jitter:
-            t = rotate(torch.from_numpy(x), params.angle)
-            for name, factor in params.jitter:
-                t = _JITTER_OPS[name](t, factor)
-            x = t.numpy()
-        np.rint(x, out=x)
-        np.clip(x, 0.0, 255.0, out=x)
-        return x.astype(np.uint8)
+        x = torch.matmul(rows, x).reshape(n, 3, rows.shape[0], cols.shape[0])  # along the height
+        x = rotate(x, params.angle)
+        for name, factor in params.jitter:
+            x = _JITTER_OPS[name](x, factor)
+        return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, train: bool = False) -> np.ndarray:
         params = self.sample_params(rng if rng is not None else np.random.default_rng(), train)
