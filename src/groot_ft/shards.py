@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -165,8 +166,10 @@ class FrameEncoder:
 
     def encode(self, frame: av.VideoFrame) -> bytes:
         width, height, encoder, time_base = self._target(frame.width, frame.height)
+        # one scaler thread: episodes run in parallel already, and FFmpeg's slice threads cost more than they
+        # save on frames this small
         small = self._scaler.reformat(frame, width, height, "yuv444p", interpolation=_SCALE_FLAGS,
-                                      dst_color_range="JPEG")
+                                      dst_color_range="JPEG", threads=1)
         # the encoder insists on increasing times; they do not reach the JPEG bytes
         self._count += 1
         small.pts = self._count
@@ -193,18 +196,21 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     Anything FFmpeg rejects goes through PIL, so any JPEG still reads.
     """
     state = getattr(_decoders, "state", None)
-    if state is None:
+    if state is None or state[0] != os.getpid():
+        # a DataLoader worker forked from a process that decoded on this thread inherits its thread-local state;
+        # it gets contexts of its own rather than ones whose helper threads did not survive the fork
         ctx = av.CodecContext.create("mjpeg", "r")
         ctx.thread_count = 1  # no frame threading: one packet in, its picture out
-        state = _decoders.state = (ctx, VideoReformatter())
-    ctx, scaler = state
+        state = _decoders.state = (os.getpid(), ctx, VideoReformatter())
+    _, ctx, scaler = state
     try:
         frames = ctx.decode(av.Packet(data))
     except av.FFmpegError:
         frames = []
     if len(frames) != 1:
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return scaler.reformat(frames[0], format="rgb24", interpolation=_SCALE_FLAGS).to_ndarray()
+    # one thread: no slice-thread pool to set up per picture (or to lose in a fork)
+    return scaler.reformat(frames[0], format="rgb24", interpolation=_SCALE_FLAGS, threads=1).to_ndarray()
 
 
 def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:

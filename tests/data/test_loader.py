@@ -99,3 +99,26 @@ def test_bad_weights_and_tiny_datasets_are_clear_errors(shard_sets):
         ShardedMixtureDataset([MixtureSource(shard_sets[0], CFG, _identity, 0.0)], _as_list, 2)
     with pytest.raises(ValueError, match="cannot fill one batch"):
         ShardedMixtureDataset([MixtureSource(shard_sets[0], CFG, _identity)], _as_list, 10_000)
+
+
+def test_processing_in_forked_workers_after_the_parent_used_it(demo_dataset, tmp_path):
+    """The trainer may read samples before DataLoader forks its workers; the workers must not hang on helper
+    threads the parent started (the JPEG decoder's scaler kept per thread did, until each process made its own)."""
+    from torch.utils.data import DataLoader
+
+    from groot_ft.image_transforms import ImageTransform
+
+    shards = ShardSet.open(build_shards(demo_dataset, CFG, tmp_path / "s", image_edge=96, shard_size=40, seed=1,
+                                       progress=False, episodes=[0, 1]).parent)
+    transform = ImageTransform(96)  # full-size frames: products big enough for a BLAS to use its threads
+
+    def process(step, rng):
+        return transform(np.concatenate(list(step["video"].values())), rng, train=True)
+
+    first = ShardedMixtureDataset([MixtureSource(shards, CFG, process)], _as_list, 2, seed=0)
+    expected = _take(first, 4)  # the parent's own use comes first, as in training
+    loader = DataLoader(ShardedMixtureDataset([MixtureSource(shards, CFG, process)], _as_list, 2, seed=0),
+                        batch_size=None, num_workers=1, multiprocessing_context="fork", timeout=60)
+    got = [s for batch in itertools.islice(iter(loader), 4) for s in batch]
+    assert len(got) == 8 and got[0].shape == (2, 3, 96, 96)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))  # same samples, same augmentation
