@@ -11,8 +11,9 @@ Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md``
 One :class:`AugmentationParams` is drawn per sample and applied identically to every frame of every camera of that
 sample (upstream replays one ``ReplayCompose`` record). Resize, crop and resize again are one linear map per image
 axis, so :meth:`ImageTransform.apply` composes them into a matrix per axis (built once per size and crop offset from
-:func:`resize` itself, so the semantics are torch's) and applies the two matrices to all frames of a sample at once;
-rotation and colour jitter, when enabled, then run as torch ops on that batch.
+:func:`resize` itself, so the semantics are torch's) and applies the two to all frames of a sample at once, as a
+few weighted gathers when each output pixel reads few inputs, else as dense products; rotation and colour jitter,
+when enabled, then run as torch ops on that batch.
 """
 
 from __future__ import annotations
@@ -157,6 +158,25 @@ def _axis_map(size: int, resized: int, cropped: int, offset: int, size_out: int)
     return back @ resize_matrix(size, resized)
 
 
+# Above this many non-zero weights per output pixel a dense product is cheaper than one gather per weight
+_MAX_TAPS = 4
+
+
+@functools.lru_cache(maxsize=1024)
+def _axis_taps(*key: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_axis_map` as (K, size_out) input indices and weights: output ``o`` is the sum over ``k`` of
+    ``weight[k, o] * input[index[k, o]]``. None when some output needs more than ``_MAX_TAPS`` inputs."""
+    matrix = _axis_map(*key).numpy()
+    nonzero = matrix != 0
+    first = nonzero.argmax(axis=1)
+    last = matrix.shape[1] - nonzero[:, ::-1].argmax(axis=1)
+    taps = int((last - first).max())
+    if taps > _MAX_TAPS:
+        return None
+    index = np.minimum(first, matrix.shape[1] - taps)[None, :] + np.arange(taps)[:, None]
+    return index, np.take_along_axis(matrix, index.T, axis=1).T.copy()
+
+
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
     """Rotate a float (N, C, H, W) batch about the image centre (bilinear, reflected border, same size)."""
     if degrees == 0:
@@ -276,15 +296,15 @@ class ImageTransform:
         h, w = crop_size(h, w, self.crop_fraction)
         return shortest_edge_size(h, w, self.shortest_image_edge)
 
-    def axis_maps(self, height: int, width: int, params: AugmentationParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """Matrices (H' x H, W' x W) of shortest-edge resize -> crop -> shortest-edge resize for ``params``."""
+    def _axis_keys(self, height: int, width: int, params: AugmentationParams) -> tuple[tuple[int, ...], ...]:
+        """Arguments of :func:`_axis_map` for the rows and the columns under ``params``."""
         h, w = shortest_edge_size(height, width, self.shortest_image_edge)
         ch, cw = crop_size(h, w, self.crop_fraction)
         oh, ow = shortest_edge_size(ch, cw, self.shortest_image_edge)
         position = params.crop if (ch, cw) != (h, w) else None
         y0 = crop_offset(h, ch, None if position is None else position[0])
         x0 = crop_offset(w, cw, None if position is None else position[1])
-        return _axis_map(height, h, ch, y0, oh), _axis_map(width, w, cw, x0, ow)
+        return (height, h, ch, y0, oh), (width, w, cw, x0, ow)
 
     def apply(self, frames: np.ndarray, params: AugmentationParams) -> np.ndarray:
         """uint8 (N, H, W, 3) -> uint8 (N, 3, H', W'), the same ``params`` for every frame."""
@@ -294,16 +314,34 @@ class ImageTransform:
         if frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames, got dtype {frames.dtype}")
         n, height, width, _ = frames.shape
-        rows, cols = self.axis_maps(height, width, params)
-        # torch, not numpy, for the products: OpenBLAS's thread pool, once started in the trainer, deadlocks in the
-        # DataLoader workers forked from it; torch runs them on the worker's own (single) intra-op thread
-        x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float()  # (N, 3, H, W)
-        x = (x.reshape(-1, width) @ cols.T).reshape(n * 3, height, cols.shape[0])  # along the width: one GEMM
-        x = torch.matmul(rows, x).reshape(n, 3, rows.shape[0], cols.shape[0])  # along the height
-        x = rotate(x, params.angle)
-        for name, factor in params.jitter:
-            x = _JITTER_OPS[name](x, factor)
-        return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+        row_key, col_key = self._axis_keys(height, width, params)
+        row_taps, col_taps = _axis_taps(*row_key), _axis_taps(*col_key)
+        x = frames.transpose(0, 3, 1, 2).astype(np.float32).reshape(n * 3, height, width)
+        if row_taps is not None and col_taps is not None:
+            # frames stored at the working size: a crop enlarged back takes two inputs per output pixel, and a
+            # handful of gathers beats a dense product. numpy without BLAS also keeps OpenBLAS's thread pool,
+            # which deadlocked a forked DataLoader worker, out of the way.
+            index, weight = col_taps
+            y = x[:, :, index[0]] * weight[0]
+            for k in range(1, len(index)):
+                y += x[:, :, index[k]] * weight[k]
+            index, weight = row_taps
+            out = y[:, index[0], :] * weight[0][:, None]
+            for k in range(1, len(index)):
+                out += y[:, index[k], :] * weight[k][:, None]
+            t = torch.from_numpy(out)
+        else:  # large resizes (full-size frames): dense products, in torch for the same reason
+            rows, cols = _axis_map(*row_key), _axis_map(*col_key)
+            t = torch.matmul(rows, torch.from_numpy(x).reshape(-1, width).matmul(cols.T).reshape(n * 3, height, -1))
+        t = t.reshape(n, 3, t.shape[-2], t.shape[-1])
+        if params.angle or params.jitter:
+            t = rotate(t, params.angle)
+            for name, factor in params.jitter:
+                t = _JITTER_OPS[name](t, factor)
+        out = t.numpy()
+        np.rint(out, out=out)
+        np.clip(out, 0.0, 255.0, out=out)
+        return out.astype(np.uint8)
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, train: bool = False) -> np.ndarray:
         params = self.sample_params(rng if rng is not None else np.random.default_rng(), train)
