@@ -555,7 +555,7 @@ class LeRobotDataset:
                 table = file.read(columns=columns, use_threads=False)
         except FileNotFoundError:
             raise DatasetError(f"{path}: parquet file of episode {episode_index} is missing") from None
-        except (pa.ArrowInvalid, KeyError) as exc:
+        except (pa.ArrowException, KeyError, OSError) as exc:
             raise DatasetError(f"{path}: cannot read episode {episode_index}: {exc}") from None
         missing = sorted(set(columns or ()) - set(table.column_names))
         if missing:  # ParquetFile.read skips unknown names silently
