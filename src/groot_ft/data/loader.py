@@ -154,10 +154,16 @@ class ShardedMixtureDataset(IterableDataset):
                         pending[nxt] = pool.submit(_open_shard, self.sources[nxt[0]], nxt[1])
                     reader = future.result()
                     source = self.sources[src]
-                    for j in mine:
-                        step = reader.sample(int(order[j]))
-                        rng = np.random.default_rng([self.seed, epoch, start + int(j), 1])
-                        batch.append(source.process(step, rng))
+                    done = 0
+                    while done < len(mine):
+                        rows = mine[done : done + self.batch_size - len(batch)]
+                        done += len(rows)
+                        # read (JPEG-decode) the batch's rows back to back, then process them: FFmpeg and the
+                        # processor alternating per sample evict each other's code and data from the CPU caches
+                        steps = [reader.sample(int(order[j])) for j in rows]
+                        for j, step in zip(rows, steps, strict=True):
+                            rng = np.random.default_rng([self.seed, epoch, start + int(j), 1])
+                            batch.append(source.process(step, rng))
                         if len(batch) == self.batch_size:
                             yield self.collate(batch)
                             batch = []
