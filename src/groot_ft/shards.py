@@ -614,7 +614,8 @@ class ShardReader:
         self._video = {}
         for key in cfg.video.modality_keys:
             col = table.column(f"video.{key}").combine_chunks()
-            self._video[key] = (col.offsets.to_numpy(), col.values)
+            # the JPEG blobs as Python bytes once per shard, not one Arrow scalar per frame per sample
+            self._video[key] = (col.offsets.to_numpy(), col.values.to_pylist())
         self._groups = {}
         for modality in ("state", "action"):
             t = len(cfg[modality].delta_indices)
@@ -629,9 +630,12 @@ class ShardReader:
 
     def sample(self, row: int) -> dict[str, Any]:
         step: dict[str, Any] = {"video": {}, "state": {}, "action": {}}
-        for key, (offsets, values) in self._video.items():
-            frames = range(offsets[row], offsets[row + 1])
-            step["video"][key] = np.stack([decode_jpeg(values[j].as_py()) for j in frames])
+        for key, (offsets, blobs) in self._video.items():
+            first, end = offsets[row], offsets[row + 1]
+            if end - first == 1:  # one frame a camera, the usual case: no stack copy
+                step["video"][key] = decode_jpeg(blobs[first])[None]
+            else:
+                step["video"][key] = np.stack([decode_jpeg(blobs[j]) for j in range(first, end)])
         for (modality, key), values in self._groups.items():
             step[modality][key] = values[row].copy()  # the processor may write into its input
         step["language"] = {self.cfg.language.modality_keys[0]: self._language[row]}
