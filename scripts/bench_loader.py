@@ -16,7 +16,8 @@ shared machine barely move); the wall-clock ratios are printed beside them.
   shards, calling the real ``Gr00tProcessor`` per sample as training does (no collate, no model). ``upstream-style``
   does what upstream's ``ShardedSingleStepDataset.get_shard`` does for the same shard plan: per (episode, steps)
   piece, load the whole episode (parquet and a full PyAV decode of every frame of every camera), then cut the
-  steps and run the same processor on each. Target: ours >= 10x.
+  steps and run the same processor on each. The two take turns 10 times a run (``--samples`` / 10 and
+  ``--baseline-samples`` / 10 samples a turn), so drift in the machine's speed hits both alike. Target: ours >= 10x.
 * shard build, frames/s with one thread: stage 1 (decode, scale, JPEG-encode and store every needed frame, plus the
   parquet columns) against plain PyAV decoding of the same frames to RGB arrays (``groot_ft.data.video.read_frames``,
   what any loader must do at least once), and against bare decoding (frames left as YUV, no conversion at all).
@@ -37,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 GR1 = (ROOT / ".." / "shared" / "datasets" / "gr1.PickNPlace").resolve()
 TAG = "new_embodiment"
+LOADER_ROUNDS = 10  # turns each loader contender takes per run
 
 
 class Clock:
@@ -83,66 +86,49 @@ def make_processor(dataset: Path, cfg, edge: int):
     return processor
 
 
-def loader_ours(shard_dir: Path, cfg, processor, samples: int) -> tuple[int, Clock]:
-    """Our loader producing ``samples`` processed samples (``processor=None``: the raw steps, no processor)."""
+def ours_samples(shard_dir: Path, cfg, processor) -> Iterator:
+    """Our loader's samples, endlessly (``processor=None``: the raw steps, no processor)."""
+    from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
     from groot_ft.shards import ShardSet
-
-    shards = ShardSet.open(shard_dir)
 
     def process(step, rng):
         return step if processor is None else processor(step, TAG, rng=rng)
 
-    from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
-
-    stream = ShardedMixtureDataset([MixtureSource(shards, cfg, process)], lambda b: b, 8, seed=0)
-    done = 0
-    with Clock() as clock:
-        for batch in stream:
-            done += len(batch)
-            if done >= samples:
-                break
-    return done, clock
+    stream = ShardedMixtureDataset([MixtureSource(ShardSet.open(shard_dir), cfg, process)], lambda b: b, 8, seed=0)
+    for batch in stream:
+        yield from batch
 
 
-def loader_upstream(dataset: Path, cfg, processor, plan, samples: int) -> tuple[int, Clock]:
-    """Upstream's get_shard approach (whole-episode load and decode per piece) over the same plan."""
+def upstream_samples(dataset: Path, cfg, processor, plan) -> Iterator:
+    """Upstream's get_shard approach over the same plan, endlessly: per (episode, steps) piece, load the whole
+    episode (parquet and a decode of every frame of every camera), then cut the steps."""
     from groot_ft.data.lerobot import LeRobotDataset
     from groot_ft.data.video import read_frames
 
     ds = LeRobotDataset(dataset)
     rng = np.random.default_rng(0)
     lang_key = cfg.language.modality_keys[0]
-    done = 0
-    with Clock() as clock:
-        _cut(ds, cfg, processor, plan, samples, lang_key, rng, read_frames)
-    return samples, clock
-
-
-def _cut(ds, cfg, processor, plan, samples, lang_key, rng, read_frames) -> None:
-    done = 0
-    for shard in plan:
-        for episode, steps in shard:
-            arrays = ds.load_episode(episode, cfg)
-            videos = {k: read_frames(ds.video_path(episode, ds.video_original_key(k))) for k in cfg.video.modality_keys}
-            n = arrays.length
-            for s in steps.tolist():
-                step = {"video": {}, "state": {}, "action": {}}
-                rows = np.clip(s + np.asarray(cfg.video.delta_indices), 0, n - 1)
-                for k, frames in videos.items():
-                    step["video"][k] = frames[rows]
-                rows = np.clip(s + np.asarray(cfg.state.delta_indices), 0, n - 1)
-                for k, v in arrays.state.items():
-                    step["state"][k] = v[rows]
-                rows = s + np.asarray(cfg.action.delta_indices)
-                for k, v in arrays.action.items():
-                    step["action"][k] = v[rows]
-                step["language"] = {lang_key: arrays.language[s]}
-                if processor is not None:
-                    processor(step, TAG, rng=rng)
-                done += 1
-                if done >= samples:
-                    return
-    raise ValueError(f"the shard plan has fewer than {samples} samples")
+    while True:
+        for shard in plan:
+            for episode, steps in shard:
+                arrays = ds.load_episode(episode, cfg)
+                videos = {
+                    k: read_frames(ds.video_path(episode, ds.video_original_key(k))) for k in cfg.video.modality_keys
+                }
+                n = arrays.length
+                for s in steps.tolist():
+                    step = {"video": {}, "state": {}, "action": {}}
+                    rows = np.clip(s + np.asarray(cfg.video.delta_indices), 0, n - 1)
+                    for k, frames in videos.items():
+                        step["video"][k] = frames[rows]
+                    rows = np.clip(s + np.asarray(cfg.state.delta_indices), 0, n - 1)
+                    for k, v in arrays.state.items():
+                        step["state"][k] = v[rows]
+                    rows = s + np.asarray(cfg.action.delta_indices)
+                    for k, v in arrays.action.items():
+                        step["action"][k] = v[rows]
+                    step["language"] = {lang_key: arrays.language[s]}
+                    yield step if processor is None else processor(step, TAG, rng=rng)
 
 
 class Tally:
@@ -154,6 +140,21 @@ class Tally:
     def add(self, clock: Clock) -> None:
         self.cpu += clock.cpu
         self.wall += clock.wall
+
+
+def race(streams: dict[str, tuple[Iterator, int]], rounds: int) -> dict[str, tuple[int, Tally]]:
+    """(samples, time) per stream, the streams taking turns ``rounds`` times, ``chunk`` samples a turn each, so a
+    machine whose speed drifts affects every stream alike."""
+    out = {name: (0, Tally()) for name in streams}
+    for _ in range(rounds):
+        for name, (samples, chunk) in streams.items():
+            with Clock() as clock:
+                for _ in range(chunk):
+                    next(samples)
+            count, tally = out[name]
+            tally.add(clock)
+            out[name] = (count + chunk, tally)
+    return out
 
 
 def build_vs_decode(dataset: Path, cfg, edge: int, workdir: Path, block: int = 8) -> tuple[int, dict[str, Tally]]:
@@ -215,21 +216,26 @@ def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repea
     plan = plan_shards(lengths, cfg, manifest["shard_size"], manifest["episode_sampling_rate"], manifest["seed"])
     processor = make_processor(dataset, cfg, edge)
 
-    contenders = {
-        "ours": lambda: loader_ours(shard_dir, cfg, processor, samples["ours"]),
-        "upstream": lambda: loader_upstream(dataset, cfg, processor, plan, samples["upstream"]),
-        "ours_no_processor": lambda: loader_ours(shard_dir, cfg, None, samples["ours"]),
-        "upstream_no_processor": lambda: loader_upstream(dataset, cfg, None, plan, samples["upstream"]),
-    }
     runs: dict[str, dict[str, list[float]]] = {
-        k: {"cpu": [], "wall": []} for k in (*contenders, "stage1", "decode_rgb", "decode_bare")
+        k: {"cpu": [], "wall": []}
+        for k in ("ours", "upstream", "ours_no_processor", "upstream_no_processor", "stage1", "decode_rgb",
+                  "decode_bare")
     }
     frames = 0
+    # warm-up, not recorded: first calls pay one-off costs (imports, allocator growth, FFmpeg and torch set-up)
+    race({"ours": (ours_samples(shard_dir, cfg, processor), 100),
+          "upstream": (upstream_samples(dataset, cfg, processor, plan), 10)}, 1)
+    build_vs_decode(dataset, cfg, edge, workdir)
     for r in range(repeat):
-        for k, run in contenders.items():
-            count, clock = run()
-            runs[k]["cpu"].append(count / clock.cpu)
-            runs[k]["wall"].append(count / clock.wall)
+        for suffix, proc in (("", processor), ("_no_processor", None)):
+            chunks = {"ours": samples["ours"] // LOADER_ROUNDS, "upstream": samples["upstream"] // LOADER_ROUNDS}
+            streams = {
+                "ours": (ours_samples(shard_dir, cfg, proc), chunks["ours"]),
+                "upstream": (upstream_samples(dataset, cfg, proc, plan), chunks["upstream"]),
+            }
+            for k, (count, tally) in race(streams, LOADER_ROUNDS).items():
+                runs[k + suffix]["cpu"].append(count / tally.cpu)
+                runs[k + suffix]["wall"].append(count / tally.wall)
         frames, tally = build_vs_decode(dataset, cfg, edge, workdir)
         for k, t in tally.items():  # the decoders handle exactly the frames stage 1 stores
             runs[k]["cpu"].append(frames / t.cpu)
