@@ -84,7 +84,6 @@ import math
 import os
 import re
 import sys
-import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
