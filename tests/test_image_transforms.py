@@ -13,18 +13,34 @@ from groot_ft.image_transforms import (
     adjust_contrast,
     adjust_hue,
     adjust_saturation,
-    crop,
+    crop_offset,
+    crop_size,
     hsv_to_rgb,
     resize,
     resize_matrix,
     parse_color_jitter_params,
-    resize_shortest_edge,
     rgb_to_hsv,
     rotate,
     shortest_edge_size,
 )
 
 JITTER = {"brightness": 0.3, "contrast": 0.4, "saturation": 0.5, "hue": 0.08}
+
+
+def resize_shortest_edge(x: torch.Tensor, edge: int) -> torch.Tensor:
+    """Reference step: resize so the shorter side is ``edge``."""
+    return resize(x, shortest_edge_size(x.shape[-2], x.shape[-1], edge))
+
+
+def crop(x: torch.Tensor, fraction: float, position: tuple[float, float] | None) -> torch.Tensor:
+    """Reference step: crop each side to ``fraction``; ``position`` = fractions of the free room, None = centre."""
+    h, w = x.shape[-2:]
+    ch, cw = crop_size(h, w, fraction)
+    if (ch, cw) == (h, w):
+        return x
+    y0 = crop_offset(h, ch, None if position is None else position[0])
+    x0 = crop_offset(w, cw, None if position is None else position[1])
+    return x[..., y0 : y0 + ch, x0 : x0 + cw]
 
 
 def _frames(n: int, h: int = 96, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -51,6 +67,7 @@ def test_area_downsampling_is_block_mean() -> None:
 
 
 def test_centre_and_positioned_crop() -> None:
+    assert (crop_offset(10, 8, None), crop_offset(10, 8, 0.0), crop_offset(10, 8, 0.999)) == (1, 0, 2)
     x = torch.arange(10 * 10, dtype=torch.float32).reshape(1, 1, 10, 10)
     centre = crop(x, 0.8, None)  # 8x8 at offset 1
     assert centre.shape[-2:] == (8, 8) and centre[0, 0, 0, 0].item() == 11

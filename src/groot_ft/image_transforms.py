@@ -115,10 +115,6 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def resize_shortest_edge(x: torch.Tensor, edge: int) -> torch.Tensor:
-    return resize(x, shortest_edge_size(x.shape[-2], x.shape[-1], edge))
-
-
 @functools.lru_cache(maxsize=256)
 def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
     """The (size_out, size_in) float32 matrix that :func:`resize` applies along one image axis.
@@ -137,17 +133,6 @@ def crop_offset(size: int, cropped: int, position: float | None) -> int:
     if position is None:
         return (size - cropped) // 2
     return min(int(position * (size - cropped + 1)), size - cropped)
-
-
-def crop(x: torch.Tensor, fraction: float, position: tuple[float, float] | None) -> torch.Tensor:
-    """Crop each side to ``fraction`` of its length; ``position`` = fractions of the free room, None = centre."""
-    h, w = x.shape[-2:]
-    ch, cw = crop_size(h, w, fraction)
-    if (ch, cw) == (h, w):
-        return x
-    y0 = crop_offset(h, ch, None if position is None else position[0])
-    x0 = crop_offset(w, cw, None if position is None else position[1])
-    return x[..., y0 : y0 + ch, x0 : x0 + cw]
 
 
 @functools.lru_cache(maxsize=1024)
