@@ -31,3 +31,35 @@ def test_an_exception_leaves_no_temporaries_and_no_new_files(tmp_path):
             raise RuntimeError("stage failed")
     assert (tmp_path / "kept.bin").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from groot_ft.io import atomic_write_bytes, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "deep" / "model.bin", b"w")  # missing parents are made
+        atomic_write_json(tmp_path / "cfg.json", {"a": 1})
+        with GroupCommit() as batch:
+            batch.write(tmp_path / "cache.arrow", b"c")
+    finally:
+        os.umask(old)
+    for name in ("deep/model.bin", "cfg.json", "cache.arrow"):  # readable by the group, as on a shared cluster
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert (tmp_path / "cfg.json").read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_a_stale_temporary_of_the_same_name_is_skipped(tmp_path, monkeypatch):
+    import itertools
+    import os
+
+    import groot_ft.io as gio
+
+    monkeypatch.setattr(gio, "_temporary_names", itertools.count(7))
+    fd, stale = gio._create_temporary(tmp_path / "x.bin")  # as left by a crashed process with this pid
+    os.close(fd)
+    monkeypatch.setattr(gio, "_temporary_names", itertools.count(7))
+    gio.atomic_write_bytes(tmp_path / "x.bin", b"x")
+    assert (tmp_path / "x.bin").read_bytes() == b"x" and os.path.exists(stale)

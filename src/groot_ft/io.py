@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -11,27 +12,52 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # bytes, memoryview, pyarrow.Buffer: anything with the buffer protocol
 
 
-def _write_temporary(path: Path, data: bytes, *, sync: bool) -> str:
+_temporary_names = itertools.count()
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new, exclusively created temporary sibling of ``path``: (open descriptor, name).
+
+    Named after the process, thread and a counter rather than by ``tempfile.mkstemp``'s random retries, and created
+    with the usual 0666-minus-umask permissions (mkstemp's 0600 would make every output private to its writer on
+    a shared cluster).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_temporary_names)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # left by a crashed process that had the same pid
+            continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_temporary(path: Path, data: Buffer, *, sync: bool) -> str:
     """Write ``data`` to a new temporary sibling of ``path`` (fsynced if ``sync``) and return its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    os.close(fd)
     return tmp
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: Buffer) -> None:
     path = Path(path)
     tmp = _write_temporary(path, data, sync=True)
     try:
@@ -58,7 +84,7 @@ class GroupCommit:
         self._pending: list[tuple[str, Path]] = []
         self._lock = threading.Lock()
 
-    def write(self, path: str | Path, data: bytes) -> None:
+    def write(self, path: str | Path, data: Buffer) -> None:
         path = Path(path)
         tmp = _write_temporary(path, data, sync=False)
         with self._lock:

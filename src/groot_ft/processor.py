@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 
 from groot_ft.embodiment import EMBODIMENT_TAG_TO_ID, MAX_NUM_EMBODIMENTS, embodiment_id, normalize_tag
 from groot_ft.image_transforms import ImageTransform
+from groot_ft.io import atomic_write_json
 from groot_ft.modality import (
     ActionRepresentation,
     ActionType,
@@ -804,7 +804,7 @@ class Gr00tProcessor:
         written = []
         for name, payload in files.items():
             path = directory / name
-            _atomic_write_json(path, payload)
+            atomic_write_json(path, payload)
             written.append(path)
         return written
 
@@ -878,18 +878,3 @@ def _read_json(path: Path) -> Any:
         raise ProcessorError(f"{path}: not valid JSON: {exc}") from exc
 
 
-def _atomic_write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -29,18 +29,18 @@ unless ``force=True``, and replaces files atomically.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from groot_ft.io import atomic_write_text
 
 __all__ = [
     "ALL_MIRRORED",
@@ -503,22 +503,6 @@ def propose_modality(
 # ================================================================================================= writing
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_proposal(
     proposal: ModalityProposal,
     *,
@@ -546,7 +530,7 @@ def write_proposal(
             raise FileExistsError(f"{path}: already exists; refusing to overwrite it (use --force / force=True)")
     written = []
     for path, text in targets:
-        _atomic_write(path, text)
+        atomic_write_text(path, text)
         written.append(path)
     return written
 

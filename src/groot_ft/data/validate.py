@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -54,6 +53,7 @@ from groot_ft.data.lerobot import (
     v3_task_column,
     v3_video_columns,
 )
+from groot_ft.io import atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
 __all__ = ["CODES", "ERROR", "WARNING", "Finding", "ValidationReport", "validate_dataset"]
@@ -313,20 +313,7 @@ class ValidationReport:
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON atomically (temporary sibling file, then :func:`os.replace`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_json(path, self.to_dict())
         return path
 
     def summary_text(self) -> str:
