@@ -190,10 +190,10 @@ def test_snakemake_stats_rule_uses_the_episode_cache(tmp_path):
 
 
 def test_direct_column_decoding_equals_the_readers(tmp_path):
-    """stats reads list columns straight from arrow buffers; it must agree with lerobot.column_matrix."""
+    """column_matrix reads list columns straight from arrow buffers; it must agree with Arrow's own conversion."""
     import pyarrow as pa
 
-    from groot_ft.data.lerobot import column_matrix
+    from groot_ft.data.lerobot import _arrow_matrix, _buffer_matrix, column_matrix
     from groot_ft.stats import _matrix
 
     v = np.arange(40, dtype=np.float64) - 7.5
@@ -206,8 +206,12 @@ def test_direct_column_decoding_equals_the_readers(tmp_path):
              pa.chunked_array([fixed.slice(0, 2), fixed.slice(2, 3)])]
     for arr in cases:
         table = pa.table({"c": arr})
+        direct = isinstance(arr, pa.Array) and len(arr) > 0
+        assert (_buffer_matrix(table.column("c")) is not None) == direct, arr.type  # the fast path is taken
         for dtype in (np.float32, None):
-            got, want = _matrix(table, "c", tmp_path, dtype), column_matrix(table, "c", tmp_path, dtype)
+            got = column_matrix(table, "c", tmp_path, dtype)
+            want = _arrow_matrix(table.column("c"), "c", tmp_path)
+            want = want if dtype is None else want.astype(dtype)
             assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), arr.type
     with pytest.raises(Exception, match="different lengths"):
         _matrix(pa.table({"c": ragged}), "c", tmp_path)

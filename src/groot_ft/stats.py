@@ -696,53 +696,12 @@ def make_plan(dataset: LeRobotDataset, modality_config: EmbodimentModalityConfig
     return StatsPlan(features, specs)
 
 
-_NUMPY_TYPES = {
-    pa.float16(): np.float16, pa.float32(): np.float32, pa.float64(): np.float64,
-    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
-    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
-}  # fmt: skip
-
-
-def _primitive(arr: pa.Array) -> np.ndarray | None:
-    """A null-free numeric arrow array's values, zero-copy (read-only), or None for other arrays."""
-    dtype = _NUMPY_TYPES.get(arr.type)
-    if dtype is None or arr.null_count:
-        return None
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
-
-
 def _matrix(table: pa.Table, column: str, path: Path, dtype: Any = np.float32) -> np.ndarray:
-    """A numeric (fixed-size) list or scalar column as an ``(rows, dim)`` array (``dtype=None``: parquet dtype).
-
-    The common layout (one chunk, no nulls, numeric values) is read straight from the arrow buffers; anything else
-    goes through the reader's :func:`~groot_ft.data.lerobot.column_matrix`. (Arrow's ``flatten``/``to_numpy``
-    would load its compute kernels and pandas, some 50 MiB of resident memory, for nothing.)
-    """
-    col = table.column(column)
-    out = None
-    if col.num_chunks == 1 and col.null_count == 0:
-        arr = col.chunk(0)
-        kind = arr.type
-        if pa.types.is_fixed_size_list(kind):
-            width = kind.list_size
-            values = _primitive(arr.values.slice(arr.offset * width, len(arr) * width))
-            out = None if values is None else values.reshape(len(arr), width)
-        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_list(kind) else np.int32)
-            offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
-            widths = np.diff(offsets)
-            if len(arr) and (widths == widths[0]).all():
-                values = _primitive(arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
-                out = None if values is None else values.reshape(len(arr), int(widths[0]))
-        else:
-            values = _primitive(arr)
-            out = None if values is None else values.reshape(-1, 1)
-    if out is None:
-        try:
-            return column_matrix(table, column, path, dtype=dtype)
-        except DatasetError as exc:
-            raise StatsError(str(exc)) from None
-    return out if dtype is None else out.astype(dtype, copy=False)
+    """A numeric (fixed-size) list or scalar column as an ``(rows, dim)`` array (``dtype=None``: parquet dtype)."""
+    try:
+        return column_matrix(table, column, path, dtype=dtype)
+    except DatasetError as exc:
+        raise StatsError(str(exc)) from None
 
 
 def _native_matrix(table: pa.Table, column: str, path: Path) -> np.ndarray:
