@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -89,6 +90,38 @@ def test_jpeg_round_trip_is_close():
 
     assert np.abs(decode_jpeg(encode_jpeg(img)).astype(int) - img).mean() < 2
 
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to compare against one")
+def test_jpeg_bytes_do_not_depend_on_the_cpus_available():
+    """FFmpeg's encoder would cut a picture into one slice per thread: shards built on a laptop, a 2-core CI runner
+    and a 1-CPU SLURM job must still be the same bytes."""
+    import av
+
+    from groot_ft.shards import FrameEncoder
+
+    yy, xx = np.mgrid[0:120, 0:160]
+    img = np.stack([xx, yy * 2, (xx * yy) % 251], axis=-1).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    cpus = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        one = FrameEncoder(96).encode(frame)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert FrameEncoder(96).encode(frame) == one
+
+
+def test_needed_frames_are_the_clipped_video_offsets_of_the_valid_steps():
+    from dataclasses import replace
+
+    from groot_ft.shards import needed_frames, valid_steps
+
+    for deltas in ([0], [-3, 0], [-40, -1, 0, 2], [5], [0, 60]):
+        cfg = replace(CFG, video=replace(CFG.video, delta_indices=deltas))
+        for n in (0, 10, 16, 17, 40):
+            want = sorted({min(max(s + d, 0), n - 1) for s in valid_steps(n, cfg).tolist() for d in deltas})
+            assert needed_frames(n, cfg).tolist() == want, (deltas, n)
 
 # --- LeRobot v3.0 input ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")

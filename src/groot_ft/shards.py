@@ -22,6 +22,7 @@ whose key is unchanged is not rewritten, so changing one episode rewrites only t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -47,14 +48,21 @@ from groot_ft.data.video import VideoError, first_video_stream, open_video
 from groot_ft.io import GroupCommit, atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 SHARD_FORMAT_VERSION = 1
 #: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
 JPEG_QSCALE = 1
 #: everything about how frames are turned into bytes; part of each episode cache's fingerprint
-FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact"
+FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact-1slice"
 # BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
 _SCALE_FLAGS = int(Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT)
+# resolved once: PyAV looks names up on every call, and stage 1 makes one call per frame
+_YUV444, _RGB24 = av.VideoFormat("yuv444p"), av.VideoFormat("rgb24")
+_FULL_RANGE = int(ColorRange.JPEG)
 _FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
+_ENCODE_BATCH_PIXELS = 8 << 20  # decoded pixels held at most before encoding them (~12 MiB of 4:2:0 frames)
 _CODEC_FLAG_QSCALE = 2  # AV_CODEC_FLAG_QSCALE: fixed quantiser, no rate control
 
 
@@ -105,11 +113,13 @@ def plan_shards(
 
 def needed_frames(length: int, cfg: EmbodimentModalityConfig) -> np.ndarray:
     """Sorted frame indices that some valid step shows (its video offsets, clipped into the episode)."""
-    steps = valid_steps(length, cfg)
-    if len(steps) == 0:
-        return np.zeros(0, dtype=np.int64)
-    deltas = np.asarray(cfg.video.delta_indices, dtype=np.int64)
-    return np.unique(np.clip(steps[:, None] + deltas[None, :], 0, length - 1))
+    steps = len(valid_steps(length, cfg))
+    shown = np.zeros(length, dtype=bool)
+    if steps:
+        for delta in cfg.video.delta_indices:  # the steps are 0..steps-1, so each offset shows one clipped range
+            first, last = (min(max(k, 0), length - 1) for k in (delta, steps - 1 + delta))
+            shown[first : last + 1] = True
+    return np.flatnonzero(shown).astype(np.int64, copy=False)
 
 
 # --- frames -------------------------------------------------------------------------------------------------------
@@ -152,11 +162,14 @@ class FrameEncoder:
             ctx = av.CodecContext.create("mjpeg", "w")
             ctx.width, ctx.height = w, h
             ctx.pix_fmt = "yuv444p"
-            ctx.color_range = int(ColorRange.JPEG)  # full range, as JFIF readers assume
+            ctx.color_range = _FULL_RANGE  # as JFIF readers assume
             ctx.time_base = Fraction(1, 1)
             ctx.flags = int(ctx.flags) | _CODEC_FLAG_QSCALE
             ctx.global_quality = JPEG_QSCALE * _FF_QP2LAMBDA
             ctx.qmin = ctx.qmax = JPEG_QSCALE
+            # one slice: with slice threads FFmpeg cuts the picture into one slice per thread, separated by restart
+            # markers, so the bytes would depend on how many CPUs the machine (or the SLURM job) has
+            ctx.thread_count = 1
             # bitexact: no encoder version string in the files. Standard Huffman tables: optimal ones built per
             # frame make small files a quarter smaller but double the scale+encode time (docs/benchmarks.md)
             ctx.options = {"flags": "+bitexact", "huffman": self.huffman}
@@ -168,8 +181,8 @@ class FrameEncoder:
         width, height, encoder, time_base = self._target(frame.width, frame.height)
         # one scaler thread: episodes run in parallel already, and FFmpeg's slice threads cost more than they
         # save on frames this small
-        small = self._scaler.reformat(frame, width, height, "yuv444p", interpolation=_SCALE_FLAGS,
-                                      dst_color_range="JPEG", threads=1)
+        small = self._scaler.reformat(frame, width, height, _YUV444, interpolation=_SCALE_FLAGS,
+                                      dst_color_range=_FULL_RANGE, threads=1)
         # the encoder insists on increasing times; they do not reach the JPEG bytes
         self._count += 1
         small.pts = self._count
@@ -210,7 +223,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     if len(frames) != 1:
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     # one thread: no slice-thread pool to set up per picture (or to lose in a fork)
-    return scaler.reformat(frames[0], format="rgb24", interpolation=_SCALE_FLAGS, threads=1).to_ndarray()
+    return scaler.reformat(frames[0], format=_RGB24, interpolation=_SCALE_FLAGS, threads=1).to_ndarray()
 
 
 def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:
@@ -220,6 +233,36 @@ def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av
         yield from container.decode(stream)
     except av.FFmpegError as exc:
         raise VideoError(path, f"decoding failed ({exc})") from exc
+
+
+class _EncodeBatch:
+    """Decoded frames held until a run of them is scaled and encoded together.
+
+    Alternating the decoder and the encoder frame by frame evicts each one's code and tables from the CPU caches;
+    runs of up to 16 frames (fewer for large pictures, to bound the memory held) took 3-10% less CPU for stage 1
+    (docs/benchmarks.md). A slot already filled keeps its first frame.
+    """
+
+    def __init__(self, encoder: FrameEncoder, out: list[bytes | None]):
+        self.encoder, self.out = encoder, out
+        self.pending: list[tuple[int, av.VideoFrame]] = []
+        self.taken = [b is not None for b in out]
+        self.limit = 0
+
+    def add(self, i: int, frame: av.VideoFrame) -> None:
+        if self.taken[i]:
+            return
+        self.taken[i] = True
+        self.pending.append((i, frame))
+        if not self.limit:
+            self.limit = max(1, min(16, _ENCODE_BATCH_PIXELS // max(1, frame.width * frame.height)))
+        if len(self.pending) >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        for i, frame in self.pending:
+            self.out[i] = self.encoder.encode(frame)
+        self.pending.clear()
 
 
 def encode_video_frames(
@@ -236,12 +279,16 @@ def encode_video_frames(
         return []
     slot = {int(k): i for i, k in enumerate(wanted.tolist())}
     last = int(wanted[-1])
+    batch = _EncodeBatch(encoder, out)
     with open_video(path) as container:
         stream = first_video_stream(container, path)
+        # one decoder thread: episodes are decoded in parallel already, and a per-file pool of threads costs more to
+        # start than it saves on short, small videos
+        stream.codec_context.thread_count = 1
         if start_s is None:
             for k, frame in enumerate(_decoded(path, container, stream, None)):
                 if k in slot:
-                    out[slot[k]] = encoder.encode(frame)
+                    batch.add(slot[k], frame)
                 if k >= last:
                     break
         else:
@@ -254,12 +301,13 @@ def encode_video_frames(
                         raise VideoError(path, "a frame has no presentation time; cannot locate episode frames")
                     k = round((float(frame.time) - origin - start_s) * fps)
                     if k in slot and abs(float(frame.time) - origin - start_s - k / fps) <= tol:
-                        if out[slot[k]] is None:
-                            out[slot[k]] = encoder.encode(frame)
+                        batch.add(slot[k], frame)
                     if k > last:
                         break
+                batch.flush()
                 if attempt is None or all(b is not None for b in out):
                     break
+        batch.flush()
     missing = [int(k) for k, b in zip(wanted.tolist(), out, strict=True) if b is None]
     if missing:
         where = "decodable frames" if start_s is None else f"frames near {start_s + missing[0] / fps:.6f} s"
@@ -272,32 +320,47 @@ def _video_segments(ds: LeRobotDataset, episode: int, cfg: EmbodimentModalityCon
     return {key: ds.episode_video_segment(episode, ds.video_original_key(key)) for key in cfg.video.modality_keys}
 
 
+@dataclass(frozen=True)
+class FingerprintBase:
+    """The part of every episode fingerprint that is the same for all episodes of a build (hashed once)."""
+
+    hash: Any  # a hashlib sha256 object, copied per episode
+    root: str  # the dataset root, resolved, with a trailing separator
+
+
+def fingerprint_base(ds: LeRobotDataset, cfg: EmbodimentModalityConfig, edge: int) -> FingerprintBase:
+    h = hashlib.sha256()
+    shape = [SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality]
+    h.update(json.dumps(shape, sort_keys=True).encode())
+    h.update(json.dumps(ds.tasks, sort_keys=True).encode())
+    return FingerprintBase(h, os.path.join(ds.root.resolve(), ""))
+
+
 def episode_fingerprint(
     ds: LeRobotDataset,
     episode: int,
     cfg: EmbodimentModalityConfig,
     edge: int,
     segments: dict[str, VideoSegment] | None = None,
+    base: FingerprintBase | None = None,
 ) -> str:
     """Cheap content key: file sizes and mtimes of the episode's inputs plus everything that shapes the cache.
 
     The inputs are the episode's data file and video files whatever the layout; for LeRobot v3 (files shared by many
     episodes) the episode's global row range and each camera's time window in its file are part of the key too.
-    ``segments`` (from :func:`_video_segments`) saves resolving the video paths again.
+    ``segments`` (from :func:`_video_segments`) and ``base`` (from :func:`fingerprint_base`) save work when many
+    episodes are fingerprinted.
     """
-    h = hashlib.sha256()
-    shape = [SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality]
-    h.update(json.dumps(shape, sort_keys=True).encode())
+    base = base or fingerprint_base(ds, cfg, edge)
+    h = base.hash.copy()
     h.update(json.dumps([ds.version, ds.episode(episode).length, ds.episode_rows(episode)]).encode())
     paths = [ds.episode_data_file(episode)]
     for key, segment in (segments or _video_segments(ds, episode, cfg)).items():
         paths.append(segment.path)
         h.update(f"{key}:{segment.start_s!r}:{segment.end_s!r}".encode())
-    root = ds.root.resolve()
-    for p in paths:
+    for p in paths:  # resolved paths inside the root (the reader refuses any other)
         st = p.stat()
-        h.update(f"{p.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps(ds.tasks, sort_keys=True).encode())
+        h.update(f"{str(p).removeprefix(base.root)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
@@ -323,9 +386,14 @@ def read_cache_info(path: Path) -> CacheInfo | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _schema_text(schema: pa.Schema) -> bytes:  # the same few schemas come back for every episode
+    return str(schema).encode()
+
+
 def _content_digest(table: pa.Table) -> str:
     """sha256 of a freshly built table's schema and column buffers (no serialisation: the cache is written once)."""
-    h = hashlib.sha256(str(table.schema.remove_metadata()).encode())
+    h = hashlib.sha256(_schema_text(table.schema.remove_metadata()))
     for column in table.columns:
         for chunk in column.chunks:
             h.update(f"{len(chunk)}:{chunk.offset}".encode())
@@ -334,11 +402,12 @@ def _content_digest(table: pa.Table) -> str:
     return h.hexdigest()
 
 
-def _ipc_bytes(table: pa.Table, max_chunksize: int | None = None) -> bytes:
+def _ipc_bytes(table: pa.Table, max_chunksize: int | None = None) -> pa.Buffer:
+    """The table as an Arrow IPC file, in Arrow's own buffer (written out without a copy to Python bytes)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=max_chunksize)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def build_episode_cache(
@@ -350,7 +419,7 @@ def build_episode_cache(
     fingerprint: str,
     encoder: FrameEncoder | None = None,
     segments: dict[str, VideoSegment] | None = None,
-    write: Callable[[Path, bytes], None] = atomic_write_bytes,
+    write: Callable[[Path, Buffer], None] = atomic_write_bytes,
 ) -> CacheInfo:
     encoder = encoder or FrameEncoder(edge)
     segments = segments or _video_segments(ds, episode, cfg)
@@ -394,9 +463,10 @@ def _refresh_caches(
     """Bring every episode cache up to date; returns each episode's cache info and how many were rebuilt."""
     infos: dict[int, CacheInfo] = {}
     stale: list[tuple[int, str, dict[str, VideoSegment]]] = []
+    base = fingerprint_base(ds, cfg, edge)
     for e in episodes:  # fingerprints first, on this thread: they also warm the reader's lazily loaded metadata
         segments = _video_segments(ds, e, cfg)
-        fp = episode_fingerprint(ds, e, cfg, edge, segments)
+        fp = episode_fingerprint(ds, e, cfg, edge, segments, base)
         info = read_cache_info(cache_dir / f"episode_{e:06d}.arrow")
         if info is not None and info.fingerprint == fp:
             infos[e] = info
