@@ -22,7 +22,6 @@ whose key is unchanged is not rewritten, so changing one episode rewrites only t
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import av
 import numpy as np
 import pyarrow as pa
+import simplejpeg
 from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 from PIL import Image
 from tqdm import tqdm
@@ -59,7 +59,7 @@ FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bite
 # BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
 _SCALE_FLAGS = int(Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT)
 # resolved once: PyAV looks names up on every call, and stage 1 makes one call per frame
-_YUV444, _RGB24 = av.VideoFormat("yuv444p"), av.VideoFormat("rgb24")
+_YUV444 = av.VideoFormat("yuv444p")
 _FULL_RANGE = int(ColorRange.JPEG)
 _FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
 _ENCODE_BATCH_PIXELS = 8 << 20  # decoded pixels held at most before encoding them (~12 MiB of 4:2:0 frames)
@@ -193,37 +193,38 @@ class FrameEncoder:
         return bytes(packets[0])
 
 
+_encoders = threading.local()
+
+
+def thread_encoder(edge: int | None) -> FrameEncoder:
+    """This thread's :class:`FrameEncoder` for ``edge``, made once: FFmpeg's scaler and encoder contexts cannot be
+    shared between threads, and setting them up costs as much as encoding a few frames (a process forked from this
+    one makes its own)."""
+    if getattr(_encoders, "pid", None) != os.getpid():
+        _encoders.pid, _encoders.by_edge = os.getpid(), {}
+    if edge not in _encoders.by_edge:
+        _encoders.by_edge[edge] = FrameEncoder(edge)
+    return _encoders.by_edge[edge]
+
+
 def encode_jpeg(frame: np.ndarray) -> bytes:
     """JPEG bytes of one RGB ``(H, W, 3)`` uint8 array, encoded the way shard frames are (no resize)."""
     return FrameEncoder(None).encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
 
 
-_decoders = threading.local()
-
-
 def decode_jpeg(data: bytes) -> np.ndarray:
     """RGB ``(H, W, 3)`` uint8 array of one JPEG image.
 
-    FFmpeg's MJPEG decoder with a per-thread context and scaler takes half the time of PIL's open/convert path on
-    small frames (docs/benchmarks.md), which matters because the loader decodes every camera of every sample.
-    Anything FFmpeg rejects goes through PIL, so any JPEG still reads.
+    libjpeg-turbo through simplejpeg: the same pixels as PIL (the same library underneath, accurate IDCT) in a
+    third of PIL's time and half that of FFmpeg's MJPEG decoder plus an RGB conversion on small frames
+    (docs/benchmarks.md), which matters because the loader decodes every camera of every sample. It keeps no
+    state, so threads and forked DataLoader workers need nothing of their own. Anything it rejects (a CMYK JPEG,
+    say) goes through PIL, so any JPEG still reads.
     """
-    state = getattr(_decoders, "state", None)
-    if state is None or state[0] != os.getpid():
-        # a DataLoader worker forked from a process that decoded on this thread inherits its thread-local state;
-        # it gets contexts of its own rather than ones whose helper threads did not survive the fork
-        ctx = av.CodecContext.create("mjpeg", "r")
-        ctx.thread_count = 1  # no frame threading: one packet in, its picture out
-        state = _decoders.state = (os.getpid(), ctx, VideoReformatter())
-    _, ctx, scaler = state
     try:
-        frames = ctx.decode(av.Packet(data))
-    except av.FFmpegError:
-        frames = []
-    if len(frames) != 1:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    # one thread: no slice-thread pool to set up per picture (or to lose in a fork)
-    return scaler.reformat(frames[0], format=_RGB24, interpolation=_SCALE_FLAGS, threads=1).to_ndarray()
 
 
 def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:
@@ -386,14 +387,9 @@ def read_cache_info(path: Path) -> CacheInfo | None:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _schema_text(schema: pa.Schema) -> bytes:  # the same few schemas come back for every episode
-    return str(schema).encode()
-
-
 def _content_digest(table: pa.Table) -> str:
     """sha256 of a freshly built table's schema and column buffers (no serialisation: the cache is written once)."""
-    h = hashlib.sha256(_schema_text(table.schema.remove_metadata()))
+    h = hashlib.sha256(str(table.schema.remove_metadata()).encode())
     for column in table.columns:
         for chunk in column.chunks:
             h.update(f"{len(chunk)}:{chunk.offset}".encode())
@@ -408,6 +404,25 @@ def _ipc_bytes(table: pa.Table, max_chunksize: int | None = None) -> pa.Buffer:
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=max_chunksize)
     return sink.getvalue()
+
+
+def _frame_column(n: int, rows: np.ndarray, frames: list[bytes]) -> pa.Array:
+    """A binary column of ``n`` rows holding ``frames`` at ``rows`` (sorted) and nulls elsewhere, assembled from its
+    three buffers: the same array as ``pa.array`` of a list with Nones, without a Python object per row."""
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[rows + 1] = [len(f) for f in frames]
+    np.cumsum(offsets, out=offsets)
+    if offsets[-1] >= 2**31:  # past 32-bit offsets: let Arrow say what it makes of it
+        column = [None] * n
+        for k, f in zip(rows.tolist(), frames, strict=True):
+            column[k] = f
+        return pa.array(column, pa.binary())
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = True
+    nulls = n - len(rows)
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    buffers = [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(frames))]
+    return pa.Array.from_buffers(pa.binary(), n, buffers, null_count=nulls)
 
 
 def build_episode_cache(
@@ -432,10 +447,7 @@ def build_episode_cache(
             encoded = encode_video_frames(segment.path, wanted, encoder, start_s=segment.start_s, fps=ds.fps)
         else:
             encoded = encode_video_frames(segment.path, wanted, encoder)
-        frames: list[bytes | None] = [None] * n
-        for k, data in zip(wanted.tolist(), encoded, strict=True):
-            frames[k] = data
-        columns[f"video.{key}"] = pa.array(frames, pa.binary())
+        columns[f"video.{key}"] = _frame_column(n, wanted, encoded)
     dims: dict[str, int] = {}
     for modality, groups in (("state", arrays.state), ("action", arrays.action)):
         for key, values in groups.items():
@@ -478,19 +490,15 @@ def _refresh_caches(
     bar = tqdm(total=len(stale), desc="decode episodes", unit="ep", disable=not progress)
     with GroupCommit() as batch:  # caches become durable and visible in groups, not one fsync per episode
         if threads <= 1 or len(stale) <= 1:
-            encoder = FrameEncoder(edge)
+            encoder = thread_encoder(edge)
             for e, fp, segments in stale:
                 path = cache_dir / f"episode_{e:06d}.arrow"
                 infos[e] = build_episode_cache(ds, e, cfg, edge, path, fp, encoder, segments, batch.write)
                 bar.update()
         else:
-            local = threading.local()  # FFmpeg's scaler and encoder contexts are not shareable across threads
-
             def build(e: int, fp: str, segments: dict[str, VideoSegment]) -> CacheInfo:
-                if not hasattr(local, "encoder"):
-                    local.encoder = FrameEncoder(edge)
                 path = cache_dir / f"episode_{e:06d}.arrow"
-                return build_episode_cache(ds, e, cfg, edge, path, fp, local.encoder, segments, batch.write)
+                return build_episode_cache(ds, e, cfg, edge, path, fp, thread_encoder(edge), segments, batch.write)
 
             # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
