@@ -661,7 +661,7 @@ class LeRobotDataset:
         path = self.episode_data_file(episode_index)
         matrices = {c: column_matrix(table, c, path)[:length] for c in columns if c != lang_col}
         tasks = self.tasks
-        task_ids = table.column(lang_col).to_numpy()[:length]
+        task_ids = column_matrix(table, lang_col, path, dtype=None)[:length, 0].tolist()
         try:
             language = [tasks[int(t)] for t in task_ids]
         except KeyError as exc:
