@@ -21,7 +21,9 @@ shared machine barely move); the wall-clock ratios are printed beside them.
 * shard build, frames/s with one thread: stage 1 (decode, scale, JPEG-encode and store every needed frame, plus the
   parquet columns) against plain PyAV decoding of the same frames to RGB arrays (``groot_ft.data.video.read_frames``,
   what any loader must do at least once), and against bare decoding (frames left as YUV, no conversion at all).
-  The three take turns every 8 episodes, so drift in the machine's speed hits all of them alike.
+  The three take turns 3 times a run, each turn one pass over the dataset with stage 1 as one call over all its
+  episodes, as the workflow makes it (a call has fixed costs, such as the last commit: calls of 8 episodes cost
+  3-5% more on the demo), so drift in the machine's speed hits all of them alike.
   Target: >= 0.7x of plain decoding.
 
 Prints a Markdown table (paste it into docs/benchmarks.md) and writes ``bench_loader.json`` under ``--workdir``.
@@ -157,12 +159,12 @@ def race(streams: dict[str, tuple[Iterator, int]], rounds: int) -> dict[str, tup
     return out
 
 
-def build_vs_decode(dataset: Path, cfg, edge: int, workdir: Path, block: int = 8) -> tuple[int, dict[str, Tally]]:
+def build_vs_decode(dataset: Path, cfg, edge: int, workdir: Path, passes: int = 3) -> tuple[int, dict[str, Tally]]:
     """(frames stored, time per contender) of stage 1 against plain decoding of the same frames.
 
-    The three contenders take turns every ``block`` episodes (stage 1 of those episodes from scratch on one
-    thread, as one call like the workflow's, then decoding their frames to RGB, then bare decoding), so a machine
-    that speeds up or slows down during the round affects all three alike.
+    The three contenders take turns ``passes`` times, each turn one pass over the whole dataset: stage 1 from
+    scratch on one thread as one call, as the workflow makes it, then decoding the same frames to RGB, then bare
+    decoding. A machine that speeds up or slows down during the round affects all three alike.
     """
     import av
 
@@ -171,35 +173,33 @@ def build_vs_decode(dataset: Path, cfg, edge: int, workdir: Path, block: int = 8
     from groot_ft.shards import _refresh_caches, needed_frames
 
     ds = LeRobotDataset(dataset)
-    out = Path(tempfile.mkdtemp(dir=workdir))
+    episodes = [e.index for e in ds.episodes]
+    work = [
+        (needed_frames(e.length, cfg), ds.video_path(e.index, ds.video_original_key(k)))
+        for e in ds.episodes
+        for k in cfg.video.modality_keys
+    ]
     tally = {k: Tally() for k in ("stage1", "decode_rgb", "decode_bare")}
-    frames = 0
-    try:
-        for first in range(0, len(ds.episodes), block):
-            episodes = ds.episodes[first : first + block]
-            work = [
-                (needed_frames(e.length, cfg), ds.video_path(e.index, ds.video_original_key(k)))
-                for e in episodes
-                for k in cfg.video.modality_keys
-            ]
-            frames += sum(len(wanted) for wanted, _ in work)
+    for _ in range(passes):
+        out = Path(tempfile.mkdtemp(dir=workdir))
+        try:
             with Clock() as clock:
-                _refresh_caches(ds, [e.index for e in episodes], cfg, edge, out, threads=1, progress=False)
+                _refresh_caches(ds, episodes, cfg, edge, out, threads=1, progress=False)
             tally["stage1"].add(clock)
-            with Clock() as clock:
-                for wanted, path in work:
-                    read_frames(path, wanted)
-            tally["decode_rgb"].add(clock)
-            with Clock() as clock:
-                for wanted, path in work:
-                    with av.open(str(path)) as container:
-                        for i, _ in enumerate(container.decode(video=0)):
-                            if i >= wanted[-1]:
-                                break
-            tally["decode_bare"].add(clock)
-        return frames, tally
-    finally:
-        shutil.rmtree(out)
+        finally:
+            shutil.rmtree(out)
+        with Clock() as clock:
+            for wanted, path in work:
+                read_frames(path, wanted)
+        tally["decode_rgb"].add(clock)
+        with Clock() as clock:
+            for wanted, path in work:
+                with av.open(str(path)) as container:
+                    for i, _ in enumerate(container.decode(video=0)):
+                        if i >= wanted[-1]:
+                            break
+        tally["decode_bare"].add(clock)
+    return passes * sum(len(wanted) for wanted, _ in work), tally
 
 
 def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repeat: int, samples: dict) -> dict:
@@ -225,7 +225,7 @@ def bench_dataset(name: str, dataset: Path, modality: Path, workdir: Path, repea
     # warm-up, not recorded: first calls pay one-off costs (imports, allocator growth, FFmpeg and torch set-up)
     race({"ours": (ours_samples(shard_dir, cfg, processor), 100),
           "upstream": (upstream_samples(dataset, cfg, processor, plan), 10)}, 1)
-    build_vs_decode(dataset, cfg, edge, workdir)
+    build_vs_decode(dataset, cfg, edge, workdir, passes=1)
     for r in range(repeat):
         for suffix, proc in (("", processor), ("_no_processor", None)):
             chunks = {"ours": samples["ours"] // LOADER_ROUNDS, "upstream": samples["upstream"] // LOADER_ROUNDS}
