@@ -8,9 +8,10 @@ parallel over ``threads`` threads; a cache depends only on its episode, so the r
 
 Frames go from the decoder to the JPEG encoder without leaving FFmpeg: libswscale scales the decoded YUV picture
 with area averaging straight into full-range YUV 4:4:4, and FFmpeg's MJPEG encoder (an intra-only, stateless JPEG
-encoder) compresses it. That avoids a full-size RGB conversion, a PIL resize and PIL's per-image overhead, which
-cost more than decoding itself on small frames (docs/benchmarks.md). The files are plain baseline JPEG (JFIF),
-read back with PIL.
+encoder, one slice, so the bytes do not depend on the CPU count) compresses it. That avoids a full-size RGB
+conversion, a PIL resize and PIL's per-image overhead, which cost more than decoding itself on small frames
+(docs/benchmarks.md). The files are plain baseline JPEG (JFIF), which any reader opens; the loader reads them with
+libjpeg-turbo.
 
 Stage 2 assembles ``shard_XXXXX.arrow`` files of about ``shard_size`` samples with upstream GR00T's assignment:
 episodes in a seeded order, each episode's valid steps shuffled and split into ``1/episode_sampling_rate``
