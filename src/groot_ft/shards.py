@@ -219,8 +219,8 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     libjpeg-turbo through simplejpeg: the same pixels as PIL (the same library underneath, accurate IDCT) in a
     third of PIL's time and half that of FFmpeg's MJPEG decoder plus an RGB conversion on small frames
     (docs/benchmarks.md), which matters because the loader decodes every camera of every sample. It keeps no
-    state, so threads and forked DataLoader workers need nothing of their own. Anything it rejects (a CMYK JPEG,
-    say) goes through PIL, so any JPEG still reads.
+    state, so threads and forked DataLoader workers need nothing of their own. Anything it rejects goes through
+    PIL, so any JPEG PIL reads still reads.
     """
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB")
@@ -241,7 +241,7 @@ class _EncodeBatch:
     """Decoded frames held until a run of them is scaled and encoded together.
 
     Alternating the decoder and the encoder frame by frame evicts each one's code and tables from the CPU caches;
-    runs of up to 16 frames (fewer for large pictures, to bound the memory held) took 3-10% less CPU for stage 1
+    runs of up to 16 frames (fewer for large pictures, to bound the memory held) took 2-10% less CPU for stage 1
     (docs/benchmarks.md). A slot already filled keeps its first frame.
     """
 
