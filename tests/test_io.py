@@ -63,3 +63,21 @@ def test_a_stale_temporary_of_the_same_name_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(gio, "_temporary_names", itertools.count(7))
     gio.atomic_write_bytes(tmp_path / "x.bin", b"x")
     assert (tmp_path / "x.bin").read_bytes() == b"x" and os.path.exists(stale)
+
+
+def test_safetensors_weights_follow_the_umask(tmp_path):
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from groot_ft.io import share_like_umask
+
+    path = tmp_path / "model.safetensors"
+    old = os.umask(0o027)
+    try:
+        save_file({"w": torch.zeros(2)}, str(path))  # safetensors itself writes 0600
+        share_like_umask(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640

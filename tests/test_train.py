@@ -107,6 +107,9 @@ def test_killed_runs_resume_to_identical_weights(prepared, reference_run, tmp_pa
     _run(dataset, root, out, 29546)
     assert "resuming from" in (out / "train.log").read_text()
     assert (out / "model.safetensors").read_bytes() == expected, "resumed run differs from the uninterrupted run"
+    mode = 0o666 & ~_current_umask()  # weights are as readable as any other output (safetensors writes 0600)
+    for weights in [out / "model.safetensors", *out.glob("checkpoint-*/**/*.safetensors")]:
+        assert weights.stat().st_mode & 0o777 == mode, weights
     assert not list(out.glob(".checkpoint-*"))
     assert _logged_steps(out) == _logged_steps(reference) == list(range(2, MAX_STEPS + 1, 2))
 
@@ -161,3 +164,11 @@ def test_process_count_must_match_num_gpus(prepared, tmp_path):
     log = (out / "train.log").read_text()
     assert "num_gpus=4 but 2 training processes were launched" in log
     assert not (out / "model.safetensors").exists()
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

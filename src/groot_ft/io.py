@@ -162,6 +162,28 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (setting it is process-wide)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_like_umask(*paths: str | Path) -> None:
+    """Give files the mode a plain ``open()`` would have given them.
+
+    safetensors writes its files 0600, so weights would be private to whoever trained them on a shared cluster,
+    while every other output of a run follows the umask.
+    """
+    mode = 0o666 & ~_umask()
+    for path in paths:
+        os.chmod(path, mode)
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

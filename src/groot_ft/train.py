@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from groot_ft.config import ConfigError, DatasetSpec, FinetuneConfig
-from groot_ft.io import atomic_write_json, atomic_write_text
+from groot_ft.io import atomic_write_json, atomic_write_text, share_like_umask
 
 WANDB_PROJECT = "finetune-gr00t-n1d6"
 
@@ -494,6 +494,7 @@ class Trainer:
         if acc.is_main_process:
             acc.unwrap_model(model).save_pretrained(directory, state_dict=state_dict, safe_serialization=True)
             tokenizer.save_pretrained(directory)
+            share_like_umask(*Path(directory).glob("*.safetensors"))
 
     def _save_checkpoint(self, acc, engine, model, tokenizer, step: int, history) -> None:
         """All ranks write DeepSpeed states into a temp dir; rank 0 completes it and renames it into place."""
@@ -504,7 +505,9 @@ class Trainer:
             (tmp / "training_state").mkdir(parents=True)
         acc.wait_for_everyone()
         engine.save_checkpoint(str(tmp / "training_state"), tag="state")
-        save_file(rng_state(), str(tmp / "training_state" / f"rng_state_{acc.process_index}.safetensors"))
+        rng_file = tmp / "training_state" / f"rng_state_{acc.process_index}.safetensors"
+        save_file(rng_state(), str(rng_file))
+        share_like_umask(rng_file)
         self._export_model(acc, engine, model, tokenizer, tmp)
         acc.wait_for_everyone()
         if acc.is_main_process:

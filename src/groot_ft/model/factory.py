@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from groot_ft.io import share_like_umask
+
 from .modeling import Gr00tN1d6
 from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer
@@ -146,4 +148,5 @@ def save_model(model: Gr00tN1d6, tokenizer, out_dir: str | os.PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(os.fspath(out))
     tokenizer.save_pretrained(os.fspath(out))
+    share_like_umask(*out.glob("*.safetensors"))
     return out
