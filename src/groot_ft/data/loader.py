@@ -158,8 +158,8 @@ class ShardedMixtureDataset(IterableDataset):
                     while done < len(mine):
                         rows = mine[done : done + self.batch_size - len(batch)]
                         done += len(rows)
-                        # read (JPEG-decode) the batch's rows back to back, then process them: FFmpeg and the
-                        # processor alternating per sample evict each other's code and data from the CPU caches
+                        # read (JPEG-decode) the batch's rows back to back, then process them: the JPEG decoder and
+                        # the processor alternating per sample evict each other's code and data from the CPU caches
                         steps = [reader.sample(int(order[j])) for j in rows]
                         for j, step in zip(rows, steps, strict=True):
                             rng = np.random.default_rng([self.seed, epoch, start + int(j), 1])
