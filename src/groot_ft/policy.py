@@ -26,23 +26,40 @@ from groot_ft.embodiment import normalize_tag
 class Gr00tPolicy:
     def __init__(self, model_path: str | Path, embodiment_tag: str, device: str | torch.device = "cpu",
                  seed: int | None = 0):
-        from groot_ft.model import Gr00tCollator, create_model
+        from groot_ft.model import create_model
         from groot_ft.processor import Gr00tProcessor
 
         self.model_path = Path(model_path)
+        # create_model checks for missing weights and also reads upstream checkpoints (which ship no tokenizer)
+        model, tokenizer = create_model(self.model_path, bf16_weights=False)
+        processor = Gr00tProcessor.from_pretrained(self.model_path)
+        self._attach(model, tokenizer, processor, embodiment_tag, device, seed)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, processor, embodiment_tag: str, device: str | torch.device = "cpu",
+                   seed: int | None = 0) -> Gr00tPolicy:
+        """A policy over a model already in memory (e.g. right after training), without a round trip to disk.
+        The model is moved and cast in place, as when loading."""
+        policy = cls.__new__(cls)
+        policy.model_path = None
+        policy._attach(model, tokenizer, processor, embodiment_tag, device, seed)
+        return policy
+
+    def _attach(self, model, tokenizer, processor, embodiment_tag, device, seed) -> None:
+        from groot_ft.model import Gr00tCollator
+
         self.embodiment_tag = normalize_tag(embodiment_tag)
         self.device = torch.device(device)
-        # create_model checks for missing weights and also reads upstream checkpoints (which ship no tokenizer)
-        self.model, self.tokenizer = create_model(self.model_path, bf16_weights=False)
+        self.model, self.tokenizer = model, tokenizer
         self.model.eval()
         # bf16 weights on GPU as upstream serves them; CPU keeps fp32 (bf16 matmuls are slow there)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model.to(self.device, dtype)
-        self.processor = Gr00tProcessor.from_pretrained(self.model_path).eval()
+        self.processor = processor.eval()
         if self.embodiment_tag not in self.processor.modality_configs:
             known = ", ".join(sorted(self.processor.modality_configs))
-            raise KeyError(f"{self.model_path}: no modality config for embodiment {self.embodiment_tag!r} "
-                           f"(this checkpoint knows: {known}); fine-tune on that embodiment first")
+            raise KeyError(f"{self.model_path or 'this model'}: no modality config for embodiment "
+                           f"{self.embodiment_tag!r} (it knows: {known}); fine-tune on that embodiment first")
         self.modality_config = self.processor.modality_configs[self.embodiment_tag]
         self.collator = Gr00tCollator(self.tokenizer, self.model.config)
         self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)

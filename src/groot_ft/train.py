@@ -185,13 +185,25 @@ class SourceDirs:
     eval_shards_dir: Path | None = None
 
 
+@dataclass(frozen=True)
+class StepStats:
+    """What one optimizer step took: summed micro-batch losses, and seconds waiting for data out of the total."""
+
+    loss_sum: float
+    micro_batches: int
+    data_wait: float
+    seconds: float
+
+
 class Trainer:
     def __init__(self, cfg: FinetuneConfig, sources: list[SourceDirs]):
         self.cfg = cfg
         self.sources = sources
         self.output_dir = Path(cfg.output_dir)
 
-    def train(self) -> int:
+    def setup(self) -> int:
+        """Everything before the first step: processes, model, data stream, optimizer, resume. Returns 0, or the exit
+        code of a config that cannot run (the error already printed). Sets the attributes ``train_step`` uses."""
         from accelerate import Accelerator
         from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
@@ -357,6 +369,38 @@ class Trainer:
         elif acc.is_main_process:
             (self.output_dir / "training_log.jsonl").unlink(missing_ok=True)
 
+        self.acc, self.engine, self.model, self.tokenizer = acc, engine, model, tokenizer
+        self.optimizer, self.scheduler, self.batches = optimizer, scheduler, it
+        self.start_step, self.history, self.shards = start_step, history, shards
+        self.per_device, self.world, self.processor = per_device, world, processor
+        return 0
+
+    def train_step(self) -> StepStats:
+        """One optimizer step: ``gradient_accumulation_steps`` micro-batches forward and backward, then the update."""
+        t0 = time.perf_counter()
+        wait, loss_sum = 0.0, 0.0
+        for _ in range(self.cfg.gradient_accumulation_steps):
+            tw = time.perf_counter()
+            batch = next(self.batches)
+            wait += time.perf_counter() - tw
+            batch = {k: v.to(self.acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss = self.engine(**batch).loss
+            self.acc.backward(loss)
+            loss_sum += loss.detach().float().item()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        return StepStats(loss_sum=loss_sum, micro_batches=self.cfg.gradient_accumulation_steps, data_wait=wait,
+                         seconds=time.perf_counter() - t0)
+
+    def train(self) -> int:
+        code = self.setup()
+        if code:
+            return code
+        cfg, acc, engine, model, tokenizer = self.cfg, self.acc, self.engine, self.model, self.tokenizer
+        scheduler, shards, history = self.scheduler, self.shards, self.history
+        start_step, world, per_device = self.start_step, self.world, self.per_device
+
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print0(
@@ -378,24 +422,13 @@ class Trainer:
         window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0, "samples": 0}
         engine.train()
         for step in range(start_step + 1, cfg.max_steps + 1):
-            t0 = time.perf_counter()
-            wait = 0.0
-            for _ in range(cfg.gradient_accumulation_steps):
-                tw = time.perf_counter()
-                batch = next(it)
-                wait += time.perf_counter() - tw
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                loss = engine(**batch).loss
-                acc.backward(loss)
-                window["loss"] += loss.detach().float().item()
-                window["n"] += 1
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            stats = self.train_step()
             if profiler is not None:
                 profiler.step()
-            window["wait"] += wait
-            window["time"] += time.perf_counter() - t0
+            window["loss"] += stats.loss_sum
+            window["n"] += stats.micro_batches
+            window["wait"] += stats.data_wait
+            window["time"] += stats.seconds
             window["samples"] += cfg.global_batch_size
             bar.update(1)
 
@@ -410,6 +443,8 @@ class Trainer:
                     "samples_per_second": window["samples"] / max(window["time"], 1e-9),
                     "data_wait_fraction": window["wait"] / max(window["time"], 1e-9),
                 }
+                if device.type == "cuda":  # this process's high-water mark since the run started
+                    record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
                 history.append(record)
                 if acc.is_main_process:
                     bar.set_postfix(loss=f"{loss_mean:.4f}")
