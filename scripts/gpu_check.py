@@ -130,6 +130,8 @@ def launch_worker(args: argparse.Namespace, batch: int, policy: bool) -> dict:
            "--dataset", args.dataset, "--stats", str(work / "stats"), "--shards", str(work / "shards"),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--result", str(result),
            "--peak-tflops", str(args.peak_tflops)]
+    if args.profile:
+        cmd += ["--profile", str(args.profile)]
     if policy:
         cmd += ["--policy-calls", str(args.policy_calls)] + ([] if args.compile else ["--no-compile"])
     seconds = run_logged(cmd, work / f"worker-b{batch}.log", timeout=args.worker_timeout)
@@ -150,6 +152,7 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--peak-tflops", type=float, required=True)
     p.add_argument("--policy-calls", type=int, default=0)
     p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--profile", type=int, default=0)
     args = p.parse_args(argv)
 
     import torch
@@ -217,12 +220,27 @@ def worker(argv: list[str]) -> int:
         "achieved_tflops": counter.total / median / 1e12,
         "mfu": counter.total / median / (args.peak_tflops * 1e12) if cuda else None,
         "losses": losses,
+        "step_seconds": seconds,
         "loss_finite": all(map(lambda x: x == x and abs(x) != float("inf"), losses)),
         "loss_first_third_mean": statistics.fmean(losses[:third]),
         "loss_last_third_mean": statistics.fmean(losses[-third:]),
     })
     out["loss_falling"] = out["loss_last_third_mean"] < out["loss_first_third_mean"]
     write_json(Path(args.result), out)  # training numbers are safe even if inference fails below
+
+    if args.profile:  # where a step's time goes: torch.profiler's per-op table, CPU and CUDA
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(args.profile):
+                trainer.train_step()
+            sync()
+        table = Path(args.result).with_suffix(".profile.txt")
+        sort = "cuda_time_total" if cuda else "cpu_time_total"
+        table.write_text(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=70) + "\n\n"
+                         + prof.key_averages().table(sort_by="cpu_time_total", row_limit=40,
+                                                     max_name_column_width=70))
 
     if args.policy_calls:
         out["policy"] = policy_latency(trainer, cfg, args, sync, cuda)
@@ -242,6 +260,10 @@ def policy_latency(trainer, cfg, args, sync, cuda: bool) -> dict:
 
     model = trainer.engine.module
     trainer.optimizer = None  # the policy needs none of the optimizer's memory
+    trainer.batches = None  # shuts the DataLoader workers down: they would compete with the policy for the CPU
+    import gc
+
+    gc.collect()
     if cuda:
         torch.cuda.empty_cache()
     device = trainer.acc.device
@@ -345,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy-calls", type=int, default=20, help="timed get_action calls (0: skip inference)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile latency")
     p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
+    p.add_argument("--profile", type=int, default=0, help="profile this many steps after the timed ones")
     p.add_argument("--worker-timeout", type=float, default=600, help="seconds one training process may take")
     p.add_argument("--prepare-only", action="store_true",
                    help="build statistics and shards into --work and stop (on a CPU machine, to carry them)")

@@ -180,3 +180,21 @@ def test_determinism_with_a_seed(output_dir):
     assert not np.array_equal(first_a["arm"], second_a["arm"])  # fresh noise on every call
     other = Gr00tPolicy(output_dir, TAG, device="cpu", seed=8).get_action(obs)
     assert not np.array_equal(other["arm"], first_a["arm"])
+
+
+def test_policy_over_a_model_in_memory_acts_like_the_saved_one(output_dir):
+    """``Gr00tPolicy.from_model`` (a model still in memory, e.g. right after training) gives the same actions as
+    loading the same weights from the output directory."""
+    obs = observation(batch=2, seed=4)
+    loaded = Gr00tPolicy(output_dir, TAG, device="cpu", seed=3)
+    model, tokenizer = gm.create_model(output_dir, bf16_weights=False)
+    model.train()  # the policy must put it into eval mode itself
+    in_memory = Gr00tPolicy.from_model(model, tokenizer, Gr00tProcessor.from_pretrained(output_dir), "NEW_EMBODIMENT",
+                                       seed=3)
+    assert in_memory.embodiment_tag == TAG and in_memory.model_path is None
+    assert not in_memory.model.training and not in_memory.processor.training
+    expected, got = loaded.get_action(obs), in_memory.get_action(obs)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    with pytest.raises(KeyError, match="'gr1'.*new_embodiment"):
+        Gr00tPolicy.from_model(model, tokenizer, Gr00tProcessor.from_pretrained(output_dir), "gr1")
