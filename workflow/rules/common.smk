@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.hub import preset_names
 from groot_ft.manifest import dataset_files as fingerprinted_files
 from groot_ft.modality import load_modality_config
 
@@ -23,6 +24,26 @@ except ConfigError as exc:
 SPEC = {spec.subdir: spec for spec in SPECS}
 MODALITY = {sub: load_modality_config(spec.modality_config_path) for sub, spec in SPEC.items()}
 TAGS = sorted({spec.embodiment_tag for spec in SPECS})
+
+
+# A base model that is not a preset (a local directory or a hub repo id such as nvidia/GR00T-N1.6-3B) is resolved,
+# and downloaded into the Hugging Face cache, by the local rule fetch_base_model before any job reads it; the jobs
+# then read it with HF_HUB_OFFLINE=1 (rules/fetch.smk). A preset is built fresh and needs nothing.
+BASE_MODEL_JSON = None if config["base_model_path"] in preset_names() else f"{OUT}/base_model.json"
+
+
+def base_model_input():
+    return [BASE_MODEL_JSON] if BASE_MODEL_JSON else []
+
+
+def fetch_arguments():
+    """`groot-ft fetch-base-model`'s arguments: the base model, its revision and the tokenizer key."""
+    args = [config["base_model_path"]]
+    if config["tokenizer_path"]:
+        args.append(f"--tokenizer {config['tokenizer_path']}")
+    if config["base_model_revision"]:
+        args.append(f"--revision {config['base_model_revision']}")
+    return " ".join(args)
 
 
 def choice_pattern(values):

@@ -24,6 +24,7 @@ rule eval_open_loop:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
+        "export HF_HUB_OFFLINE=1; "
         "groot-ft eval-open-loop {params.out_dir} --dataset {params.dataset} --embodiment-tag {params.tag} "
         "--out {output.plots} --eval-episodes {params.eval_episodes} --seed {params.seed} "
         "--num-episodes {params.num} > {log} 2>&1 && mv {output.plots}/metrics.json {output.metrics}"

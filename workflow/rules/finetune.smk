@@ -7,6 +7,7 @@
 rule run_config:
     input:
         validation=[f"{OUT}/validation{sub}/report.json" for sub in SPEC],
+        base_model=base_model_input(),
     output:
         config=f"{OUT}/experiment_cfg/config.yaml",
     log:
@@ -27,6 +28,7 @@ rule finetune:
         deepspeed=config["deepspeed_config"],
         shards=shard_manifests(),
         stats=training_stats(),
+        base_model=base_model_input(),
     output:
         model=f"{OUT}/model.safetensors",
         model_config=f"{OUT}/config.json",
@@ -43,6 +45,8 @@ rule finetune:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
+        # the base model was fetched on the submit node (rule fetch_base_model): the job never needs the network
+        "export HF_HUB_OFFLINE=1; "
         "{params.launcher} --use_deepspeed --deepspeed_config_file {input.deepspeed} "
         "--num_processes {params.processes} --main_process_port {params.port} "
         "-m groot_ft.train --config {input.config} {params.sources} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule shards:
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
         validation=f"{OUT}/validation{{sub}}/report.json",
         run_config=f"{OUT}/experiment_cfg/config.yaml",
+        base_model=base_model_input(),
     output:
         manifest=f"{OUT}/shards{{sub}}/{{split}}/manifest.json",
     log:
@@ -14,7 +15,8 @@ rule shards:
     params:
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
         out=lambda wildcards, output: str(Path(output.manifest).parent),
-        base_model=config["base_model_path"],
+        base_model=config["base_model_path"]
+        + (f" --base-model-revision {config['base_model_revision']}" if config["base_model_revision"] else ""),
         shard_size=config["shard_size"],
         rate=config["episode_sampling_rate"],
         seed=config["seed"],
@@ -24,6 +26,7 @@ rule shards:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
+        "export HF_HUB_OFFLINE=1; "
         "groot-ft shards {params.dataset} --modality-config {input.modality} --out {params.out} "
         "--base-model-path {params.base_model} --shard-size {params.shard_size} "
         "--episode-sampling-rate {params.rate} --seed {params.seed} "

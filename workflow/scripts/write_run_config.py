@@ -7,12 +7,18 @@ from pathlib import Path
 
 from groot_ft.config import FinetuneConfig
 from groot_ft.fit import ModelLimits, fit_problems
+from groot_ft.hub import BaseModelError, resolve_base_model
 from groot_ft.modality import load_modality_config
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
     sys.stderr = log
     cfg = FinetuneConfig.from_dict(dict(snakemake.params.run_config), source="workflow config")  # noqa: F821
-    limits = ModelLimits.of(cfg.base_model_path)
+    try:  # a hub repo id: its snapshot in the cache, which rule fetch_base_model filled
+        base = resolve_base_model(cfg.base_model_path, revision=cfg.base_model_revision)
+    except BaseModelError as exc:
+        print(f"error: {exc}", file=log)
+        raise SystemExit(f"run_config: {exc}")
+    limits = ModelLimits.of(cfg.base_model_path if base is None else str(base))
     problems = []
     for spec in snakemake.params.specs:  # noqa: F821
         modality_json = json.loads((Path(spec.path) / "meta" / "modality.json").read_text())

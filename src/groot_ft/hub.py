@@ -1,0 +1,245 @@
+"""The base model and its tokenizer: a preset, a local directory, or a Hugging Face hub repo id.
+
+A hub repo id (``nvidia/GR00T-N1.6-3B``) is resolved through huggingface_hub's own cache, exactly as upstream's
+``from_pretrained`` would download it: ``HF_HOME`` / ``HF_HUB_CACHE`` say where the cache is, ``HF_TOKEN`` (or
+``hf auth login``) authenticates for gated repos, and ``HF_HUB_OFFLINE=1`` forbids network access. Only
+:func:`fetch` (the ``groot-ft fetch-base-model`` command, run on a machine with network) downloads; every other
+caller resolves offline from the cache, so compute nodes never need the network.
+
+Nothing here reads, prints or stores a token.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+# The files a tokenizer directory may hold (Qwen3 / Eagle: BPE vocab + merges, added tokens, chat template).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+)
+# A directory counts as holding a tokenizer when one of these is there (AutoTokenizer needs one of them).
+_TOKENIZER_MARKERS = ("tokenizer_config.json", "tokenizer.json")
+# Hub repo ids: "org/name" (the namespace is required, so that a typo in a preset name is not sent to the hub).
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of a true environment variable
+
+
+class BaseModelError(ValueError):
+    """The base model (or tokenizer) cannot be found; the message says what to do."""
+
+
+@functools.cache
+def preset_names() -> tuple[str, ...]:
+    """The model presets (``groot_ft.model.presets.PRESETS``), read without importing torch."""
+    source = Path(__file__).parent / "model" / "presets.py"
+    try:
+        for node in ast.parse(source.read_text()).body:
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PRESETS" for t in node.targets)
+                    and isinstance(node.value, ast.Dict)):
+                return tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+    except (OSError, SyntaxError):
+        pass
+    from groot_ft.model.presets import PRESETS  # imports torch; only if the source could not be read
+
+    return tuple(PRESETS)
+
+
+def hub_cache_dir() -> Path:
+    """The hub cache huggingface_hub uses, read from the environment now (HF_HUB_CACHE, else HF_HOME/hub, else
+    ~/.cache/huggingface/hub), the way ``huggingface_hub.constants`` reads it when first imported."""
+    env = os.environ
+    home = env.get("HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"))
+    default = os.path.join(os.path.expandvars(os.path.expanduser(home)), "hub")
+    cache = env.get("HF_HUB_CACHE", env.get("HUGGINGFACE_HUB_CACHE", default))
+    return Path(os.path.expandvars(os.path.expanduser(cache)))
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in _TRUE
+
+
+def _looks_local(text: str) -> bool:
+    return text.startswith(("/", ".", "~"))
+
+
+def _fetch_hint(repo_id: str, revision: str | None, what: str, key: str) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    command = (f"groot-ft fetch-base-model {repo_id}{rev}" if what == "base model"
+               else f"groot-ft fetch-base-model BASE_MODEL --tokenizer {repo_id}")
+    return (f"run `{command}` on a machine with network (with the same HF_HOME / HF_HUB_CACHE), or point {key} "
+            f"at a local copy; cache: {hub_cache_dir()}")
+
+
+def _snapshot(repo_id: str, *, revision: str | None, download: bool, what: str, key: str,
+              allow_patterns: list[str] | None = None) -> Path:
+    """The snapshot directory of ``repo_id`` in the hub cache; downloaded first when ``download`` (and online)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = not download or hub_offline()
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        path = snapshot_download(repo_id, revision=revision, cache_dir=str(hub_cache_dir()),
+                                 local_files_only=offline, allow_patterns=allow_patterns)
+    except HFValidationError as exc:
+        raise BaseModelError(f"{key} {repo_id!r}: not a valid hub repo id ({exc})") from None
+    except LocalEntryNotFoundError as exc:
+        if "incomplete" in str(exc):
+            state = "only partly in the local hub cache (an interrupted download?)"
+        elif offline:
+            state = "not in the local hub cache" + (" and HF_HUB_OFFLINE is set" if download else "")
+        else:  # online, but the hub could not be reached
+            state = f"not in the local hub cache and the hub could not be reached ({str(exc).splitlines()[0]})"
+        raise BaseModelError(
+            f"{key} {repo_id!r}{at}: no such local directory, and as a hub repo id the {what} is {state}; "
+            f"{_fetch_hint(repo_id, revision, what, key)}"
+        ) from None
+    except GatedRepoError:
+        raise BaseModelError(
+            f"{key} {repo_id!r}: gated repo; accept its licence on huggingface.co, then log in with `hf auth login` "
+            f"or set HF_TOKEN in the environment (never in a config file)"
+        ) from None
+    except RevisionNotFoundError:
+        raise BaseModelError(f"{key} {repo_id!r}: revision {revision!r} does not exist on the hub") from None
+    except RepositoryNotFoundError:
+        raise BaseModelError(
+            f"{key} {repo_id!r}: no such local directory, and no such repo on the hub (or it is private: log in "
+            f"with `hf auth login` or set HF_TOKEN)"
+        ) from None
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        raise BaseModelError(f"{key} {repo_id!r}: the hub answered HTTP {status}; try again later") from None
+    except OSError as exc:  # a network or file system error while downloading
+        raise BaseModelError(f"{key} {repo_id!r}: download failed ({exc.__class__.__name__}: {exc})") from None
+    return Path(os.path.realpath(path))
+
+
+def _local_dir(text: str, key: str, marker: tuple[str, ...], what: str) -> Path | None:
+    """``text`` as an existing local directory (its realpath); None when it names no local path."""
+    path = Path(os.path.expanduser(text))
+    real = Path(os.path.realpath(path))
+    if path.is_dir():
+        if not any((real / name).is_file() for name in marker):
+            raise BaseModelError(f"{key} {text!r}: the directory {real} has no {' or '.join(marker)}; point {key} at "
+                                 f"the directory that holds the {what}'s {marker[0]}")
+        return real
+    if path.exists():
+        raise BaseModelError(f"{key} {text!r}: {real} is not a directory")
+    if _looks_local(text):
+        raise BaseModelError(f"{key} {text!r}: no such directory ({real})")
+    return None
+
+
+def resolve_base_model(path_or_id: str, *, revision: str | None = None, download: bool = False) -> Path | None:
+    """Where the base model's files are: None for a preset name (a fresh model, nothing to read); the directory itself
+    (realpath) for a local directory with config.json; the snapshot directory in the hub cache for a hub repo id
+    ``org/name`` (found offline unless ``download``). Raises :class:`BaseModelError` with what to do otherwise."""
+    text = str(path_or_id).strip()
+    key = "base_model_path"
+    if not text:
+        raise BaseModelError(f"{key} is empty: name a preset ({', '.join(preset_names())}), a local directory or a "
+                             f"hub repo id such as nvidia/GR00T-N1.6-3B")
+    if text in preset_names():
+        return None
+    local = _local_dir(text, key, ("config.json",), "checkpoint")
+    if local is not None:
+        return local
+    if not _REPO_ID.match(text):
+        raise BaseModelError(
+            f"{key} {text!r} is not a preset ({', '.join(preset_names())}), not an existing directory, and not a "
+            f"hub repo id of the form org/name (e.g. nvidia/GR00T-N1.6-3B)"
+        )
+    snapshot = _snapshot(text, revision=revision, download=download, what="base model", key=key)
+    if not (snapshot / "config.json").is_file():
+        raise BaseModelError(f"{key} {text!r}: the hub snapshot {snapshot} has no config.json; is it a GR00T "
+                             f"checkpoint? {_fetch_hint(text, revision, 'base model', key)}")
+    return snapshot
+
+
+def resolve_tokenizer_dir(path_or_id: str | None, *, download: bool = False) -> Path | None:
+    """Where the tokenizer files are: None for None; a local directory with tokenizer_config.json (or
+    tokenizer.json), as its realpath; or the snapshot of a hub repo id holding only its tokenizer files
+    (:data:`TOKENIZER_FILES`), found offline unless ``download``."""
+    if path_or_id is None:
+        return None
+    text = str(path_or_id).strip()
+    key = "tokenizer_path"
+    local = _local_dir(text, key, _TOKENIZER_MARKERS, "tokenizer") if text else None
+    if local is not None:
+        return local
+    if not _REPO_ID.match(text):
+        raise BaseModelError(f"{key} {text!r} is neither an existing directory with tokenizer files nor a hub repo id "
+                             f"of the form org/name")
+    snapshot = _snapshot(text, revision=None, download=download, what="tokenizer", key=key,
+                         allow_patterns=list(TOKENIZER_FILES))
+    if not any((snapshot / name).is_file() for name in _TOKENIZER_MARKERS):
+        raise BaseModelError(f"{key} {text!r}: the hub snapshot {snapshot} has no {' or '.join(_TOKENIZER_MARKERS)}")
+    return snapshot
+
+
+def snapshot_commit(directory: Path | None) -> str | None:
+    """The commit of a hub cache snapshot directory (``.../snapshots/<commit>``); None for any other directory."""
+    if directory is None or directory.parent.name != "snapshots" or not _COMMIT.match(directory.name):
+        return None
+    return directory.name
+
+
+def has_tokenizer(directory: Path | None) -> bool:
+    return directory is not None and any((directory / name).is_file() for name in _TOKENIZER_MARKERS)
+
+
+def fetch(base_model_path: str, tokenizer_path: str | None = None, revision: str | None = None) -> dict[str, Any]:
+    """Download (or, offline, find in the cache) everything a run needs from the hub: the base model's snapshot and
+    the tokenizer files. Returns where they are as local paths; a preset needs nothing (``kind: preset``)."""
+    model_dir = resolve_base_model(base_model_path, revision=revision, download=True)
+    tokenizer_dir = resolve_tokenizer_dir(tokenizer_path, download=True)
+    if tokenizer_dir is not None:
+        tokenizer_source = "tokenizer_path"
+    elif model_dir is None:
+        tokenizer_source = "preset"  # presets build this project's tokenizer
+    else:
+        tokenizer_source = "base_model" if has_tokenizer(model_dir) else None
+    return {
+        "base_model_path": base_model_path,
+        "kind": _kind(base_model_path, model_dir),
+        "base_model_dir": None if model_dir is None else str(model_dir),
+        "revision": revision,
+        "commit": snapshot_commit(model_dir) if _kind(base_model_path, model_dir) == "hub" else None,
+        "tokenizer_path": tokenizer_path,
+        "tokenizer_dir": None if tokenizer_dir is None else str(tokenizer_dir),
+        "tokenizer_kind": None if tokenizer_path is None else _kind(tokenizer_path, tokenizer_dir),
+        "tokenizer_commit": snapshot_commit(tokenizer_dir) if tokenizer_path is not None
+        and _kind(tokenizer_path, tokenizer_dir) == "hub" else None,
+        "tokenizer_source": tokenizer_source,
+        "hub_cache": str(hub_cache_dir()),
+    }
+
+
+def _kind(path_or_id: str, resolved: Path | None) -> str:
+    """How a key was resolved: preset, local (an existing directory) or hub (a repo id through the cache)."""
+    if resolved is None:
+        return "preset"
+    return "local" if Path(os.path.expanduser(str(path_or_id).strip())).is_dir() else "hub"

@@ -1,0 +1,19 @@
+# fetch_base_model: find the base model (and tokenizer) and, for a hub repo id, download it into the Hugging Face
+# cache (HF_HOME / HF_HUB_CACHE; HF_TOKEN or `hf auth login` for gated repos). It runs inside Snakemake on the
+# submit/login node, which has network, before any job that reads the model; the jobs (shards, finetune,
+# eval_open_loop) run with HF_HUB_OFFLINE=1, so SLURM compute nodes need no network, only the shared cache.
+# Not part of the DAG for a preset (BASE_MODEL_JSON is None): nothing to fetch.
+if BASE_MODEL_JSON:
+
+    rule fetch_base_model:
+        output:
+            info=BASE_MODEL_JSON,
+        log:
+            f"{OUT}/logs/fetch_base_model.log",
+        params:
+            args=fetch_arguments(),
+        localrule: True
+        conda:
+            "../../envs/groot-ft.yaml"
+        shell:
+            "groot-ft fetch-base-model {params.args} --out {output.info} > {log} 2>&1"
