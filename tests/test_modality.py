@@ -30,7 +30,7 @@ def test_demo_and_gr1_configs_load():
     assert demo.relative_action_keys() == ["arm"]
     assert demo.action_config_for("gripper").rep is ActionRepresentation.ABSOLUTE
     gr1 = load_modality_config(GR1_MODALITY)
-    assert gr1.relative_action_keys() == ["left_arm", "left_hand", "right_arm", "right_hand"]
+    assert gr1.relative_action_keys() == ["left_arm", "right_arm", "left_hand", "right_hand"]  # the checkpoint's order
 
 
 def test_json_and_yaml_give_the_same_config(tmp_path):

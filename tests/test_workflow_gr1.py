@@ -53,7 +53,7 @@ def test_gr1_workflow_end_to_end(gr1_dataset, tmp_path):
         "video": {"ego_view_bg_crop_pad_res256_freq20": rng.integers(0, 255, (2, 1, 256, 256, 3), dtype=np.uint8)},
         "state": {k: rng.normal(size=(2, 1, d)).astype(np.float32)
                   for k, d in (("left_arm", 7), ("left_hand", 6), ("right_arm", 7), ("right_hand", 6), ("waist", 3))},
-        "language": {"annotation.human.action.task_description": [["pick the pear"], ["pick the meat"]]},
+        "language": {"task": [["pick the pear"], ["pick the meat"]]},  # gr1.yaml: the checkpoint's language key
     }
     action = policy.get_action(obs)
     assert action["left_arm"].shape == (2, 16, 7) and action["waist"].shape == (2, 16, 3)

@@ -69,6 +69,8 @@ class FinetuneConfig:
     dataset: str
     datasets: list[dict[str, Any]]
     base_model_path: str
+    base_model_revision: str | None
+    tokenizer_path: str | None
     embodiment_tag: str
     modality_config_path: str
     output_dir: str
@@ -89,6 +91,7 @@ class FinetuneConfig:
     dataloader_num_workers: int
     color_jitter_params: dict[str, float] | None
     random_rotation_angle: float | None
+    override_pretraining_statistics: bool
     tune_llm: bool
     tune_visual: bool
     tune_projector: bool

@@ -530,9 +530,13 @@ class LeRobotDataset:
         return entry.get("original_key", f"observation.images.{key}")
 
     def language_column(self, key: str) -> str:
-        """Parquet column holding task indices for a language key such as ``annotation.human.task_description``."""
+        """Parquet column holding task indices for a language key such as ``annotation.human.task_description``.
+
+        ``task`` (upstream's key in the N1.6 base checkpoint's configs) is the frame's LeRobot ``task_index``."""
+        if key == "task":
+            return "task_index"
         if not key.startswith("annotation."):
-            raise DatasetError(f"language key {key!r}: only annotation.<source>.<type> keys are supported")
+            raise DatasetError(f"language key {key!r}: only `task` and annotation.<source>.<type> keys are supported")
         name = key[len("annotation.") :]
         annotations = self.modality.get("annotation", {})
         if name not in annotations:

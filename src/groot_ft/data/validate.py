@@ -2202,14 +2202,16 @@ def _check_config(ctx: _Ctx, modality: dict[str, Any] | None) -> None:
                 )
     for key in cfg.language.modality_keys:
         annotations = modality.get("annotation", {})
+        if key == "task":  # the frame's task_index (checked with the other task columns)
+            continue
         if not key.startswith("annotation."):
             ctx.add(
                 "CONFIG_KEY_MISSING",
                 f"the modality config ({src}) uses language key {key!r}; only "
-                "annotation.<source>.<type> keys are supported",
+                "task and annotation.<source>.<type> keys are supported",
                 file=rel,
                 field=f"language.{key}",
-                hint="Use an annotation.* key defined in meta/modality.json.",
+                hint="Use task (the frame's task_index) or an annotation.* key defined in meta/modality.json.",
             )
         elif key[len("annotation.") :] not in annotations:
             ctx.add(
