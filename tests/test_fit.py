@@ -49,3 +49,17 @@ def test_embodiment_ids_must_stay_below_32():
     limits = dataclasses.replace(ModelLimits.of("tiny"), embodiment_ids={"big": 40})
     (problem,) = fit_problems("d", "big", CFG, MODALITY_JSON, limits)
     assert "must be in [0, 32)" in problem
+
+
+def test_sin_cos_state_groups_count_twice_when_the_base_processor_encodes_them(tmp_path):
+    """A checkpoint whose processor_config.json turns on sin/cos encoding (nvidia/GR00T-N1.6-3B does) doubles every
+    sin/cos state group: 4 raw dims of which 3 are sin/cos keys fill 7 of the padded state."""
+    cfg = dataclasses.replace(CFG, state=dataclasses.replace(CFG.state, sin_cos_embedding_keys=("arm",)))
+    (tmp_path / "config.json").write_text(json.dumps({"max_state_dim": 6, "max_action_dim": 32, "action_horizon": 16}))
+    (tmp_path / "processor_config.json").write_text(
+        json.dumps({"processor_kwargs": {"apply_sincos_state_encoding": True}}))
+    limits = ModelLimits.of(str(tmp_path))
+    assert limits.sincos_state
+    (problem,) = fit_problems("d", "new_embodiment", cfg, MODALITY_JSON, limits)
+    assert "add up to 7 dimensions" in problem and "max_state_dim=6" in problem
+    assert fit_problems("d", "new_embodiment", cfg, MODALITY_JSON, dataclasses.replace(limits, sincos_state=False)) == []

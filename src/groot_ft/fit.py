@@ -25,6 +25,7 @@ class ModelLimits:
     max_action_dim: int
     action_horizon: int
     embodiment_ids: dict[str, int]
+    sincos_state: bool = False  # the base processor encodes sin/cos state keys as sin and cos (two dims each)
 
     @classmethod
     def of(cls, base_model_path: str) -> ModelLimits:
@@ -35,12 +36,19 @@ class ModelLimits:
             ids_file = root / "embodiment_id.json"
             ids = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
             source = str(root / "config.json")
+            processor_file = root / "processor_config.json"  # its settings apply when fine-tuning from it
+            if processor_file.is_file():
+                kwargs = json.loads(processor_file.read_text()).get("processor_kwargs", {})
+                sincos = bool(kwargs.get("apply_sincos_state_encoding", False))
+            else:
+                sincos = bool(config.get("apply_sincos_state_encoding", False))
         else:
             from groot_ft.model import preset
 
             config, ids, source = preset(base_model_path).to_dict(), {}, f"preset {base_model_path!r}"
+            sincos = False  # a preset's processor is built by the trainer, without sin/cos encoding
         return cls(source, int(config["max_state_dim"]), int(config["max_action_dim"]), int(config["action_horizon"]),
-                   {**EMBODIMENT_TAG_TO_ID, **{k.lower(): int(v) for k, v in ids.items()}})
+                   {**EMBODIMENT_TAG_TO_ID, **{k.lower(): int(v) for k, v in ids.items()}}, sincos)
 
 
 def _group_width(modality_json: dict[str, Any], section: str, key: str) -> int | None:
@@ -76,7 +84,9 @@ def fit_problems(
                 problems.append(f"{where}: meta/modality.json has no {section}.{key} with start/end; add it or drop "
                                 f"the key from the modality config")
                 continue
-            total += width  # (sin/cos state encoding, which doubles a group, is off in training as upstream)
+            if section == "state" and limits.sincos_state and key in (modality.sin_cos_embedding_keys or ()):
+                width *= 2  # sin and cos of every dimension
+            total += width
         if total > limit:
             problems.append(
                 f"{where}: the {section} groups {', '.join(modality.modality_keys)} add up to {total} dimensions but "

@@ -113,7 +113,8 @@ def test_config_dict_round_trip():
 def test_n16_3b_preset_builds_on_meta_with_upstream_sizes():
     cfg = gm.preset("n1.6-3b")
     assert (cfg.action_horizon, cfg.max_state_dim, cfg.max_action_dim) == (50, 128, 128)
-    assert cfg.num_image_tokens == 64  # 224 px / patch 14 = 16 x 16 -> pixel shuffle -> 8 x 8
+    # upstream geometry: native aspect ratio, one token per 28 x 28 pixels (14-px patches, 2 x 2 pixel shuffle)
+    assert cfg.image_size is None and cfg.num_image_tokens is None and cfg.image_factor == 28
     with torch.device("meta"):
         model = gm.Gr00tN1d6(cfg)
 

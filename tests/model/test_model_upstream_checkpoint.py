@@ -278,7 +278,8 @@ def test_upstream_config_json_maps_onto_our_config(tmp_path):
     )
     assert (t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads) == (2048, 6144, 28, 16)
     assert (t.num_key_value_heads, t.head_dim, t.vocab_size) == (8, 128, 151680)
-    assert cfg.image_token_index == 151669 and cfg.downsample_ratio == 0.5 and cfg.num_image_tokens == 64
+    assert cfg.image_token_index == 151669 and cfg.downsample_ratio == 0.5 and cfg.image_factor == 28
+    assert cfg.image_size is None  # each image keeps its aspect ratio, as upstream's Eagle processor does
     assert (cfg.action_horizon, cfg.max_state_dim, cfg.max_action_dim, cfg.select_layer) == (50, 128, 128, 16)
     assert cfg.eagle_collator and cfg.use_relative_action
     with torch.device("meta"):
@@ -364,9 +365,17 @@ def test_upstream_checkpoint_with_state_dropout_mask_token(tmp_path):
     assert without.action_head.mask_token is None
 
 
-def test_upstream_image_token_without_tokenizer_files(tmp_path):
-    """Upstream ships no tokenizer in the checkpoint: fall back to the byte tokenizer with a clear warning."""
+def test_upstream_checkpoint_without_tokenizer_files_is_an_error(tmp_path):
+    """Upstream ships no tokenizer in the checkpoint; with a vocabulary the byte tokenizer does not match, no other
+    tokenizer may stand in for it (the pretrained embeddings would read unrelated ids): a clear error, before any
+    weights are read."""
     _tiny_upstream_dir(tmp_path, image_token_index=200)
-    with pytest.warns(UserWarning, match="no tokenizer files"):
-        model, tokenizer = gm.create_model(tmp_path)
-    assert model.config.image_token_index == tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>") == 3
+    (tmp_path / "model.safetensors").write_bytes(b"not read")  # the check comes before the weights
+    with pytest.raises(gm.TokenizerNotFoundError, match="tokenizer_path.*Eagle-Block2A-2B-v2"):
+        gm.create_model(tmp_path)
+
+
+def test_byte_tokenizer_model_without_tokenizer_files_says_so(tmp_path):
+    _tiny_upstream_dir(tmp_path)  # the tiny geometry: the byte tokenizer's 260-token vocabulary, <IMG_CONTEXT> = 3
+    _, tokenizer = gm.create_model(tmp_path)
+    assert tokenizer.source.startswith("byte tokenizer, rebuilt") and str(tmp_path) in tokenizer.source

@@ -20,10 +20,10 @@ from transformers import AutoConfig, AutoModel
 
 from .collator import Gr00tCollator
 from .configuration import Gr00tN1d6Config
-from .factory import create_model, save_model
+from .factory import TokenizerNotFoundError, checkpoint_tokenizer, create_model, save_model
 from .modeling import Gr00tN1d6, Gr00tN1d6Output
 from .presets import PRESETS, preset
-from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer
+from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer, load_tokenizer
 
 
 def _register_auto_classes() -> None:
@@ -44,6 +44,9 @@ __all__ = [
     "preset",
     "PRESETS",
     "create_model",
+    "checkpoint_tokenizer",
+    "load_tokenizer",
+    "TokenizerNotFoundError",
     "save_model",
     "IMG_CONTEXT_TOKEN",
 ]

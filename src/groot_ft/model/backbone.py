@@ -13,9 +13,12 @@ names, so an N1.6 checkpoint's ``backbone.model.*`` tensors load one to one:
 Upstream also holds a SigLIP2 attention-pooling ``head`` and the LLM's ``lm_head`` (tied to ``embed_tokens``); neither
 is used to compute GR00T's features, so they are not built here and their checkpoint tensors are ignored on load.
 
-Images arrive as normalised square tensors ``pixel_values`` (N_images, 3, S, S), ordered as their ``<IMG_CONTEXT>``
-blocks appear in ``input_ids`` read row by row. The backbone turns them into SigLIP2's native input (flattened
-patches + ``pixel_attention_mask`` + ``spatial_shapes``) itself, so the collator does not depend on the vision tower.
+Images arrive as normalised tensors ``pixel_values`` (N_images, 3, H, W), ordered as their ``<IMG_CONTEXT>`` blocks
+appear in ``input_ids`` read row by row. Images of different sizes come zero-padded to the largest, with their true
+``image_sizes`` (N_images, 2); each image yields (h / factor) x (w / factor) tokens, factor = patch x pixel-shuffle
+(28 px for Eagle). The backbone turns them into SigLIP2's native input (flattened patches + ``pixel_attention_mask``
++ ``spatial_shapes``, which makes SigLIP2 resize its learned 16 x 16 position grid to each image's patch grid, as
+upstream's vendored SigLIP2 does) itself, so the collator does not depend on the vision tower.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class Gr00tVLM(nn.Module):
         self.patch_size = config.vision_config.patch_size
         self.shuffle = round(1.0 / config.downsample_ratio)
         self.image_token_index = config.image_token_index
-        self.num_image_tokens = config.num_image_tokens
+        self.image_factor = config.image_factor
 
         self.vision_model = SiglipVisionTower(config)
         vit_dim = config.vision_config.hidden_size * self.shuffle**2
@@ -146,7 +149,8 @@ class Gr00tVLM(nn.Module):
         self.language_model = TruncatedLanguageModel(config)
 
     def extract_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) -> (N, num_image_tokens, llm_dim): last SigLIP2 layer (+ post-LN), unshuffle, ``mlp1``."""
+        """(N, 3, H, W) images of one size -> (N, (H/f)*(W/f), llm_dim): last SigLIP2 layer (+ post-LN), unshuffle,
+        ``mlp1``."""
         dtype = self.vision_model.vision_model.embeddings.patch_embedding.weight.dtype
         patches, mask, shapes = patchify(pixel_values.to(dtype), self.patch_size)
         hidden = self.vision_model(patches, mask, shapes)
@@ -154,23 +158,47 @@ class Gr00tVLM(nn.Module):
         shuffled = pixel_shuffle(hidden, h, w, self.shuffle)
         return self.mlp1(shuffled.to(self.mlp1[1].weight.dtype))
 
+    def image_features(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor | None) -> torch.Tensor:
+        """Features of every image token, image after image in input order: (sum of tokens, llm_dim). Images of one
+        size go through the tower together."""
+        if image_sizes is None:
+            return self.extract_image_features(pixel_values).flatten(0, 1)
+        sizes = [tuple(int(v) for v in hw) for hw in image_sizes.tolist()]
+        out: list[torch.Tensor | None] = [None] * len(sizes)
+        for h, w in dict.fromkeys(sizes):
+            index = [i for i, size in enumerate(sizes) if size == (h, w)]
+            features = self.extract_image_features(pixel_values[index, :, :h, :w])
+            for i, f in zip(index, features):
+                out[i] = f
+        return torch.cat(out)
+
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        image_sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         image_mask = input_ids == self.image_token_index
         embeds = self.language_model.get_input_embeddings()(input_ids)
         num_slots = int(image_mask.sum())
-        num_images = 0 if pixel_values is None else pixel_values.shape[0]
-        if num_slots != num_images * self.num_image_tokens:
+        if pixel_values is None or pixel_values.shape[0] == 0:
+            expected = 0
+        elif image_sizes is None:
+            expected = pixel_values.shape[0] * (pixel_values.shape[-2] // self.image_factor) * (
+                pixel_values.shape[-1] // self.image_factor)
+        else:
+            expected = int(((image_sizes[:, 0] // self.image_factor) * (image_sizes[:, 1] // self.image_factor)).sum())
+        if num_slots != expected:
             raise ValueError(
-                f"input_ids hold {num_slots} <IMG_CONTEXT> tokens but {num_images} images x "
-                f"{self.num_image_tokens} tokens were given"
+                f"input_ids hold {num_slots} <IMG_CONTEXT> tokens but the images give {expected} "
+                f"(one per {self.image_factor}x{self.image_factor} pixels)"
             )
-        if num_images:
-            features = self.extract_image_features(pixel_values).to(embeds.dtype)
+        if expected:
+            features = self.image_features(pixel_values, image_sizes).to(embeds.dtype)
             # masked_scatter fills the masked positions in row-major order: image i of the flat list goes to the
             # i-th <IMG_CONTEXT> block, which is why the collator orders pixel_values sample by sample.
-            embeds = embeds.masked_scatter(image_mask[..., None], features.reshape(-1, features.shape[-1]))
+            embeds = embeds.masked_scatter(image_mask[..., None], features)
         # Positions count real tokens only. Upstream passes no position_ids (positions 0..L-1 including left padding);
         # rotary attention depends only on position differences, so both give the same features for real tokens.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
@@ -186,9 +214,13 @@ class EagleBackbone(nn.Module):
         self.model = Gr00tVLM(config)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        features, image_mask = self.model(input_ids, attention_mask, pixel_values)
+        features, image_mask = self.model(input_ids, attention_mask, pixel_values, image_sizes)
         return {
             "backbone_features": features,  # (B, L, backbone_embedding_dim)
             "backbone_attention_mask": attention_mask == 1,  # (B, L)

@@ -116,9 +116,12 @@ class Gr00tN1d6Config(PretrainedConfig):
     vision_config: dict | PretrainedConfig | None = None
     text_config: dict | PretrainedConfig | None = None
     image_token_index: int = 151669  # id of <IMG_CONTEXT>; create_model() aligns it with the tokenizer
-    image_size: int = 224  # square side the vision tower takes (upstream keeps native aspect ratios)
+    # None (upstream): each image keeps its aspect ratio and is resized to multiples of image_factor
+    # (patch_size / downsample_ratio = 28 px for Eagle) by upstream's smart_resize, one <IMG_CONTEXT> per factor^2
+    # pixels. An int: every image is squashed to that square side (this project's small presets).
+    image_size: int | None = None
     downsample_ratio: float = 0.5  # pixel shuffle factor between vision tower and mlp1
-    num_image_tokens: int | None = None  # <IMG_CONTEXT> tokens per image; derived when None
+    num_image_tokens: int | None = None  # <IMG_CONTEXT> tokens per image for a square image_size; derived when None
 
     # --- processing (used by the processor, not by the network) -----------------------------------------------------
     image_crop_size: list[int] | None = None
@@ -182,12 +185,18 @@ class Gr00tN1d6Config(PretrainedConfig):
 
     # ---------------------------------------------------------------------------------------------------------------
     @property
-    def patches_per_side(self) -> int:
-        return self.image_size // self.vision_config.patch_size
+    def image_factor(self) -> int:
+        """Pixels per image-token side: a vision patch times the pixel-shuffle factor (28 for Eagle)."""
+        return self.vision_config.patch_size * round(1.0 / self.downsample_ratio)
 
-    def derived_num_image_tokens(self) -> int:
+    @property
+    def patches_per_side(self) -> int | None:
+        return None if self.image_size is None else self.image_size // self.vision_config.patch_size
+
+    def derived_num_image_tokens(self) -> int | None:
+        """Tokens per image for a square image_size; None when each image's own size decides."""
         side = self.patches_per_side
-        return int(round(side * self.downsample_ratio)) ** 2
+        return None if side is None else int(round(side * self.downsample_ratio)) ** 2
 
     def validate_architecture(self) -> None:
         """Fail at config time on combinations the network cannot be built from."""
@@ -209,11 +218,16 @@ class Gr00tN1d6Config(PretrainedConfig):
         if not 0 <= self.tune_top_llm_layers <= self.select_layer:
             errors.append(f"tune_top_llm_layers {self.tune_top_llm_layers} must be in [0, select_layer]")
         patch = self.vision_config.patch_size
-        if self.image_size % patch:
-            errors.append(f"image_size {self.image_size} must be a multiple of the patch size {patch}")
-        side = self.patches_per_side
         scale = 1.0 / self.downsample_ratio
-        if abs(scale - round(scale)) > 1e-6 or side % round(scale):
+        side = self.patches_per_side
+        if abs(scale - round(scale)) > 1e-6:
+            errors.append(f"downsample_ratio {self.downsample_ratio} must be 1/n for an integer n")
+        elif self.image_size is None:
+            if self.num_image_tokens is not None:
+                errors.append("num_image_tokens must be null when image_size is null (each image's size decides)")
+        elif self.image_size % patch:
+            errors.append(f"image_size {self.image_size} must be a multiple of the patch size {patch}")
+        elif side % round(scale):
             errors.append(f"{side} patches per side cannot be pixel-shuffled by downsample_ratio {self.downsample_ratio}")
         elif self.num_image_tokens != self.derived_num_image_tokens():
             errors.append(

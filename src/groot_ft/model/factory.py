@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 
 from groot_ft.io import share_like_umask
 
+from .configuration import Gr00tN1d6Config
 from .modeling import Gr00tN1d6
 from .presets import PRESETS, preset
-from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer
+from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_tokenizer, has_tokenizer_files, load_tokenizer
 
 DEFAULT_SEED = 0
+
+
+class TokenizerNotFoundError(FileNotFoundError):
+    """A model whose vocabulary needs a tokenizer that was not found; the message says where to get it."""
 
 EMBED_KEY = "backbone.model.language_model.model.embed_tokens.weight"
 LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
@@ -65,14 +68,19 @@ def create_model(
 
     ``bf16_weights``: apply upstream's ``load_bf16`` + ``backbone_trainable_params_fp32``
     (:meth:`Gr00tN1d6.apply_bf16_weights`); ``None`` = do it when the config's ``load_bf16`` is set and CUDA is
-    available. ``tokenizer``: a tokenizer or a directory to load one from; by default the checkpoint's own
-    (``tokenizer_config.json`` beside the weights) or, failing that, this project's byte tokenizer.
+    available. ``tokenizer``: a tokenizer or a directory to load one from (``tokenizer_path``); by default the
+    checkpoint's own files beside its config.json, the byte tokenizer for presets and for models built on it, and
+    otherwise :class:`TokenizerNotFoundError` (see :func:`checkpoint_tokenizer`). ``tokenizer.source`` says which.
     """
     if isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer))
+        source = os.fspath(tokenizer)
+        tokenizer = load_tokenizer(source)
+        tokenizer.source = f"{source} (tokenizer_path)"
 
     if isinstance(base_model_path, str) and base_model_path in PRESETS:
-        tokenizer = tokenizer or build_tokenizer()
+        if tokenizer is None:
+            tokenizer = build_tokenizer()
+            tokenizer.source = f"byte tokenizer (preset {base_model_path!r})"
         config = preset(base_model_path, **config_overrides)
         # Presets with upstream's 151680-token vocabulary keep their embedding size (for faithful sizes) but use this
         # project's tokenizer, so the image token id must be the tokenizer's.
@@ -93,6 +101,8 @@ def create_model(
             f"{base_model_path!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory with "
             "config.json"
         )
+    # The tokenizer first: a checkpoint that cannot be fed correctly fails before gigabytes of weights are read.
+    tokenizer = checkpoint_tokenizer(path, Gr00tN1d6Config.from_pretrained(os.fspath(path)), tokenizer)
     keys = _checkpoint_keys(path)
     load_kwargs = {}
     if keys is not None and EMBED_KEY not in keys and LM_HEAD_KEY in keys:
@@ -110,25 +120,6 @@ def create_model(
         shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
         raise ValueError(f"{path}: checkpoint lacks weights for {shown}")
 
-    if tokenizer is None and (path / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(path))
-    if tokenizer is None:
-        # e.g. a trainer checkpoint saved without the tokenizer: the byte tokenizer is deterministic, so rebuild it.
-        tokenizer = build_tokenizer()
-        image_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
-        if image_id != model.config.image_token_index:
-            # An upstream checkpoint ships no tokenizer (upstream vendors Eagle's in its source tree). Image tokens
-            # only mark where image features go, so re-pointing image_token_index keeps the model consistent, but the
-            # byte tokens are not the ids the pretrained LLM embeddings were trained on.
-            warnings.warn(
-                f"{path}: no tokenizer files; using the byte tokenizer and setting image_token_index "
-                f"{model.config.image_token_index} -> {image_id}. Text token ids will not match the pretrained "
-                "LLM embeddings: copy the backbone's tokenizer files (tokenizer_config.json, ...) into the directory "
-                "or pass tokenizer=... to keep them.",
-                stacklevel=2,
-            )
-            model.config.image_token_index = image_id
-            model.backbone.model.image_token_index = image_id
     image_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     if image_id != model.config.image_token_index:
         raise ValueError(
@@ -140,6 +131,33 @@ def create_model(
     if _resolve_bf16(bf16_weights, model.config):
         model.apply_bf16_weights()
     return model, tokenizer
+
+
+
+def checkpoint_tokenizer(path: Path, config, tokenizer=None):
+    """The tokenizer for checkpoint directory ``path`` (``config``: its config), with ``.source`` saying where it came
+    from. Never falls back silently: a vocabulary no tokenizer here matches is an error saying where to get one."""
+    if tokenizer is not None:
+        tokenizer.source = getattr(tokenizer, "source", None) or "given by the caller"
+    elif has_tokenizer_files(path):
+        tokenizer = load_tokenizer(path)
+        tokenizer.source = f"{path} (tokenizer files beside config.json)"
+    elif config.text_config.vocab_size == VOCAB_SIZE and config.image_token_index == IMG_CONTEXT_ID:
+        # A model built for this project's byte tokenizer (a 260-token vocabulary) whose directory lacks the files:
+        # the byte tokenizer is deterministic, so this rebuilds exactly the one it was trained with.
+        tokenizer = build_tokenizer()
+        tokenizer.source = f"byte tokenizer, rebuilt ({path} holds a {VOCAB_SIZE}-token byte-tokenizer model)"
+    else:
+        # Upstream checkpoints ship no tokenizer (upstream vendors Eagle's in its source tree). Any other tokenizer
+        # would feed the pretrained LLM ids it never saw, so there is no fallback.
+        raise TokenizerNotFoundError(
+            f"{path}: no tokenizer files (tokenizer_config.json + vocab.json/merges.txt or tokenizer.json) beside "
+            f"config.json, and the model's {config.text_config.vocab_size}-token vocabulary needs its own "
+            "tokenizer. Upstream GR00T N1.6 checkpoints ship none: set `tokenizer_path` to a directory holding "
+            "upstream's Eagle tokenizer files (Isaac-GR00T's gr00t/model/modules/nvidia/Eagle-Block2A-2B-v2/), or copy "
+            "those files next to the checkpoint's config.json"
+        )
+    return tokenizer
 
 
 def save_model(model: Gr00tN1d6, tokenizer, out_dir: str | os.PathLike) -> Path:

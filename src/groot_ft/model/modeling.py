@@ -201,10 +201,13 @@ class Gr00tN1d6(PreTrainedModel):
             return None
         return x.to(device=self.device, dtype=self.head_dtype)
 
-    def _backbone(self, input_ids, attention_mask, pixel_values) -> dict[str, torch.Tensor]:
+    def _backbone(self, input_ids, attention_mask, pixel_values, image_sizes=None) -> dict[str, torch.Tensor]:
         device = self.device
         out = self.backbone(
-            input_ids.to(device), attention_mask.to(device), None if pixel_values is None else pixel_values.to(device)
+            input_ids.to(device),
+            attention_mask.to(device),
+            None if pixel_values is None else pixel_values.to(device),
+            image_sizes,  # read on the host: it only says how to crop the padded images
         )
         out["backbone_features"] = out["backbone_features"].to(self.head_dtype)  # bf16 backbone -> fp32 head
         return out
@@ -218,11 +221,13 @@ class Gr00tN1d6(PreTrainedModel):
         action: torch.Tensor,
         action_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
     ) -> Gr00tN1d6Output:
-        """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce)."""
+        """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce).
+        ``image_sizes`` (N_images, 2): the true sizes of zero-padded images of different sizes (the collator's)."""
         if action_mask is None:
             action_mask = torch.ones_like(action)
-        backbone_output = self._backbone(input_ids, attention_mask, pixel_values)
+        backbone_output = self._backbone(input_ids, attention_mask, pixel_values, image_sizes)
         out = self.action_head(
             backbone_output,
             state=self._float(state),
@@ -244,12 +249,13 @@ class Gr00tN1d6(PreTrainedModel):
         action_mask: torch.Tensor | None = None,
         num_inference_timesteps: int | None = None,
         generator: torch.Generator | None = None,
+        image_sizes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Sample an action chunk: ``{"action_pred": (B, action_horizon, max_action_dim)}`` (normalised, padded)."""
         was_training = self.training
         self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
         try:
-            backbone_output = self._backbone(input_ids, attention_mask, pixel_values)
+            backbone_output = self._backbone(input_ids, attention_mask, pixel_values, image_sizes)
             pred = self.action_head.get_action(
                 backbone_output,
                 state=self._float(state),

@@ -5,7 +5,8 @@
 - ``mid``: ~0.3 B parameters with the same structure, for timing the code paths at a size between the two (a
   SigLIP2-base-like tower at 224 px, a 6-of-12-layer 1024-wide Qwen3, an 8-block 768-wide DiT, 64-dim padding).
 - ``n1.6-3b``: upstream's sizes (Eagle SigLIP2 + Qwen3-1.7B truncated to 16 layers, 32-block DiT, and the shipped
-  checkpoint's padding sizes 50 / 128 / 128). Building it materialises ~3 B fp32 parameters (~12 GB); build it on
+  checkpoint's padding sizes 50 / 128 / 128) and upstream's image geometry (native aspect ratio, one token per 28 x 28
+  pixels: 81 tokens for a 256 x 256 frame). Building it materialises ~3 B fp32 parameters (~12 GB); build it on
   ``torch.device("meta")`` to inspect shapes or count parameters.
 """
 

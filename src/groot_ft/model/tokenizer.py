@@ -74,3 +74,55 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token")
     return ids
+
+
+# --- upstream's Eagle tokenizer (Qwen3 BPE + Eagle's added tokens) ------------------------------------------------
+# The files a directory must hold for it (tokenizer.json may replace vocab.json + merges.txt).
+TOKENIZER_FILES = ("tokenizer_config.json",)
+CHAT_START = "<|im_start|>"
+CHAT_END = "<|im_end|>"
+# What upstream's Eagle chat template renders before the user's content when the conversation has no system turn.
+CHAT_SYSTEM_PREAMBLE = f"{CHAT_START}system\nYou are a helpful assistant.{CHAT_END}\n"
+
+
+def has_tokenizer_files(directory) -> bool:
+    from pathlib import Path
+
+    root = Path(directory)
+    return (root / "tokenizer_config.json").is_file() and (
+        (root / "tokenizer.json").is_file() or ((root / "vocab.json").is_file() and (root / "merges.txt").is_file())
+    )
+
+
+def load_tokenizer(directory):
+    """A tokenizer from local files, without running any code shipped beside them.
+
+    Upstream's vendored Eagle directory names class ``Qwen2Tokenizer`` and carries ``auto_map`` entries for its remote
+    processor classes; the class is loaded directly (``trust_remote_code=False``), so nothing waits on a prompt and
+    no foreign code runs. Padding is on the left, as upstream's Eagle processor sets it.
+    """
+    import json
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    root = Path(directory)
+    if not has_tokenizer_files(root):
+        raise FileNotFoundError(
+            f"{root}: no tokenizer files (need tokenizer_config.json plus tokenizer.json or vocab.json + merges.txt)"
+        )
+    declared = json.loads((root / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    if declared in ("Qwen2Tokenizer", "Qwen2TokenizerFast"):
+        from transformers import Qwen2TokenizerFast
+
+        tokenizer = Qwen2TokenizerFast.from_pretrained(str(root))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(root), trust_remote_code=False)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def uses_chat_prompt(tokenizer) -> bool:
+    """True for upstream's Eagle/Qwen3 tokenizer (it has the chat-turn tokens); the byte tokenizer has none."""
+    token_id = tokenizer.convert_tokens_to_ids(CHAT_START)
+    return token_id is not None and token_id != tokenizer.unk_token_id
