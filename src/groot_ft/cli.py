@@ -9,6 +9,7 @@
     groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--dataset D ...] [--processor-files-only]
     groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
+    groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
 
 Training itself is ``accelerate launch ... -m groot_ft.train`` (see ``groot_ft/train.py``).
 Errors go to stderr with the file and field they concern; the exit code is non-zero.
@@ -60,18 +61,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return stats_main(args.stats_argv)
 
 
-def image_edge_for(base_model_path: str) -> int:
-    """The processor's working image size: from a model directory's files, else from the named preset."""
+def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
+    """The processor's working image size: from a model directory's files (a hub repo id is resolved offline to its
+    snapshot in the hub cache), else from the named preset."""
     import json
 
-    root = Path(base_model_path)
+    from groot_ft.hub import resolve_base_model
+
+    resolved = resolve_base_model(base_model_path, revision=revision)
+    root = resolved if resolved is not None else Path(base_model_path)
     if (root / "processor_config.json").is_file():
         return int(json.loads((root / "processor_config.json").read_text())["processor_kwargs"]["shortest_image_edge"])
+    # A square image_size (small presets) is the working size; upstream's geometry (image_size null) works at the
+    # processor's shortest_image_edge and leaves the rest to the collator's smart_resize.
     if (root / "config.json").is_file():
-        return int(json.loads((root / "config.json").read_text())["image_size"])
+        config = json.loads((root / "config.json").read_text())
+        return int(config.get("image_size") or config["shortest_image_edge"])
     from groot_ft.model import preset
 
-    return int(preset(base_model_path).image_size)
+    config = preset(base_model_path)
+    return int(config.image_size or config.shortest_image_edge)
 
 
 def parse_eval_episodes(text: str) -> int | list[int]:
@@ -105,7 +114,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
     from groot_ft.config import split_episodes
     from groot_ft.data.lerobot import LeRobotDataset
 
-    edge = args.image_edge or image_edge_for(args.base_model_path)
+    edge = args.image_edge or image_edge_for(args.base_model_path, args.base_model_revision)
     episodes = None
     if args.split != "all":
         held = parse_eval_episodes(args.eval_episodes)
@@ -123,6 +132,48 @@ def cmd_shards(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     print(f"wrote {manifest}")
+    return 0
+
+
+def cmd_fetch_base_model(args: argparse.Namespace) -> int:
+    """Download (or find in the hub cache) the base model and tokenizer a run needs, so compute nodes run offline."""
+    from groot_ft.hub import fetch
+    from groot_ft.io import atomic_write_json
+
+    info = fetch(args.base_model, tokenizer_path=args.tokenizer, revision=args.revision)
+    if info["kind"] == "preset":
+        print(f"base model: preset {args.base_model!r}, built fresh; nothing to fetch")
+    elif info["kind"] == "hub":
+        print(f"base model: {args.base_model} at commit {info['commit']}, in the hub cache: {info['base_model_dir']}")
+    else:
+        print(f"base model: local directory {info['base_model_dir']}")
+    if info["tokenizer_dir"]:
+        where = f"commit {info['tokenizer_commit']} in the hub cache" if info["tokenizer_kind"] == "hub" else "local"
+        print(f"tokenizer: {args.tokenizer} ({where}): {info['tokenizer_dir']}")
+    elif info["tokenizer_source"] == "base_model":
+        print(f"tokenizer: the files beside the checkpoint in {info['base_model_dir']}")
+    elif info["tokenizer_source"] is None:
+        print(f"warning: {info['base_model_dir']} has no tokenizer files (upstream's checkpoint ships none) and "
+              f"tokenizer_path is not set: training would fall back to the byte tokenizer, whose ids do not match "
+              f"the pretrained LLM embeddings; set tokenizer_path to the Eagle tokenizer directory", file=sys.stderr)
+    if args.out:
+        atomic_write_json(args.out, info)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from groot_ft.inspect_inputs import inspect_sample, write_inspection
+
+    inspection = inspect_sample(args.base_model, args.dataset, args.embodiment_tag, args.episode, args.step,
+                                modality_config=args.modality_config, stats_dir=args.stats,
+                                tokenizer_path=args.tokenizer)
+    out = write_inspection(inspection, args.out)
+    batch = inspection.batch
+    print("\n".join(inspection.provenance))
+    print(f"{batch['input_ids'].shape[1]} tokens, {len(inspection.images)} image(s) "
+          f"{' '.join('x'.join(map(str, i.shape[:2])) for _, i in inspection.images)}, state {tuple(batch['state'].shape[1:])}"
+          f", embodiment id {int(batch['embodiment_id'][0])}; wrote {out}/inputs.safetensors, prompt.txt, images/")
     return 0
 
 
@@ -192,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset")
     p.add_argument("--modality-config", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--base-model-path", default="tiny", help="decides the processor's image size")
+    p.add_argument("--base-model-path", default="tiny",
+                   help="decides the processor's image size: a preset, a directory, or a hub repo id (read offline "
+                   "from the hub cache)")
+    p.add_argument("--base-model-revision", help="the hub revision of --base-model-path (branch, tag or commit)")
     p.add_argument("--image-edge", type=int, help="override the stored frames' shortest edge")
     p.add_argument("--shard-size", type=int, default=1024)
     p.add_argument("--episode-sampling-rate", type=float, default=0.1)
@@ -232,9 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only copy processor/* beside the final model (the step before open-loop evaluation)")
     p.set_defaults(func=cmd_package)
 
+    p = sub.add_parser("inspect", help="write exactly what the model sees for one sample (no weights are read)")
+    p.add_argument("--base-model", required=True, help="a preset, a local checkpoint directory or a hub repo id")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--embodiment-tag", required=True)
+    p.add_argument("--modality-config", help="default: the base checkpoint's config for the embodiment tag")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--step", type=int, default=0)
+    p.add_argument("--stats", help="a `groot-ft stats` output directory (default: the dataset's meta/stats.json)")
+    p.add_argument("--tokenizer", help="tokenizer directory or hub id, for a checkpoint that ships none")
+    p.add_argument("--out", required=True, help="directory to write (replaced as a whole)")
+    p.set_defaults(func=cmd_inspect)
+
     p = sub.add_parser("verify", help="recompute every sha256 in manifest.json (and release/); exit 1 on problems")
     p.add_argument("output_dir")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("fetch-base-model",
+                       help="download the base model (and tokenizer) into the Hugging Face cache for offline nodes")
+    p.add_argument("base_model", help="a hub repo id (nvidia/GR00T-N1.6-3B), a local directory, or a preset")
+    p.add_argument("--tokenizer", help="a local directory or hub repo id with the tokenizer files (tokenizer_path)")
+    p.add_argument("--revision", help="hub branch, tag or commit of the base model (base_model_revision)")
+    p.add_argument("--out", help="write the resolved local paths and the snapshot commit here (JSON)")
+    p.set_defaults(func=cmd_fetch_base_model)
     return parser
 
 

@@ -6,12 +6,13 @@ null and never decoded past the last needed one), plus the state/action groups a
 cache is rebuilt only when its episode's files change (fingerprint in the cache metadata). Episodes are built in
 parallel over ``threads`` threads; a cache depends only on its episode, so the result does not depend on that count.
 
-Frames go from the decoder to the JPEG encoder without leaving FFmpeg: libswscale scales the decoded YUV picture
-with area averaging straight into full-range YUV 4:4:4, and FFmpeg's MJPEG encoder (an intra-only, stateless JPEG
-encoder, one slice, so the bytes do not depend on the CPU count) compresses it. That avoids a full-size RGB
-conversion, a PIL resize and PIL's per-image overhead, which cost more than decoding itself on small frames
-(docs/benchmarks.md). The files are plain baseline JPEG (JFIF), which any reader opens; the loader reads them with
-libjpeg-turbo.
+Frames go from the decoder to the JPEG encoder without leaving FFmpeg: libswscale first makes the RGB24 picture a
+plain decode gives (the one upstream's decoder gives, bit for bit), then scales it with area averaging into
+full-range YUV 4:4:4, and FFmpeg's MJPEG encoder (an intra-only, stateless JPEG encoder, one slice, so the bytes do
+not depend on the CPU count) compresses it. So the only loss against upstream's frames is the JPEG codec's own
+(45.5 dB PSNR on gr1; going from the video's 4:2:0 straight to 4:4:4 gave 41.1 dB). That avoids a PIL resize and
+PIL's per-image overhead, which cost more than decoding itself on small frames (docs/benchmarks.md). The files are
+plain baseline JPEG (JFIF), which any reader opens; the loader reads them with libjpeg-turbo.
 
 Stage 2 assembles ``shard_XXXXX.arrow`` files of about ``shard_size`` samples with upstream GR00T's assignment:
 episodes in a seeded order, each episode's valid steps shuffled and split into ``1/episode_sampling_rate``
@@ -56,11 +57,12 @@ SHARD_FORMAT_VERSION = 1
 #: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
 JPEG_QSCALE = 1
 #: everything about how frames are turned into bytes; part of each episode cache's fingerprint
-FRAME_ENCODING = f"ffmpeg-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact-1slice"
+FRAME_ENCODING = f"ffmpeg-rgb24-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact-1slice"
 # BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
 _SCALE_FLAGS = int(Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT)
 # resolved once: PyAV looks names up on every call, and stage 1 makes one call per frame
 _YUV444 = av.VideoFormat("yuv444p")
+_RGB24 = av.VideoFormat("rgb24")
 _FULL_RANGE = int(ColorRange.JPEG)
 _FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
 _ENCODE_BATCH_PIXELS = 8 << 20  # decoded pixels held at most before encoding them (~12 MiB of 4:2:0 frames)
@@ -151,6 +153,7 @@ class FrameEncoder:
         self.edge = edge
         self.huffman = huffman
         self._scaler = VideoReformatter()
+        self._rgb = VideoReformatter()
         self._targets: dict[tuple[int, int], tuple[int, int, Any, Fraction]] = {}
         self._count = 0
 
@@ -180,6 +183,11 @@ class FrameEncoder:
 
     def encode(self, frame: av.VideoFrame) -> bytes:
         width, height, encoder, time_base = self._target(frame.width, frame.height)
+        if frame.format.name != "rgb24":
+            # First the RGB24 picture a plain decode gives (PyAV's default conversion, which is the frame upstream's
+            # torchcodec decode gives, bit for bit): the video's own chroma upsampling, not ours. Going from 4:2:0
+            # to the encoder's 4:4:4 directly (area filter) cost ~4 dB: 41.1 -> 45.5 dB PSNR on gr1.
+            frame = self._rgb.reformat(frame, format=_RGB24, threads=1)
         # one scaler thread: episodes run in parallel already, and FFmpeg's slice threads cost more than they
         # save on frames this small
         small = self._scaler.reformat(frame, width, height, _YUV444, interpolation=_SCALE_FLAGS,

@@ -171,7 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         SourceDirs(spec, Path(dataset), Path(stats), Path(shards), None if ev == "-" else Path(ev))
         for spec, dataset, stats, shards, ev in zip(specs, args.dataset, args.stats, args.shards, args.eval_shards)
     ]
-    return Trainer(cfg, sources).train()
+    from groot_ft.hub import BaseModelError
+    from groot_ft.modality import ModalityConfigError
+    from groot_ft.model import TokenizerNotFoundError
+    from groot_ft.processor import ProcessorError
+
+    try:
+        return Trainer(cfg, sources).train()
+    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # a problem with the run's inputs, not a crash: no traceback
+        return 2
 
 
 @dataclass(frozen=True)
@@ -245,13 +254,25 @@ class Trainer:
         from groot_ft.data.loader import MixtureSource, ShardedMixtureDataset
         from groot_ft.model import Gr00tCollator, create_model
         from groot_ft.modality import load_modality_config
-        from groot_ft.processor import Gr00tProcessor, statistics_from_dataset_stats
+        from groot_ft.processor import statistics_from_dataset_stats
+        from groot_ft.run_processor import build_run_processor, resolve_modality_configs
         from groot_ft.shards import ShardSet
         from groot_ft.data.lerobot import LeRobotDataset
 
-        modality_cfgs = {s.spec.embodiment_tag: load_modality_config(s.spec.modality_config_path) for s in self.sources}
+        from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
+
+        # Offline by design: the workflow's fetch step put hub snapshots into the cache before any compute job.
+        base_dir = resolve_base_model(cfg.base_model_path, revision=cfg.base_model_revision)
+        tokenizer_dir = resolve_tokenizer_dir(cfg.tokenizer_path)
+        print0(f"base model: {base_dir or f'preset {cfg.base_model_path!r} (fresh weights)'}")
+        # whose processor files (embodiment configs, image and normalisation settings) apply: upstream's semantics
+        processor_base = base_dir if base_dir is not None and (base_dir / "processor_config.json").is_file() else None
+        requested = {s.spec.embodiment_tag: load_modality_config(s.spec.modality_config_path)
+                     if s.spec.modality_config_path else None for s in self.sources}
+        modality_cfgs = resolve_modality_configs(processor_base, requested)  # None: the base checkpoint's entry
         model, tokenizer = create_model(
-            cfg.base_model_path,
+            cfg.base_model_path if base_dir is None else base_dir,
+            tokenizer=tokenizer_dir,
             tune_llm=cfg.tune_llm,
             tune_visual=cfg.tune_visual,
             tune_projector=cfg.tune_projector,
@@ -273,17 +294,19 @@ class Trainer:
                 relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
                 modality_json = LeRobotDataset(s.dataset).modality
                 statistics[tag] = statistics_from_dataset_stats(stats, relative, modality_json, modality_cfgs[tag])
-        processor = Gr00tProcessor(
-            modality_configs=modality_cfgs,
-            statistics=statistics,
-            max_state_dim=mcfg.max_state_dim,
-            max_action_dim=mcfg.max_action_dim,
-            max_action_horizon=mcfg.action_horizon,
-            shortest_image_edge=edges.pop(),
+        print0(f"tokenizer: {tokenizer.source}")
+        processor, self.processor_provenance = build_run_processor(
+            processor_base,
+            requested,
+            statistics,
             color_jitter_params=cfg.color_jitter_params,
             random_rotation_angle=cfg.random_rotation_angle,
-            use_relative_action=True,
+            override_pretraining_statistics=cfg.override_pretraining_statistics,
+            model_config=mcfg,
+            shortest_image_edge=edges.pop(),
         )
+        for line in self.processor_provenance:
+            print0(f"processor: {line}")
         processor.train()
         collator = Gr00tCollator(tokenizer, mcfg)
         self._eval_setup(modality_cfgs=modality_cfgs, processor=processor, collator=collator, rank=rank, world=world)
@@ -519,6 +542,7 @@ class Trainer:
             atomic_write_json(exp / "final_model_config.json", model.config.to_dict())
             atomic_write_json(exp / "dataset_statistics.json", statistics)
             atomic_write_json(exp / "deepspeed_config.json", ds_config)
+            atomic_write_text(exp / "processor_provenance.txt", "".join(f"{line}\n" for line in self.processor_provenance))
             processor.save_pretrained(self.output_dir / "processor")
             atomic_write_json(self.output_dir / "wandb_config.json", {"project": WANDB_PROJECT, "run_id": self.cfg.run_name})
         acc.wait_for_everyone()

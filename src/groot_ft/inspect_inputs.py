@@ -1,0 +1,163 @@
+"""groot-ft inspect: exactly what the model sees for one sample, from the base model's config, processor files and
+tokenizer alone (its weights are never read, so a 3B checkpoint takes seconds).
+
+    groot-ft inspect --base-model nvidia/GR00T-N1.6-3B --dataset D --embodiment-tag gr1 --episode 0 --step 100 --out DIR
+
+writes into ``DIR`` (replaced as a whole, never left half-written):
+
+* ``inputs.safetensors``: the tensors the forward receives, in eval mode (centre crop, no augmentation), laid out as
+  upstream's reference dump: ``input_ids`` and ``attention_mask`` (1, L); ``pixel_values`` (1, N_images, 3, H, W)
+  (or the padded (N_images, 3, H, W) plus ``image_sizes`` when the images differ in size); ``state`` (T_s,
+  max_state_dim); ``action`` and ``action_mask`` (action_horizon, max_action_dim); ``embodiment_id`` (1,);
+* ``prompt.txt``: the decoded token sequence;
+* ``images/NN_<camera>_t<offset>.png``: each image as it reaches the vision tower (after the processor's crop and
+  resize and the collator's resize, before normalisation);
+* ``provenance.txt``: where the tokenizer, modality config, processor settings and statistics came from.
+
+Statistics: ``--stats DIR`` (a ``groot-ft stats`` output: stats.json and, for relative actions, relative_stats.json),
+else the dataset's own ``meta/stats.json`` (+ ``meta/relative_stats.json``), as upstream reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class InspectError(ValueError):
+    """A problem with inspect's inputs; the message names the file, key or episode."""
+
+
+@dataclass
+class Inspection:
+    batch: dict[str, Any]
+    prompt: str
+    images: list[tuple[str, np.ndarray]]  # (file name, uint8 (H, W, 3))
+    provenance: list[str]
+
+
+def _statistics(dataset, stats_dir: Path | None, modality_cfg) -> tuple[dict[str, Any], str]:
+    from groot_ft.processor import statistics_from_dataset_stats
+
+    root = stats_dir if stats_dir is not None else dataset.root / "meta"
+    stats_path = root / "stats.json"
+    if not stats_path.is_file():
+        raise InspectError(f"{stats_path}: no statistics; run `groot-ft stats {dataset.root} --out DIR` and pass "
+                           "--stats DIR")
+    rel_path = root / "relative_stats.json"
+    relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
+    stats = statistics_from_dataset_stats(json.loads(stats_path.read_text()), relative, dataset.modality, modality_cfg)
+    return stats, f"statistics: {stats_path}" + (f" + {rel_path}" if relative is not None else "")
+
+
+def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_tag: str, episode: int, step: int,
+                   *, modality_config: str | None = None, stats_dir: str | os.PathLike | None = None,
+                   tokenizer_path: str | None = None) -> Inspection:
+    from groot_ft.data.lerobot import LeRobotDataset
+    from groot_ft.embodiment import normalize_tag
+    from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
+    from groot_ft.modality import load_modality_config
+    from groot_ft.model import Gr00tCollator, Gr00tN1d6Config, build_tokenizer, checkpoint_tokenizer, preset
+    from groot_ft.model.tokenizer import IMG_CONTEXT_TOKEN, load_tokenizer
+    from groot_ft.run_processor import build_run_processor, resolve_modality_configs
+
+    tag = normalize_tag(embodiment_tag)
+    base_dir = resolve_base_model(base_model)
+    tokenizer_dir = resolve_tokenizer_dir(tokenizer_path)
+    tokenizer = None
+    if tokenizer_dir is not None:
+        tokenizer = load_tokenizer(tokenizer_dir)
+        tokenizer.source = f"{tokenizer_dir} (tokenizer_path)"
+    if base_dir is None:
+        config = preset(base_model)
+        if tokenizer is None:
+            tokenizer = build_tokenizer()
+            tokenizer.source = f"byte tokenizer (preset {base_model!r})"
+        config.image_token_index = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
+    else:
+        config = Gr00tN1d6Config.from_pretrained(os.fspath(base_dir))
+        tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
+    provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)}", f"tokenizer: {tokenizer.source}"]
+
+    ds = LeRobotDataset(dataset_root)
+    user_cfg = load_modality_config(modality_config) if modality_config else None
+    # the config in force decides which dataset columns the statistics are cut from
+    probe_cfg = resolve_modality_configs(base_dir, {tag: user_cfg})[tag]
+    stats, stats_source = _statistics(ds, Path(stats_dir) if stats_dir else None, probe_cfg)
+    processor, lines = build_run_processor(
+        base_dir, {tag: user_cfg}, {tag: stats}, color_jitter_params=None, random_rotation_angle=None,
+        override_pretraining_statistics=True, model_config=config,
+        shortest_image_edge=None if base_dir is not None else config.image_size or config.shortest_image_edge,
+    )
+    provenance += lines + [stats_source]
+    processor.eval()
+    cfg = processor.modality_configs[tag]
+
+    known_episodes = {e.index: e for e in ds.episodes}
+    if episode not in known_episodes:
+        raise InspectError(f"{ds.root}: no episode {episode} (it has {len(known_episodes)}: "
+                           f"{min(known_episodes)}..{max(known_episodes)})")
+    arrays = ds.load_episode(episode, cfg)
+    if not 0 <= step < arrays.length:
+        raise InspectError(f"{ds.root}: episode {episode} has {arrays.length} steps; --step {step} is outside")
+    def rows(deltas) -> np.ndarray:  # offsets clamped to the episode, as the shards and open-loop eval do
+        return np.clip(step + np.asarray(deltas), 0, arrays.length - 1)
+
+    observation = {
+        "video": {k: ds.read_episode_frames(episode, ds.video_original_key(k), rows(cfg.video.delta_indices))
+                  for k in cfg.video.modality_keys},
+        "state": {k: arrays.state[k][rows(cfg.state.delta_indices)] for k in cfg.state.modality_keys},
+        "action": {k: arrays.action[k][rows(cfg.action.delta_indices)] for k in cfg.action.modality_keys},
+        "language": {cfg.language.modality_keys[0]: arrays.language[step]},
+    }
+    sample = processor(observation, tag)
+
+    collator = Gr00tCollator(tokenizer, config)
+    resized = collator.resized_images(sample["images"])
+    batch = collator([sample])
+    names = [f"{i:02d}_{cam}_t{d:+d}.png" for i, (d, cam) in
+             enumerate((d, cam) for d in cfg.video.delta_indices for cam in cfg.video.modality_keys)]
+    images = [(name, image.transpose(1, 2, 0)) for name, image in zip(names, resized)]
+    prompt = tokenizer.decode(batch["input_ids"][0])
+    return Inspection(batch=batch, prompt=prompt, images=images, provenance=provenance)
+
+
+def write_inspection(inspection: Inspection, out_dir: str | os.PathLike) -> Path:
+    """The files of the module docstring, written into a temporary sibling and renamed into place."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    batch = inspection.batch
+    tensors = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "state": batch["state"][0],
+        "embodiment_id": batch["embodiment_id"],
+    }
+    if "image_sizes" in batch:
+        tensors["pixel_values"], tensors["image_sizes"] = batch["pixel_values"], batch["image_sizes"]
+    else:
+        tensors["pixel_values"] = batch["pixel_values"][None]
+    if "action" in batch:
+        tensors["action"], tensors["action_mask"] = batch["action"][0], batch["action_mask"][0]
+    save_file({k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()},
+              str(tmp / "inputs.safetensors"))
+    (tmp / "prompt.txt").write_text(inspection.prompt)
+    (tmp / "provenance.txt").write_text("\n".join(inspection.provenance) + "\n")
+    for name, image in inspection.images:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp / "images" / name)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
