@@ -11,7 +11,7 @@ What it does, in order (results go to ``OUT/gpu_check.json``, rewritten after ev
 leaves what it measured):
 
 1. ``prepare``: the dataset's statistics and training shards at the model's image size, with the workflow's own
-   commands (``python -m groot_ft.stats``, ``groot-ft shards``), into ``WORK`` (skipped when already there; build them
+   commands (``groot-ft stats``, ``groot-ft shards``), into ``WORK`` (skipped when already there; build them
    on a CPU machine and carry them to save GPU time).
 2. For each ``--batch``: one ``accelerate launch --use_deepspeed`` process (ZeRO-2 from ``config/deepspeed``, one
    process), running ``groot_ft.train.Trainer``'s own ``setup`` and ``train_step`` on the ``--model`` preset from
@@ -81,7 +81,7 @@ def prepare(args: argparse.Namespace) -> dict:
     timings = {}
     if not (work / "stats" / "stats.json").is_file():
         timings["stats_s"] = run_logged(
-            [sys.executable, "-m", "groot_ft.stats", args.dataset, "--modality-config", args.modality_config,
+            [sys.executable, "-m", "groot_ft.cli", "stats", args.dataset, "--modality-config", args.modality_config,
              "--out", str(work / "stats"), "--no-cache", "--no-report"], work / "stats.log")
     if not (work / "shards" / "manifest.json").is_file():
         timings["shards_s"] = run_logged(

@@ -19,7 +19,6 @@ from groot_ft.quantiles import RadixSelect, float32_keys, keys_to_float32, linea
 from groot_ft.stats import (
     RELATIVE_STAT_KEYS,
     STAT_KEYS,
-    FeatureAccumulator,
     StatsError,
     compute_stats,
     main,
@@ -27,6 +26,7 @@ from groot_ft.stats import (
     summary_flags,
     write_stats,
 )
+from tests.feature_accumulator import FeatureAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 GR1 = ROOT / ".." / "shared" / "datasets" / "gr1.PickNPlace"

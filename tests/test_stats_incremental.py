@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from groot_ft.stats import CACHE_FORMAT, main, run_stats, summary_flags
-from groot_ft.stats_report import HISTOGRAMS_PLOT, RANGES_PLOT, REPORT_FILENAME, write_stats_report
+from groot_ft.stats.report import HISTOGRAMS_PLOT, RANGES_PLOT, REPORT_FILENAME, write_stats_report
 from tests.test_stats import demo_config, tree_snapshot, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +194,7 @@ def test_direct_column_decoding_equals_the_readers(tmp_path):
     import pyarrow as pa
 
     from groot_ft.data.lerobot import _arrow_matrix, _buffer_matrix, column_matrix
-    from groot_ft.stats import _matrix
+    from groot_ft.stats import column_array
 
     v = np.arange(40, dtype=np.float64) - 7.5
     fixed = pa.FixedSizeListArray.from_arrays(pa.array(v), 4)
@@ -214,4 +214,4 @@ def test_direct_column_decoding_equals_the_readers(tmp_path):
             want = want if dtype is None else want.astype(dtype)
             assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), arr.type
     with pytest.raises(Exception, match="different lengths"):
-        _matrix(pa.table({"c": ragged}), "c", tmp_path)
+        column_array(pa.table({"c": ragged}), "c", tmp_path)

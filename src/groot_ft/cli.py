@@ -55,12 +55,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
-    from groot_ft.stats import main as stats_main
-
-    return stats_main(args.stats_argv)
-
-
 def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
     """The processor's working image size: from a model directory's files (a hub repo id is resolved offline to its
     snapshot in the hub cache), else from the named preset."""
@@ -229,15 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="decode every video frame (slow)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser(
-        "stats",
-        help="compute stats.json (+ relative_stats.json) in upstream's schema",
-        description="groot-ft stats DATASET [--modality-config F] --out DIR [--cache DIR | --no-cache] "
-        "[--numerics upstream|float64] [--no-report] [--progress]; see `python -m groot_ft.stats --help`",
-        add_help=False,
-    )
-    p.add_argument("stats_argv", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_stats)
+    # listed for --help only: main() hands `groot-ft stats ...` to groot_ft.stats.cli, whose parser owns its flags
+    sub.add_parser("stats", help="compute stats.json (+ relative_stats.json) in upstream's schema; see "
+                   "`groot-ft stats --help`", add_help=False)
 
     p = sub.add_parser("shards", help="decode video once and write training-sample shards")
     p.add_argument("dataset")
@@ -314,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["stats"]:  # its own parser (groot_ft.stats) owns every flag, --help included
-        from groot_ft.stats import main as stats_main
+    if argv[:1] == ["stats"]:  # its own parser (groot_ft.stats.cli) owns every flag, --help included
+        from groot_ft.stats.cli import main as stats_main
 
         return stats_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -135,8 +135,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, indent: int = 2, *, allow_nan: bool = True) -> None:
+    """``json.dumps(obj, indent=indent, allow_nan=allow_nan)`` plus a newline, written atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n")
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ rule stats:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "python -m groot_ft.stats {params.dataset} --modality-config {input.modality} --out {params.out} "
+        "groot-ft stats {params.dataset} --modality-config {input.modality} --out {params.out} "
         "--cache {params.cache} > {log} 2>&1"
 
 
@@ -82,7 +82,7 @@ rule stats_mixture:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "python -m groot_ft.stats {params.datasets} --mix-ratios {params.ratios} --cache {params.caches} "
+        "groot-ft stats {params.datasets} --mix-ratios {params.ratios} --cache {params.caches} "
         "--modality-config {input.modality} --out {params.out} --no-report > {log} 2>&1"
 
 

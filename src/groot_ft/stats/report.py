@@ -1,12 +1,15 @@
-"""The statistics stage's report: ``stats_report.json`` plus two plots for the Snakemake report.
+"""The statistics stage's outputs: ``stats.json`` / ``relative_stats.json`` (:func:`write_stats`), the flags of
+dimensions worth a look before training (:func:`summary_flags`), and the report (:func:`write_stats_report`):
 
-* ``stats_report.json``: the flags of :func:`groot_ft.stats.summary_flags` (near-constant dimensions, extreme
-  outliers, q01 == q99), counted per kind, the run facts (episodes, cache use, passes, the other numerics' values and
-  their largest relative difference) and the per-dimension value histograms.
+* ``stats_report.json``: the flags (near-constant dimensions, extreme outliers, q01 == q99), counted per kind, the
+  run facts (episodes, cache use, passes, the other numerics' values and their largest relative difference) and the
+  per-dimension value histograms.
 * ``plots/state_action_ranges.png``: per dimension of state and action, min..max, q01..q99 and mean +- std, with
   flagged dimensions marked.
 * ``plots/histograms.png``: per-dimension histograms of state and action (uniform bins on [min, max], counted in the
   statistics' second pass over every frame, or over every k-th frame (``row_stride``) beyond 2**20 frames).
+
+Every JSON file is written atomically by :func:`groot_ft.io.atomic_write_json` (4-space indent, no NaN/inf).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from groot_ft.io import atomic_write_json
+from groot_ft.stats.common import RELATIVE_STATS_FILENAME, STAT_KEYS, STATS_FILENAME
 
 REPORT_FILENAME = "stats_report.json"
 RANGES_PLOT = "plots/state_action_ranges.png"
@@ -28,6 +34,74 @@ _FLAG_STYLE = {
     "outlier_max": ("^", "tab:red"),
     "outlier_min": ("v", "tab:red"),
 }
+
+
+def write_stats(out_dir: str | Path, stats: dict[str, Any], relative_stats: dict[str, Any] | None) -> list[Path]:
+    """Write ``out_dir/stats.json`` and (unless None) ``out_dir/relative_stats.json`` atomically; return paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / STATS_FILENAME]
+    atomic_write_json(written[0], stats, indent=4, allow_nan=False)
+    if relative_stats is not None:
+        written.append(out / RELATIVE_STATS_FILENAME)
+        atomic_write_json(written[1], relative_stats, indent=4, allow_nan=False)
+    return written
+
+
+def summary_flags(
+    stats: dict[str, Any],
+    *,
+    const_tol: float = 1e-6,
+    outlier_factor: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Dimensions worth a look before training, from a stats.json- or relative_stats.json-shaped dict.
+
+    Flags (one dict each, with ``feature``, ``index`` (dimension, or ``[step, dim]`` for relative stats), ``flag``,
+    ``message`` and the relevant values):
+
+    * ``constant``: ``max == min`` (min/max normalisation maps the dimension to 0);
+    * ``near_constant``: ``std <= const_tol`` or ``np.isclose(max, min)`` (GR00T's min/max normalisation outputs 0
+      for such dimensions, exactly as for constant ones);
+    * ``q01_eq_q99``: the 1st and 99th percentiles coincide although the dimension varies (percentile
+      normalisation would divide by zero / saturate);
+    * ``outlier_max`` / ``outlier_min``: ``max > q99 + outlier_factor * (q99 - q01)`` (or the mirror for min) —
+      min/max normalisation would squeeze the bulk of the data into a small part of [-1, 1].
+    """
+    flags: list[dict[str, Any]] = []
+    for feature, entry in stats.items():
+        if not isinstance(entry, dict) or not {"min", "max", "std"} <= set(entry):
+            continue
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in entry.items() if k in STAT_KEYS}
+        shape = arrays["max"].shape
+        for index in np.ndindex(*shape):
+            v = {k: float(a[index]) for k, a in arrays.items() if a.shape == shape}
+            idx: int | list[int] = int(index[0]) if len(index) == 1 else [int(i) for i in index]
+            lo, hi, std = v["min"], v["max"], v["std"]
+            span = hi - lo
+            base = {"feature": feature, "index": idx}
+            if span == 0:
+                flags.append({**base, "flag": "constant", "value": lo,
+                              "message": f"constant at {lo:g}; min/max normalisation maps it to 0"})
+                continue
+            if std <= const_tol or np.isclose(hi, lo):
+                flags.append({**base, "flag": "near_constant", "std": std, "min": lo, "max": hi,
+                              "message": f"near-constant (std {std:.3g}, range {span:.3g})"})
+                continue
+            if "q01" not in v or "q99" not in v:
+                continue
+            q01, q99 = v["q01"], v["q99"]
+            iqr = q99 - q01
+            if iqr == 0:
+                flags.append({**base, "flag": "q01_eq_q99", "q01": q01, "q99": q99, "min": lo, "max": hi,
+                              "message": f"q01 == q99 == {q01:g} although the range is [{lo:g}, {hi:g}]"})
+                continue
+            if hi > q99 + outlier_factor * iqr:
+                flags.append({**base, "flag": "outlier_max", "max": hi, "q01": q01, "q99": q99,
+                              "message": f"max {hi:g} is {(hi - q99) / iqr:.1f} x (q99 - q01) above q99 {q99:g}"})
+            if lo < q01 - outlier_factor * iqr:
+                flags.append({**base, "flag": "outlier_min", "min": lo, "q01": q01, "q99": q99,
+                              "message": f"min {lo:g} is {(q01 - lo) / iqr:.1f} x (q99 - q01) below q01 {q01:g}"})
+    return flags
 
 
 def plotted_features(stats: dict[str, Any]) -> list[str]:
@@ -48,8 +122,6 @@ def write_stats_report(
     extra: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``stats_report.json`` and the two plots under ``out_dir``; return the paths written."""
-    from groot_ft.stats import _atomic_write_json
-
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
@@ -62,7 +134,7 @@ def write_stats_report(
     report.update(extra or {})
     report["histograms"] = histograms or {}
     paths = [out / REPORT_FILENAME, out / RANGES_PLOT, out / HISTOGRAMS_PLOT]
-    _atomic_write_json(paths[0], report)
+    atomic_write_json(paths[0], report, indent=4, allow_nan=False)
     plot_ranges(stats, flags, paths[1])
     plot_histograms(stats, histograms or {}, paths[2])
     return paths
