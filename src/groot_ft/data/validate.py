@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from groot_ft.data.lerobot import (
+from groot_ft.data.layout import (
     DEFAULT_ACTION_COLUMN,
     DEFAULT_STATE_COLUMN,
     SUPPORTED_VERSIONS,
@@ -47,8 +47,12 @@ from groot_ft.data.lerobot import (
     V3_EPISODES_DIR,
     V3_TASKS_FILE,
     DatasetError,
-    _episode_spans,
-    _range_in,
+    V3Location,
+    episode_spans,
+    info_defaults,
+    info_value,
+    range_in,
+    required_info,
     resolve_inside,
     v3_task_column,
     v3_video_columns,
@@ -73,6 +77,7 @@ CODES: dict[str, tuple[str, str]] = {
     "UNSUPPORTED_VERSION": (ERROR, "Convert the dataset to LeRobot v3.0, v2.1 or v2.0 with lerobot's converters."),
     "VERSION_LAYOUT_MISMATCH": (ERROR, "Make codebase_version in meta/info.json match the files on disk."),
     "INFO_KEY_MISSING": (ERROR, "Add the key to meta/info.json (see LeRobot's info.json format)."),
+    "INFO_KEY_DEFAULTED": (WARNING, "LeRobot's default is used, as every reader does; add the key to be explicit."),
     "INFO_INVALID_VALUE": (ERROR, "Fix the value in meta/info.json."),
     "FPS_INVALID": (ERROR, "Set fps in meta/info.json to the positive integer frame rate of the recordings."),
     "FPS_NOT_INTEGER": (WARNING, "Write fps as an integer (e.g. 20, not 20.0); it is read as a number either way."),
@@ -213,7 +218,6 @@ _CODEC_ALIASES = {
     "libx265": "hevc",
     "libvpx-vp9": "vp9",
 }
-_V2_REQUIRED_INFO = ("fps", "features", "data_path", "chunks_size", "total_episodes", "total_frames", "total_tasks")
 _LEROBOT_DEFAULT_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 _MODALITY_SECTIONS = ("state", "action", "video", "annotation")
 _STAT_ORDER = ("min", "q01", "q10", "q50", "q90", "q99", "max")
@@ -437,6 +441,10 @@ class _Ctx:
                 scope += f": {agg.first_detail})" if agg.first_detail else ")"
             self.add(agg.code, agg.message + scope, file=agg.first_file, episode=agg.first_episode, field=agg.field)
         self.aggregates.clear()
+
+    def setting(self, key: str) -> Any:
+        """info.json's value for ``key``, or the format's default when absent (data.layout.info_defaults)."""
+        return info_value(self.info, key, self.version)
 
     def rel(self, path: Path | str) -> str:
         path = Path(path)
@@ -698,7 +706,6 @@ class _Layout:
 
     episodes_file = "meta/episodes.jsonl"
     tasks_file = "meta/tasks.jsonl"
-    required_info: tuple[str, ...] = ()
     legacy_totals = True  # total_videos / total_chunks are v2 keys
     length_mismatch_code = "EPISODE_LENGTH_MISMATCH"
     placeholders = ""  # what a path template may use, for PATH_TEMPLATE_INVALID messages
@@ -717,7 +724,7 @@ class _Layout:
     def _check_template(self, key: str, needed: tuple[str, ...]) -> bool:
         """Check a path template once (placeholders, formatting, root escape); True if paths can be formed."""
         ctx = self.ctx
-        template = ctx.info.get(key)
+        template = ctx.setting(key)
         if template is None:
             return False  # INFO_KEY_MISSING already reported for data_path; no video_path: videos are skipped
         if not isinstance(template, str) or not template:
@@ -791,7 +798,6 @@ class _Layout:
 class _V2Layout(_Layout):
     """LeRobot v2.0 / v2.1: one parquet file and one mp4 per camera per episode, JSONL metadata."""
 
-    required_info = _V2_REQUIRED_INFO
     placeholders = "v2 templates may use {episode_chunk}, {episode_index} and {video_key}"
 
     def __init__(self, ctx: _Ctx):
@@ -801,7 +807,7 @@ class _V2Layout(_Layout):
         self.episodes_complete = False  # episodes.jsonl read without dropping a line
         self.tasks_complete = False
         self.task_lines = 0
-        cs = ctx.info.get("chunks_size")
+        cs = ctx.setting("chunks_size")
         # an invalid/missing chunks_size is reported by _check_info; keep checking with LeRobot's default
         self.chunks_size = cs if _is_int(cs) and cs > 0 else 1000
 
@@ -819,7 +825,7 @@ class _V2Layout(_Layout):
                 hint='Set codebase_version to "v3.0" if the dataset was written in the v3.0 layout.',
             )
             return False
-        data_template = ctx.info.get("data_path")
+        data_template = ctx.setting("data_path")
         if isinstance(data_template, str) and "{file_index" in data_template:
             ctx.add(
                 "VERSION_LAYOUT_MISMATCH",
@@ -851,7 +857,7 @@ class _V2Layout(_Layout):
 
     def _path(self, key: str, episode: int, video_key: str | None = None) -> Path | None:
         try:
-            return resolve_inside(self.ctx.root, self._format(self.ctx.info[key], episode, video_key), key)
+            return resolve_inside(self.ctx.root, self._format(self.ctx.setting(key), episode, video_key), key)
         except (DatasetError, KeyError, IndexError, ValueError):
             return None  # the template was reported once in check_layout
 
@@ -1097,16 +1103,6 @@ def _check_episode_indices(ctx: _Ctx, rel: str, indices: list[int], complete: bo
         )
 
 
-@dataclass
-class _V3Location:
-    """An episode's ``meta/episodes`` row, checked: None where the entry is unusable (already reported)."""
-
-    data: tuple[int, int] | None  # (data/chunk_index, data/file_index)
-    rows: tuple[int, int] | None  # (dataset_from_index, dataset_to_index)
-    # camera -> (chunk_index, file_index, from_timestamp, to_timestamp); None when the row has no entry for it
-    videos: dict[str, tuple[int, int, float, float] | None]
-
-
 def _nonneg_int(value: Any) -> bool:
     return _is_int(value) and value >= 0
 
@@ -1116,7 +1112,6 @@ class _V3Layout(_Layout):
 
     episodes_file = V3_EPISODES_DIR
     tasks_file = V3_TASKS_FILE
-    required_info = _V2_REQUIRED_INFO
     legacy_totals = False
     length_mismatch_code = "V3_EPISODE_ROWS"
     placeholders = "v3 templates may use {chunk_index}, {file_index} and {video_key}"
@@ -1126,7 +1121,7 @@ class _V3Layout(_Layout):
         super().__init__(ctx)
         self.data_template_ok = False
         self.video_template_ok = False
-        self.locations: dict[int, _V3Location] = {}
+        self.locations: dict[int, V3Location] = {}
         self.meta_files: list[str] = []
         self.absent_video_columns: dict[str, str] = {}  # camera -> first meta file without its columns
         self.broken_video_columns: set[str] = set()  # cameras whose columns are malformed (reported)
@@ -1161,7 +1156,7 @@ class _V3Layout(_Layout):
                 ctx.add("V3_INFO_KEY_MISSING", f"{key} is missing (LeRobot v3 writers record it)", file=f, field=key)
             elif not _is_number(info[key]) or not info[key] > 0:
                 ctx.add("INFO_INVALID_VALUE", f"{key} must be a positive number, got {info[key]!r}", file=f, field=key)
-        template = info.get("data_path")
+        template = ctx.setting("data_path")
         if isinstance(template, str) and "{episode_index" in template and "{file_index" not in template:
             ctx.add(
                 "VERSION_LAYOUT_MISMATCH",
@@ -1178,18 +1173,18 @@ class _V3Layout(_Layout):
     def _format_sample(self, template: str) -> str:
         return template.format(chunk_index=0, file_index=0, video_key="observation.images.x")
 
-    def _data_path(self, loc: _V3Location) -> Path | None:
+    def _data_path(self, loc: V3Location) -> Path | None:
         if not self.data_template_ok or loc.data is None:
             return None
         try:
-            rel = self.ctx.info["data_path"].format(chunk_index=loc.data[0], file_index=loc.data[1])
+            rel = self.ctx.setting("data_path").format(chunk_index=loc.data[0], file_index=loc.data[1])
             return resolve_inside(self.ctx.root, rel, "data_path")
         except (DatasetError, KeyError, IndexError, ValueError):
             return None
 
     def _video_path(self, key: str, entry: tuple[int, int, float, float]) -> Path | None:
         try:
-            rel = self.ctx.info["video_path"].format(video_key=key, chunk_index=entry[0], file_index=entry[1])
+            rel = self.ctx.setting("video_path").format(video_key=key, chunk_index=entry[0], file_index=entry[1])
             return resolve_inside(self.ctx.root, rel, "video_path")
         except (DatasetError, KeyError, IndexError, ValueError):
             return None
@@ -1251,7 +1246,7 @@ class _V3Layout(_Layout):
 
     def _read_episodes_file(
         self, path: Path, rel: str
-    ) -> list[tuple[_EpisodeMeta | None, _V3Location | None]] | None:
+    ) -> list[tuple[_EpisodeMeta | None, V3Location | None]] | None:
         ctx = self.ctx
         try:
             schema = pq.read_schema(path)
@@ -1304,7 +1299,7 @@ class _V3Layout(_Layout):
                 self.broken_video_columns.add(key)
                 continue
             videos[key] = [table.column(c).to_pylist() for c in wanted]
-        out: list[tuple[_EpisodeMeta | None, _V3Location | None]] = []
+        out: list[tuple[_EpisodeMeta | None, V3Location | None]] = []
         for row in range(table.num_rows):
             where = f"row {row}"
             idx, length = cols["episode_index"][row], cols["length"][row]
@@ -1377,7 +1372,7 @@ class _V3Layout(_Layout):
                     )
                     locs[key] = None
             out.append(
-                (_EpisodeMeta(idx, length, tuple(ep_tasks), row, rel, where), _V3Location(data, rows, locs))
+                (_EpisodeMeta(idx, length, tuple(ep_tasks), row, rel, where), V3Location(data, rows, locs, rel))
             )
         return out
 
@@ -1504,7 +1499,7 @@ class _V3Layout(_Layout):
             if "episode_index" in table.column_names and pa.types.is_integer(table.schema.field("episode_index").type):
                 col = table.column("episode_index")
                 if not col.null_count:
-                    spans = _episode_spans(col.to_numpy())
+                    spans = episode_spans(col.to_numpy())
             if "index" in table.column_names and pa.types.is_integer(table.schema.field("index").type):
                 col = table.column("index")
                 if not col.null_count:
@@ -1515,7 +1510,7 @@ class _V3Layout(_Layout):
         if spans is not None:
             span = spans.get(e)
         elif index is not None and source.rows is not None:
-            span = _range_in(index, *source.rows)
+            span = range_in(index, *source.rows)
         else:
             ctx.add(
                 "V3_EPISODE_ROWS",
@@ -1596,7 +1591,7 @@ class _V3Layout(_Layout):
                 continue
             path = source.videos.get(key)
             if path is None:
-                if used and ctx.info.get("video_path") is None and not plan.video_path_reported:
+                if used and ctx.setting("video_path") is None and not plan.video_path_reported:
                     ctx.add(
                         "INFO_KEY_MISSING",
                         f"video_path is missing but video feature {key!r} is used",
@@ -1702,7 +1697,7 @@ class _V3Layout(_Layout):
         referenced = set(self.file_episodes) | {path for _, path in self.video_entries}
         found: list[Path] = []
         for key, suffix in (("data_path", ".parquet"), ("video_path", ".mp4")):
-            template = ctx.info.get(key)
+            template = ctx.setting(key)
             if not isinstance(template, str) or "/" not in template or template.startswith(("/", "{")):
                 continue
             top = ctx.root / template.split("/", 1)[0]
@@ -1774,7 +1769,7 @@ def _numpy_dtype(dtype: str) -> np.dtype | None:
 def _check_info(ctx: _Ctx, layout: _Layout) -> None:
     info = ctx.info
     f = "meta/info.json"
-    for key in layout.required_info:
+    for key in required_info(ctx.version):
         if key not in info:
             ctx.add("INFO_KEY_MISSING", f"required key {key!r} is missing", file=f, field=key)
     for key in ("total_episodes", "total_frames", "total_tasks", "total_videos", "total_chunks"):
@@ -1811,6 +1806,10 @@ def _check_info(ctx: _Ctx, layout: _Layout) -> None:
         features = {}
     for name, feat in (features or {}).items():
         _check_feature(ctx, name, feat)
+    has_video = any(feat["dtype"] == "video" for feat in ctx.features.values())
+    for key, default in info_defaults(ctx.version).items():
+        if key not in info and (key != "video_path" or has_video):
+            ctx.add("INFO_KEY_DEFAULTED", f"{key!r} is missing; using LeRobot's default {default!r}", file=f, field=key)
     if "robot_type" in info and info["robot_type"] is not None and not isinstance(info["robot_type"], str):
         ctx.add(
             "INFO_INVALID_VALUE",
@@ -1933,7 +1932,7 @@ def _check_totals(ctx: _Ctx, layout: _Layout, episodes: list[_EpisodeMeta], task
 
     frames = sum(e.length for e in episodes)
     n_video = sum(1 for feat in ctx.features.values() if feat["dtype"] == "video")
-    cs = info.get("chunks_size")
+    cs = ctx.setting("chunks_size")
     expected: list[tuple[str, str, int | None, str]] = [
         (
             "total_episodes",
@@ -2725,7 +2724,7 @@ def _check_episode_videos(ctx: _Ctx, source: _EpisodeSource, plan: _EpisodePlan,
     for key, path in source.videos.items():
         used = key in plan.used_videos
         if path is None:
-            if used and ctx.info.get("video_path") is None and not plan.video_path_reported:
+            if used and ctx.setting("video_path") is None and not plan.video_path_reported:
                 ctx.add(
                     "INFO_KEY_MISSING",
                     f"video_path is missing but video feature {key!r} is used",
