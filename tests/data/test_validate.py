@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groot_ft.data import validate as validate_mod
+from groot_ft.data.validate import episodes as validate_mod  # where check_semantics lives since the split
 from groot_ft.data.demo import write_demo_dataset
 from groot_ft.data.validate import CODES, ERROR, WARNING, Finding, ValidationReport, validate_dataset
 from groot_ft.modality import load_modality_config, parse_embodiment_config
@@ -250,7 +250,7 @@ def test_unexpected_exception_becomes_internal_finding(demo, demo_cfg, monkeypat
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(validate_mod, "_check_semantics", boom)
+    monkeypatch.setattr(validate_mod, "check_semantics", boom)
     report = validate_dataset(demo, demo_cfg)
     internal = matching(report, "INTERNAL")
     assert len(internal) == 4  # one per episode, and validation carried on

@@ -34,44 +34,61 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from groot_ft.data.layout import (  # re-exported: the reader's public names predate data.layout
+    DEFAULT_ACTION_COLUMN,
+    DEFAULT_STATE_COLUMN,
+    PANDAS_INDEX_COLUMN,
+    SUPPORTED_VERSIONS,
+    V2_VERSIONS,
+    V3_DATA_PATH,
+    V3_EPISODE_COLUMNS,
+    V3_EPISODES_DIR,
+    V3_EPISODES_PATH,
+    V3_TASKS_FILE,
+    V3_VERSIONS,
+    V3_VIDEO_PATH,
+    DatasetError,
+    V3Location,
+    episode_spans,
+    info_value,
+    range_in,
+    resolve_inside,
+    v3_task_column,
+    v3_video_columns,
+)
+from groot_ft.data import layout
 from groot_ft.modality import EmbodimentModalityConfig
 
-V2_VERSIONS = ("v2.0", "v2.1")
-V3_VERSIONS = ("v3.0",)
-SUPPORTED_VERSIONS = V2_VERSIONS + V3_VERSIONS
-DEFAULT_STATE_COLUMN = "observation.state"
-DEFAULT_ACTION_COLUMN = "action"
-
-#: LeRobot v3.0 default path templates (used when info.json lacks them) and the episodes-metadata layout.
-V3_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-V3_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-V3_EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-V3_EPISODES_DIR = "meta/episodes"
-V3_TASKS_FILE = "meta/tasks.parquet"
-V3_EPISODE_COLUMNS = (
-    "episode_index",
-    "length",
-    "data/chunk_index",
-    "data/file_index",
-    "dataset_from_index",
-    "dataset_to_index",
-)
-PANDAS_INDEX_COLUMN = "__index_level_0__"
-
-
-def v3_video_columns(video_key: str) -> tuple[str, str, str, str]:
-    """The four ``meta/episodes`` columns locating one camera's frames of an episode."""
-    return (
-        f"videos/{video_key}/chunk_index",
-        f"videos/{video_key}/file_index",
-        f"videos/{video_key}/from_timestamp",
-        f"videos/{video_key}/to_timestamp",
-    )
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read; the message names the file and what to do."""
-
+__all__ = [
+    "DEFAULT_ACTION_COLUMN",
+    "DEFAULT_STATE_COLUMN",
+    "PANDAS_INDEX_COLUMN",
+    "SUPPORTED_VERSIONS",
+    "V2_VERSIONS",
+    "V3_DATA_PATH",
+    "V3_EPISODE_COLUMNS",
+    "V3_EPISODES_DIR",
+    "V3_EPISODES_PATH",
+    "V3_TASKS_FILE",
+    "V3_VERSIONS",
+    "V3_VIDEO_PATH",
+    "DatasetError",
+    "Episode",
+    "EpisodeArrays",
+    "GroupSlice",
+    "LeRobotDataset",
+    "VideoSegment",
+    "column_matrix",
+    "decode_frames_at",
+    "detect_version",
+    "format_template",
+    "read_json",
+    "read_jsonl",
+    "read_v3_tasks",
+    "resolve_inside",
+    "v3_task_column",
+    "v3_video_columns",
+]
 
 @dataclass(frozen=True)
 class Episode:
@@ -104,18 +121,6 @@ class VideoSegment:
     path: Path
     start_s: float
     end_s: float | None
-
-
-@dataclass(frozen=True)
-class _V3Location:
-    """Where a v3 episode lives, straight from its ``meta/episodes`` row."""
-
-    data_chunk: int
-    data_file: int
-    from_index: int
-    to_index: int
-    videos: dict[str, tuple[int, int, float, float]]  # original key -> (chunk, file, from_ts, to_ts)
-    meta_file: str  # the meta/episodes parquet file (relative), for messages
 
 
 def read_json(path: Path) -> Any:
@@ -159,15 +164,6 @@ def format_template(root: Path, template: str, what: str, **fields: Any) -> str:
 
 #: parquet files up to this size are read into memory in one go rather than through Arrow's file layer
 _READ_WHOLE_BYTES = 8 << 20
-
-
-def resolve_inside(root: Path, relative: str, what: str, resolved_root: Path | None = None) -> Path:
-    """Join a templated path to the dataset root, refusing anything that escapes it (``resolved_root``: the root
-    already resolved, to save resolving it again)."""
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(resolved_root or root.resolve()):
-        raise DatasetError(f"{root / 'meta/info.json'}: {what} {relative!r} escapes the dataset root; fix the template")
-    return candidate
 
 
 def detect_version(root: Path, info: dict[str, Any]) -> str:
@@ -232,20 +228,6 @@ def read_v3_tasks(path: Path) -> dict[int, str]:
     return out
 
 
-def v3_task_column(schema: pa.Schema) -> str | None:
-    """Name of the column holding task strings in a v3 tasks table: ``task``, the stored pandas index, or None."""
-    names = schema.names
-    if "task" in names:
-        return "task"
-    if PANDAS_INDEX_COLUMN in names:
-        return PANDAS_INDEX_COLUMN
-    meta = schema.pandas_metadata or {}
-    for col in meta.get("index_columns", []):
-        if isinstance(col, str) and col in names and col != "task_index":
-            return col
-    return None
-
-
 class LeRobotDataset:
     """Read-only view of a LeRobot v2.0/v2.1/v3.0 dataset with GR00T's ``meta/modality.json``."""
 
@@ -257,6 +239,11 @@ class LeRobotDataset:
         if not isinstance(self.info, dict):
             raise DatasetError(f"{self.root / 'meta/info.json'}: must hold a JSON object")
         self.version: str = detect_version(self.root, self.info)
+        # the keys without a format default that the reader needs (data.layout.required_info; totals are the
+        # validator's business); a missing fps used to read as 30 here and as an error in the validator
+        for key in ("fps", "features"):
+            if key not in self.info:
+                raise DatasetError(f"{self.root / 'meta/info.json'}: required key {key!r} is missing")
         # v3: the last data file read (path, columns, table, episode -> rows), so that iterating episodes in order
         # reads every shared file once
         self._file_cache: tuple[Path, tuple[str, ...] | None, pa.Table, dict[int, Any]] | None = None
@@ -278,7 +265,10 @@ class LeRobotDataset:
 
     @property
     def fps(self) -> float:
-        return float(self.info.get("fps", 30))
+        value = self.info["fps"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise DatasetError(f"{self.root / 'meta/info.json'}: fps must be a positive number, got {value!r}")
+        return float(value)
 
     @property
     def features(self) -> dict[str, dict[str, Any]]:
@@ -286,7 +276,7 @@ class LeRobotDataset:
 
     @property
     def chunks_size(self) -> int:
-        value = self.info.get("chunks_size", 1000)
+        value = info_value(self.info, "chunks_size", self.version)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DatasetError(f"{self.root / 'meta/info.json'}: chunks_size must be a positive integer, got {value!r}")
         return value
@@ -294,11 +284,11 @@ class LeRobotDataset:
     @property
     def episodes_file(self) -> Path:
         """The episodes metadata: ``meta/episodes.jsonl`` (v2) or the ``meta/episodes/`` directory (v3)."""
-        return self.root / (V3_EPISODES_DIR if self.is_v3 else "meta/episodes.jsonl")
+        return self.root / layout.episodes_file(self.version)
 
     @property
     def tasks_file(self) -> Path:
-        return self.root / (V3_TASKS_FILE if self.is_v3 else "meta/tasks.jsonl")
+        return self.root / layout.tasks_file(self.version)
 
     @cached_property
     def episodes(self) -> list[Episode]:
@@ -359,9 +349,9 @@ class LeRobotDataset:
         return files
 
     @cached_property
-    def _v3_episodes(self) -> list[tuple[Episode, _V3Location]]:
+    def _v3_episodes(self) -> list[tuple[Episode, V3Location]]:
         video_keys = self.video_keys()
-        found: dict[int, tuple[Episode, _V3Location]] = {}
+        found: dict[int, tuple[Episode, V3Location]] = {}
         for path in self.v3_episode_files():
             rel = path.relative_to(self.root).as_posix()
             try:
@@ -394,22 +384,20 @@ class LeRobotDataset:
                 if idx in found:
                     raise DatasetError(f"{path}: row {row}: episode {idx} is listed twice in {V3_EPISODES_DIR}/")
                 ep = Episode(idx, values["length"], tuple(t for t in (tasks[row] or []) if isinstance(t, str)))
-                loc = _V3Location(
-                    values["data/chunk_index"],
-                    values["data/file_index"],
-                    values["dataset_from_index"],
-                    values["dataset_to_index"],
-                    vids,
+                loc = V3Location(
+                    (values["data/chunk_index"], values["data/file_index"]),
+                    (values["dataset_from_index"], values["dataset_to_index"]),
+                    dict(vids),
                     rel,
                 )
                 found[idx] = (ep, loc)
         return [found[i] for i in sorted(found)]
 
     @cached_property
-    def _v3_locations(self) -> dict[int, _V3Location]:
+    def _v3_locations(self) -> dict[int, V3Location]:
         return {ep.index: loc for ep, loc in self._v3_episodes}
 
-    def _v3_location(self, episode_index: int) -> _V3Location:
+    def _v3_location(self, episode_index: int) -> V3Location:
         try:
             return self._v3_locations[episode_index]
         except KeyError:
@@ -419,10 +407,9 @@ class LeRobotDataset:
     def episode_chunk(self, episode_index: int) -> int:
         return episode_index // self.chunks_size
 
-    def _template(self, key: str, default_v3: str | None = None) -> str:
-        template = self.info.get(key)
-        if not template and self.is_v3 and default_v3 is not None:
-            return default_v3
+    def _template(self, key: str) -> str:
+        """An info.json path template, or the format's default for it (v3.0: data.layout.info_defaults)."""
+        template = info_value(self.info, key, self.version)
         if not template:
             what = "is missing" if key == "data_path" else "is missing but videos are needed"
             raise DatasetError(f"{self.root / 'meta/info.json'}: {key} {what}")
@@ -436,10 +423,10 @@ class LeRobotDataset:
             loc = self._v3_location(episode_index)
             rel = format_template(
                 self.root,
-                self._template("data_path", V3_DATA_PATH),
+                self._template("data_path"),
                 "data_path",
-                chunk_index=loc.data_chunk,
-                file_index=loc.data_file,
+                chunk_index=loc.data[0],
+                file_index=loc.data[1],
             )
             return self._inside(rel, "data_path")
         rel = format_template(
@@ -456,7 +443,7 @@ class LeRobotDataset:
         if not self.is_v3:
             return None
         loc = self._v3_location(episode_index)
-        return loc.from_index, loc.to_index
+        return loc.rows
 
     def episode_video_segment(self, episode_index: int, original_key: str) -> VideoSegment:
         """The mp4 holding one camera's frames of the episode and where in it they are."""
@@ -470,7 +457,7 @@ class LeRobotDataset:
             chunk, file, t0, t1 = loc.videos[original_key]
             rel = format_template(
                 self.root,
-                self._template("video_path", V3_VIDEO_PATH),
+                self._template("video_path"),
                 "video_path",
                 chunk_index=chunk,
                 file_index=file,
@@ -588,7 +575,7 @@ class LeRobotDataset:
         if where is not None:
             span = where.get(episode_index)
         else:  # no episode_index column: select by the global index range
-            span = _range_in(rows["index"], loc.from_index, loc.to_index)
+            span = range_in(rows["index"], *loc.rows)
         if span is None:
             raise DatasetError(
                 f"{path}: holds no rows of episode {episode_index}, which {self.root / loc.meta_file} places there"
@@ -624,7 +611,7 @@ class LeRobotDataset:
         values = column.to_numpy()
         rows: dict[str, Any] = {}
         if helper == "episode_index":
-            rows["episodes"] = _episode_spans(values)
+            rows["episodes"] = episode_spans(values)
         else:
             rows["index"] = values
         return path, columns, table, rows
@@ -679,33 +666,6 @@ class LeRobotDataset:
             action={k: matrices[s.column][:, s.start : s.end] for k, s in action_slices.items()},
             language=language,
         )
-
-
-def _episode_spans(values: np.ndarray) -> dict[int, tuple[int, int] | np.ndarray]:
-    """episode index -> (start, stop) row span, or the row positions when its rows are not contiguous."""
-    spans: dict[int, Any] = {}
-    n = len(values)
-    if n == 0:
-        return spans
-    change = np.flatnonzero(values[1:] != values[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    stops = np.concatenate([change, [n]])
-    for s, e in zip(starts.tolist(), stops.tolist(), strict=True):
-        ep = int(values[s])
-        if ep in spans:  # rows of one episode in several runs: fall back to positions
-            spans[ep] = np.flatnonzero(values == ep)
-        else:
-            spans[ep] = (s, e)
-    return spans
-
-
-def _range_in(index: np.ndarray, lo: int, hi: int) -> tuple[int, int] | np.ndarray | None:
-    pos = np.flatnonzero((index >= lo) & (index < hi))
-    if pos.size == 0:
-        return None
-    if pos[-1] - pos[0] + 1 == pos.size:
-        return int(pos[0]), int(pos[-1]) + 1
-    return pos
 
 
 def decode_frames_at(path: str | Path, times_s: Any, tolerance_s: float) -> np.ndarray:
