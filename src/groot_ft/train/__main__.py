@@ -1,0 +1,5 @@
+import sys
+
+from groot_ft.train.entry import main
+
+sys.exit(main())
