@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from groot_ft.geometry import shortest_edge_size
+
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 
 # ITU-R BT.601 luma weights, as OpenCV's RGB2GRAY (used by albumentations' torchvision-style colour ops).
@@ -91,14 +93,6 @@ def parse_color_jitter_params(params: Mapping[str, Any] | None) -> dict[str, tup
             raise ValueError(f"color_jitter_params.{key}: expected a number or [min, max], got {value!r}")
         ranges[key] = (lo, hi)
     return ranges
-
-
-def shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
-    """Output (H, W) of a resize that makes the shorter side ``edge`` and keeps the aspect ratio."""
-    scale = edge / min(height, width)
-    if scale == 1.0:
-        return height, width
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def crop_size(height: int, width: int, fraction: float) -> tuple[int, int]:

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
 from groot_ft.data.video import VideoError, first_video_stream, open_video
+from groot_ft.geometry import shortest_edge_size
 from groot_ft.io import GroupCommit, atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 
@@ -126,19 +127,13 @@ def needed_frames(length: int, cfg: EmbodimentModalityConfig) -> np.ndarray:
 
 
 # --- frames -------------------------------------------------------------------------------------------------------
-def shortest_edge_size(width: int, height: int, edge: int) -> tuple[int, int]:
-    """(width, height) with the shorter side scaled to ``edge``, aspect kept."""
-    scale = edge / min(width, height)
-    return max(edge, round(width * scale)), max(edge, round(height * scale))
-
-
 def resize_shortest_edge(frame: np.ndarray, edge: int) -> np.ndarray:
     """PIL area resize of an RGB array (the reference the shard frames are checked against)."""
     h, w = frame.shape[:2]
     if min(h, w) == edge:
         return frame
     resample = Image.BOX if edge < min(h, w) else Image.BILINEAR
-    return np.asarray(Image.fromarray(frame).resize(shortest_edge_size(w, h, edge), resample))
+    return np.asarray(Image.fromarray(frame).resize(shortest_edge_size(h, w, edge)[::-1], resample))
 
 
 class FrameEncoder:
@@ -162,7 +157,7 @@ class FrameEncoder:
         if (width, height) not in self._targets:
             w, h = width, height
             if self.edge is not None and min(width, height) != self.edge:
-                w, h = shortest_edge_size(width, height, self.edge)
+                h, w = shortest_edge_size(height, width, self.edge)
             ctx = av.CodecContext.create("mjpeg", "w")
             ctx.width, ctx.height = w, h
             ctx.pix_fmt = "yuv444p"
