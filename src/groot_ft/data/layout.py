@@ -13,12 +13,14 @@ format default: both reject a dataset without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 V2_VERSIONS = ("v2.0", "v2.1")
 V3_VERSIONS = ("v3.0",)
@@ -143,6 +145,164 @@ class V3Location:
     # camera -> (chunk_index, file_index, from_timestamp, to_timestamp); None when the row has no entry for it
     videos: dict[str, tuple[int, int, float, float] | None]
     meta_file: str = ""  # the meta/episodes parquet file (relative), for messages
+
+
+def is_count(value: Any) -> bool:
+    """An integer >= 0 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class V3Problem:
+    """One problem in a ``meta/episodes`` file. The validator reports it under ``code``; the reader raises on a
+    ``blocking`` one (the file or an episode's index, length, data file or row range is unusable)."""
+
+    code: str
+    message: str
+    field: str | None = None
+    episode: int | None = None
+    blocking: bool = False
+
+
+@dataclass(frozen=True)
+class V3EpisodeRow:
+    """One usable ``meta/episodes`` row: the episode, its tasks and where it lives."""
+
+    index: int
+    length: int
+    tasks: tuple[str, ...]
+    row: int
+    location: V3Location
+
+
+@dataclass
+class V3EpisodesFile:
+    """A parsed ``meta/episodes`` parquet file (see :func:`read_v3_episodes_file`)."""
+
+    usable: bool = True  # False: unreadable, or no usable episode_index/length column (``rows`` is empty)
+    rows: list[V3EpisodeRow | None] = field(default_factory=list)  # None: the row's index/length are unusable
+    problems: list[V3Problem] = field(default_factory=list)  # in file order
+    absent_videos: list[str] = field(default_factory=list)  # cameras with none of their columns here
+    broken_videos: list[str] = field(default_factory=list)  # cameras whose columns are malformed (in problems)
+
+
+def _is_video_entry(entry: tuple[Any, ...]) -> bool:
+    chunk, file, t0, t1 = entry
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (t0, t1))
+    return is_count(chunk) and is_count(file) and numbers
+
+
+def read_v3_episodes_file(path: Path, rel: str, video_keys: list[str]) -> V3EpisodesFile:
+    """Parse one ``meta/episodes`` parquet file: every row's episode, tasks and location, and every problem found
+    (the reader and the validator both read the v3 episode table through this)."""
+    out = V3EpisodesFile()
+    problem = out.problems.append
+    try:
+        schema = pq.read_schema(path)
+        names = schema.names
+        table = pq.read_table(path, columns=[n for n in names if not n.startswith("stats/")])
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        problem(V3Problem("PARQUET_UNREADABLE", f"cannot read the episodes metadata: {exc}", blocking=True))
+        out.usable = False
+        return out
+    unusable = set()
+    for col in V3_EPISODE_COLUMNS:
+        if col not in names:
+            problem(V3Problem("V3_EPISODES_SCHEMA", f"column {col!r} is missing", col, blocking=True))
+            unusable.add(col)
+        elif not pa.types.is_integer(schema.field(col).type):
+            message = f"column {col!r} is {schema.field(col).type}, expected integers"
+            problem(V3Problem("V3_EPISODES_SCHEMA", message, col, blocking=True))
+            unusable.add(col)
+    if {"episode_index", "length"} & unusable:
+        out.usable = False
+        return out
+    cols = {c: table.column(c).to_pylist() for c in V3_EPISODE_COLUMNS if c not in unusable}
+    tasks = None
+    if "tasks" in names:
+        tasks = table.column("tasks").to_pylist()
+    else:
+        problem(V3Problem("EPISODE_TASKS_MISSING", "no tasks column (each episode's task strings)", "tasks"))
+    videos: dict[str, list[list[Any]]] = {}
+    for key in video_keys:
+        wanted = v3_video_columns(key)
+        if not any(c in names for c in wanted):
+            out.absent_videos.append(key)
+            continue
+        bad = [c for c in wanted if c not in names]
+        bad += [c for c in wanted[:2] if c in names and not pa.types.is_integer(schema.field(c).type)]
+        bad += [
+            c
+            for c in wanted[2:]
+            if c in names
+            and not (pa.types.is_floating(schema.field(c).type) or pa.types.is_integer(schema.field(c).type))
+        ]
+        for c in bad:
+            what = "is missing" if c not in names else f"is {schema.field(c).type}, expected numbers"
+            problem(V3Problem("V3_EPISODES_SCHEMA", f"column {c!r} {what}", c))
+        if bad:
+            out.broken_videos.append(key)
+        else:
+            videos[key] = [table.column(c).to_pylist() for c in wanted]
+    for row in range(table.num_rows):
+        out.rows.append(_parse_v3_row(row, rel, cols, tasks, videos, problem))
+    return out
+
+
+def _pair(
+    row: int, cols: dict[str, list[Any]], first: str, second: str, idx: int, problem: Any
+) -> tuple[int, int] | None:
+    """``(cols[first][row], cols[second][row])`` when both are integers >= 0; None (and a problem) otherwise."""
+    if first not in cols or second not in cols:
+        return None  # the missing column was reported
+    a, b = cols[first][row], cols[second][row]
+    if is_count(a) and is_count(b):
+        return a, b
+    message = f"row {row}: {first} {a!r}, {second} {b!r} (need integers >= 0)"
+    field_name = second if first.startswith("data/") else first
+    problem(V3Problem("V3_EPISODES_SCHEMA", message, field_name, idx, blocking=True))
+    return None
+
+
+def _parse_v3_row(
+    row: int,
+    rel: str,
+    cols: dict[str, list[Any]],
+    tasks: list[Any] | None,
+    videos: dict[str, list[list[Any]]],
+    problem: Any,
+) -> V3EpisodeRow | None:
+    where = f"row {row}"
+    idx, length = cols["episode_index"][row], cols["length"][row]
+    if not is_count(idx) or not is_count(length):
+        episode = idx if isinstance(idx, int) and not isinstance(idx, bool) else None
+        message = f"{where}: episode_index {idx!r}, length {length!r} (need integers >= 0)"
+        problem(V3Problem("EPISODE_ENTRY_INVALID", message, where, episode, blocking=True))
+        return None
+    ep_tasks = tasks[row] if tasks is not None else []
+    if not isinstance(ep_tasks, list) or not all(isinstance(t, str) for t in ep_tasks):
+        message = f"{where}: tasks must be a list of strings, got {ep_tasks!r}"
+        problem(V3Problem("EPISODE_ENTRY_INVALID", message, where, idx))
+        ep_tasks = [t for t in ep_tasks if isinstance(t, str)] if isinstance(ep_tasks, list) else []
+    if length == 0:
+        problem(V3Problem("ZERO_LENGTH_EPISODE", f"episode {idx} has length 0", where, idx))
+    data = _pair(row, cols, "data/chunk_index", "data/file_index", idx, problem)
+    rows = _pair(row, cols, "dataset_from_index", "dataset_to_index", idx, problem)
+    locs: dict[str, tuple[int, int, float, float] | None] = {}
+    for key, (chunks, files, starts, ends) in videos.items():
+        entry = (chunks[row], files[row], starts[row], ends[row])
+        if all(v is None for v in entry):
+            locs[key] = None  # no video of this camera for this episode
+        elif _is_video_entry(entry):
+            locs[key] = (entry[0], entry[1], float(entry[2]), float(entry[3]))
+        else:
+            message = (
+                f"{where}: videos/{key}/... entry {entry!r} needs chunk_index, file_index >= 0 and finite "
+                "from_timestamp, to_timestamp"
+            )
+            problem(V3Problem("V3_EPISODES_SCHEMA", message, f"videos/{key}/from_timestamp", idx))
+            locs[key] = None
+    return V3EpisodeRow(idx, length, tuple(ep_tasks), row, V3Location(data, rows, locs, rel))
 
 
 def episode_spans(values: np.ndarray) -> dict[int, tuple[int, int] | np.ndarray]:

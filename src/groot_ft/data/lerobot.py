@@ -353,44 +353,17 @@ class LeRobotDataset:
         video_keys = self.video_keys()
         found: dict[int, tuple[Episode, V3Location]] = {}
         for path in self.v3_episode_files():
-            rel = path.relative_to(self.root).as_posix()
-            try:
-                names = pq.read_schema(path).names
-                wanted = [n for n in names if not n.startswith("stats/")]
-                table = pq.read_table(path, columns=wanted)
-            except (pa.ArrowException, OSError) as exc:
-                raise DatasetError(f"{path}: cannot read the episodes metadata: {exc}") from None
-            missing = [c for c in V3_EPISODE_COLUMNS if c not in names]
-            if missing:
-                raise DatasetError(f"{path}: episodes metadata lacks column(s) {', '.join(missing)}")
-            cols = {c: table.column(c).to_pylist() for c in V3_EPISODE_COLUMNS}
-            tasks = table.column("tasks").to_pylist() if "tasks" in names else [None] * table.num_rows
-            videos = {
-                key: [table.column(c).to_pylist() for c in v3_video_columns(key)]
-                for key in video_keys
-                if all(c in names for c in v3_video_columns(key))
-            }
-            for row in range(table.num_rows):
-                values = {c: cols[c][row] for c in V3_EPISODE_COLUMNS}
-                bad = [c for c, v in values.items() if not isinstance(v, int) or isinstance(v, bool)]
-                if bad:
-                    raise DatasetError(f"{path}: row {row}: {', '.join(bad)} must be integers")
-                vids: dict[str, tuple[int, int, float, float]] = {}
-                for key, (chunk, file, t0, t1) in videos.items():
-                    if None in (chunk[row], file[row], t0[row], t1[row]):
-                        continue  # no video for this camera in this episode
-                    vids[key] = (int(chunk[row]), int(file[row]), float(t0[row]), float(t1[row]))
-                idx = values["episode_index"]
-                if idx in found:
-                    raise DatasetError(f"{path}: row {row}: episode {idx} is listed twice in {V3_EPISODES_DIR}/")
-                ep = Episode(idx, values["length"], tuple(t for t in (tasks[row] or []) if isinstance(t, str)))
-                loc = V3Location(
-                    (values["data/chunk_index"], values["data/file_index"]),
-                    (values["dataset_from_index"], values["dataset_to_index"]),
-                    dict(vids),
-                    rel,
-                )
-                found[idx] = (ep, loc)
+            parsed = layout.read_v3_episodes_file(path, path.relative_to(self.root).as_posix(), video_keys)
+            for problem in parsed.problems:
+                if problem.blocking:
+                    raise DatasetError(f"{path}: {problem.message}")
+            for row in parsed.rows:
+                assert row is not None  # an unusable row is a blocking problem
+                if row.index in found:
+                    raise DatasetError(
+                        f"{path}: row {row.row}: episode {row.index} is listed twice in {V3_EPISODES_DIR}/"
+                    )
+                found[row.index] = (Episode(row.index, row.length, row.tasks), row.location)
         return [found[i] for i in sorted(found)]
 
     @cached_property
@@ -449,12 +422,14 @@ class LeRobotDataset:
         """The mp4 holding one camera's frames of the episode and where in it they are."""
         if self.is_v3:
             loc = self._v3_location(episode_index)
-            if original_key not in loc.videos:
+            entry = loc.videos.get(original_key)
+            if entry is None:
+                cameras = sorted(k for k, v in loc.videos.items() if v is not None)
                 raise DatasetError(
                     f"{self.root / loc.meta_file}: episode {episode_index} has no videos/{original_key}/... entry "
-                    f"(cameras with one: {', '.join(sorted(loc.videos)) or 'none'})"
+                    f"(cameras with one: {', '.join(cameras) or 'none'})"
                 )
-            chunk, file, t0, t1 = loc.videos[original_key]
+            chunk, file, t0, t1 = entry
             rel = format_template(
                 self.root,
                 self._template("video_path"),

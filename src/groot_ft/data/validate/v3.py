@@ -6,7 +6,6 @@ spread that state across modules."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -17,18 +16,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from groot_ft.data.layout import (
-    V3_EPISODE_COLUMNS,
     V3_EPISODES_DIR,
     V3_TASKS_FILE,
     DatasetError,
     V3Location,
     episode_spans,
     range_in,
+    read_v3_episodes_file,
     resolve_inside,
     v3_task_column,
-    v3_video_columns,
 )
-from groot_ft.data.validate.context import MISSING, Ctx, is_int, is_number, load_json
+from groot_ft.data.validate.context import MISSING, Ctx, is_number, load_json
 from groot_ft.data.validate.episodes import EpisodePlan
 from groot_ft.data.validate.layouts import (
     EpisodeMeta,
@@ -41,10 +39,6 @@ from groot_ft.data.validate.layouts import (
 from groot_ft.data.validate.report import ranges
 from groot_ft.data.validate.stats_files import check_stats_object
 from groot_ft.data.validate.videos import check_video_file
-
-
-def nonneg_int(value: Any) -> bool:
-    return is_int(value) and value >= 0
 
 
 class V3Layout(Layout):
@@ -187,134 +181,20 @@ class V3Layout(Layout):
     def _read_episodes_file(
         self, path: Path, rel: str
     ) -> list[tuple[EpisodeMeta | None, V3Location | None]] | None:
-        ctx = self.ctx
-        try:
-            schema = pq.read_schema(path)
-            names = schema.names
-            table = pq.read_table(path, columns=[n for n in names if not n.startswith("stats/")])
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            ctx.add("PARQUET_UNREADABLE", f"cannot read the episodes metadata: {exc}", file=rel)
+        parsed = read_v3_episodes_file(path, rel, self.video_keys)
+        for p in parsed.problems:
+            self.ctx.add(p.code, p.message, file=rel, field=p.field, episode=p.episode)
+        for key in parsed.absent_videos:
+            self.absent_video_columns.setdefault(key, rel)
+        self.broken_video_columns.update(parsed.broken_videos)
+        if not parsed.usable:
             return None
-        unusable = set()
-        for col in V3_EPISODE_COLUMNS:
-            if col not in names:
-                ctx.add("V3_EPISODES_SCHEMA", f"column {col!r} is missing", file=rel, field=col)
-                unusable.add(col)
-            elif not pa.types.is_integer(schema.field(col).type):
-                ctx.add(
-                    "V3_EPISODES_SCHEMA",
-                    f"column {col!r} is {schema.field(col).type}, expected integers",
-                    file=rel,
-                    field=col,
-                )
-                unusable.add(col)
-        if {"episode_index", "length"} & unusable:
-            return None
-        cols = {c: table.column(c).to_pylist() for c in V3_EPISODE_COLUMNS if c not in unusable}
-        tasks = None
-        if "tasks" in names:
-            tasks = table.column("tasks").to_pylist()
-        else:
-            ctx.add("EPISODE_TASKS_MISSING", "no tasks column (each episode's task strings)", file=rel, field="tasks")
-        videos: dict[str, list[list[Any]]] = {}
-        for key in self.video_keys:
-            wanted = v3_video_columns(key)
-            present = [c for c in wanted if c in names]
-            if not present:
-                self.absent_video_columns.setdefault(key, rel)
-                continue
-            bad = [c for c in wanted if c not in names]
-            for c in wanted[:2]:
-                if c in names and not pa.types.is_integer(schema.field(c).type):
-                    bad.append(c)
-            for c in wanted[2:]:
-                if c in names and not (
-                    pa.types.is_floating(schema.field(c).type) or pa.types.is_integer(schema.field(c).type)
-                ):
-                    bad.append(c)
-            if bad:
-                for c in bad:
-                    what = "is missing" if c not in names else f"is {schema.field(c).type}, expected numbers"
-                    ctx.add("V3_EPISODES_SCHEMA", f"column {c!r} {what}", file=rel, field=c)
-                self.broken_video_columns.add(key)
-                continue
-            videos[key] = [table.column(c).to_pylist() for c in wanted]
-        out: list[tuple[EpisodeMeta | None, V3Location | None]] = []
-        for row in range(table.num_rows):
-            where = f"row {row}"
-            idx, length = cols["episode_index"][row], cols["length"][row]
-            if not nonneg_int(idx) or not nonneg_int(length):
-                ctx.add(
-                    "EPISODE_ENTRY_INVALID",
-                    f"{where}: episode_index {idx!r}, length {length!r} (need integers >= 0)",
-                    file=rel,
-                    field=where,
-                    episode=idx if is_int(idx) else None,
-                )
-                out.append((None, None))
-                continue
-            ep_tasks = tasks[row] if tasks is not None else []
-            if not isinstance(ep_tasks, list) or not all(isinstance(t, str) for t in ep_tasks):
-                ctx.add(
-                    "EPISODE_ENTRY_INVALID",
-                    f"{where}: tasks must be a list of strings, got {ep_tasks!r}",
-                    file=rel,
-                    field=where,
-                    episode=idx,
-                )
-                ep_tasks = [t for t in ep_tasks if isinstance(t, str)] if isinstance(ep_tasks, list) else []
-            if length == 0:
-                ctx.add("ZERO_LENGTH_EPISODE", f"episode {idx} has length 0", file=rel, field=where, episode=idx)
-            data = rows = None
-            if "data/chunk_index" in cols and "data/file_index" in cols:
-                chunk, file = cols["data/chunk_index"][row], cols["data/file_index"][row]
-                if nonneg_int(chunk) and nonneg_int(file):
-                    data = (chunk, file)
-                else:
-                    ctx.add(
-                        "V3_EPISODES_SCHEMA",
-                        f"{where}: data/chunk_index {chunk!r}, data/file_index {file!r} (need integers >= 0)",
-                        file=rel,
-                        field="data/file_index",
-                        episode=idx,
-                    )
-            if "dataset_from_index" in cols and "dataset_to_index" in cols:
-                lo, hi = cols["dataset_from_index"][row], cols["dataset_to_index"][row]
-                if nonneg_int(lo) and nonneg_int(hi):
-                    rows = (lo, hi)
-                else:
-                    ctx.add(
-                        "V3_EPISODES_SCHEMA",
-                        f"{where}: dataset_from_index {lo!r}, dataset_to_index {hi!r} (need integers >= 0)",
-                        file=rel,
-                        field="dataset_from_index",
-                        episode=idx,
-                    )
-            locs: dict[str, tuple[int, int, float, float] | None] = {}
-            for key, (chunks, files, starts, ends) in videos.items():
-                entry = (chunks[row], files[row], starts[row], ends[row])
-                if all(v is None for v in entry):
-                    locs[key] = None  # no video of this camera for this episode
-                elif (
-                    nonneg_int(entry[0])
-                    and nonneg_int(entry[1])
-                    and all(is_number(v) and math.isfinite(v) for v in entry[2:])
-                ):
-                    locs[key] = (entry[0], entry[1], float(entry[2]), float(entry[3]))
-                else:
-                    ctx.add(
-                        "V3_EPISODES_SCHEMA",
-                        f"{where}: videos/{key}/... entry {entry!r} needs chunk_index, file_index >= 0 and finite "
-                        "from_timestamp, to_timestamp",
-                        file=rel,
-                        field=f"videos/{key}/from_timestamp",
-                        episode=idx,
-                    )
-                    locs[key] = None
-            out.append(
-                (EpisodeMeta(idx, length, tuple(ep_tasks), row, rel, where), V3Location(data, rows, locs, rel))
-            )
-        return out
+        return [
+            (None, None)
+            if r is None
+            else (EpisodeMeta(r.index, r.length, r.tasks, r.row, rel, f"row {r.row}"), r.location)
+            for r in parsed.rows
+        ]
 
     def _check_index_chain(self, episodes: list[EpisodeMeta]) -> None:
         """dataset_from_index[0] == 0, from[i+1] == to[i], to - from == length (invariant 8)."""
