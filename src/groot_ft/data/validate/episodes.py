@@ -90,6 +90,23 @@ class EpisodePlan:
             plan.horizon = ctx.cfg.action_horizon
         return plan
 
+    def note_missing_videos(self, key: str, episodes: list[int]) -> None:
+        """Count ``episodes`` (in order) as having no file of the unused camera ``key`` (summarized in finish)."""
+        stat = self.video_missing.setdefault(key, [0, episodes[0], episodes[-1]])
+        stat[0] += len(episodes)
+        stat[1], stat[2] = min(stat[1], episodes[0]), max(stat[2], episodes[-1])
+
+    def no_video_path(self, ctx: Ctx, key: str, used: bool) -> None:
+        """A video file cannot be formed: report a missing video_path once, when a used camera needs it."""
+        if used and ctx.setting("video_path") is None and not self.video_path_reported:
+            ctx.add(
+                "INFO_KEY_MISSING",
+                f"video_path is missing but video feature {key!r} is used",
+                file="meta/info.json",
+                field="video_path",
+            )
+            self.video_path_reported = True
+
     def finish(self, ctx: Ctx, n_episodes: int) -> None:
         for key, (count, first, last) in self.video_missing.items():
             if count == n_episodes:

@@ -405,20 +405,11 @@ class V3Layout(Layout):
                         field=key,
                     )
                 else:
-                    stat = plan.video_missing.setdefault(key, [0, e, e])
-                    stat[0] += 1
-                    stat[2] = e
+                    plan.note_missing_videos(key, [e])
                 continue
             path = source.videos.get(key)
             if path is None:
-                if used and ctx.setting("video_path") is None and not plan.video_path_reported:
-                    ctx.add(
-                        "INFO_KEY_MISSING",
-                        f"video_path is missing but video feature {key!r} is used",
-                        file="meta/info.json",
-                        field="video_path",
-                    )
-                    plan.video_path_reported = True
+                plan.no_video_path(ctx, key, used)
                 continue
             _, _, t0, t1 = entry
             if ctx.fps and ep.length:
@@ -470,9 +461,7 @@ class V3Layout(Layout):
                     field=key,
                 )
             else:
-                stat = plan.video_missing.setdefault(key, [0, eps[0], eps[-1]])
-                stat[0] += len(eps)
-                stat[1], stat[2] = min(stat[1], eps[0]), max(stat[2], eps[-1])
+                plan.note_missing_videos(key, eps)
             return
         total = sum(x[3] for x in entries)
         info = check_video_file(

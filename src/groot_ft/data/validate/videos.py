@@ -20,14 +20,7 @@ def check_episode_videos(ctx: Ctx, source: EpisodeSource, plan: EpisodePlan, row
     for key, path in source.videos.items():
         used = key in plan.used_videos
         if path is None:
-            if used and ctx.setting("video_path") is None and not plan.video_path_reported:
-                ctx.add(
-                    "INFO_KEY_MISSING",
-                    f"video_path is missing but video feature {key!r} is used",
-                    file="meta/info.json",
-                    field="video_path",
-                )
-                plan.video_path_reported = True
+            plan.no_video_path(ctx, key, used)
             continue
         rel = ctx.rel(path)
         if not path.is_file():
@@ -41,9 +34,7 @@ def check_episode_videos(ctx: Ctx, source: EpisodeSource, plan: EpisodePlan, row
                     hint="Restore the file, or stop using this camera in modality.json / the config.",
                 )
             else:
-                stat = plan.video_missing.setdefault(key, [0, e, e])
-                stat[0] += 1
-                stat[2] = e
+                plan.note_missing_videos(key, [e])
             continue
         with ctx.guard(rel, e):
             check_video_file(ctx, rel, path, e, key, expected_frames, plan)
