@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,28 @@ class Layout:
     def _format_sample(self, template: str) -> str:
         """A template formatted with sample values (episode/file 0), to check it once."""
         raise NotImplementedError
+
+    def settle_episodes(
+        self, rel: str, episodes: list[EpisodeMeta], indices: list[int], complete: bool, order_ok: bool, label: str
+    ) -> list[EpisodeMeta]:
+        """The episodes read from ``rel`` (``label`` in messages), sorted, once their indices are checked."""
+        self.episodes_complete = complete
+        if not episodes:
+            self.ctx.add("EMPTY_DATASET", f"{label} lists no (usable) episodes", file=rel)
+            return []
+        check_episode_indices(self.ctx, rel, sorted(indices), complete, order_ok)
+        episodes.sort(key=lambda e: e.index)
+        return episodes
+
+    def take_tasks(
+        self, rows: Iterator[tuple[str, int, dict[str, Any]]], unit: str, counted: Callable[[], tuple[int, bool]]
+    ) -> dict[int, str]:
+        """Collect and check the task rows of ``tasks_file``; ``counted()`` gives (rows read, rows lost) after."""
+        tasks, dropped = collect_tasks(self.ctx, self.tasks_file, rows, unit)
+        self.task_lines, lost = counted()
+        self.tasks_complete = not dropped and not lost
+        check_task_indices(self.ctx, self.tasks_file, tasks, self.tasks_complete)
+        return tasks
 
     def check_episode_videos(self, source: EpisodeSource, plan: EpisodePlan, rows: int | None) -> None:
         check_episode_videos(self.ctx, source, plan, rows)

@@ -11,14 +11,7 @@ import pyarrow.parquet as pq
 from groot_ft.data.layout import DatasetError, resolve_inside
 
 from groot_ft.data.validate.context import MISSING, Ctx, is_int, iter_jsonl, load_json
-from groot_ft.data.validate.layouts import (
-    EpisodeMeta,
-    EpisodeSource,
-    Layout,
-    check_episode_indices,
-    check_task_indices,
-    collect_tasks,
-)
+from groot_ft.data.validate.layouts import EpisodeMeta, EpisodeSource, Layout
 from groot_ft.data.validate.report import ranges
 from groot_ft.data.validate.stats_files import check_stats_object
 
@@ -155,25 +148,14 @@ class V2Layout(Layout):
                     "ZERO_LENGTH_EPISODE", f"episode {idx} has length 0", file=rel, field=f"line {lineno}", episode=idx
                 )
             episodes.append(EpisodeMeta(idx, length, tuple(tasks), lineno, rel, f"line {lineno}"))
-        self.episodes_complete = not dropped and not rows.bad
-        if not episodes:
-            ctx.add("EMPTY_DATASET", f"{rel} lists no (usable) episodes", file=rel)
-            return []
-        check_episode_indices(ctx, rel, sorted(first_line), self.episodes_complete, order_ok)
-        episodes.sort(key=lambda e: e.index)
-        return episodes
+        return self.settle_episodes(rel, episodes, list(first_line), not dropped and not rows.bad, order_ok, rel)
 
     def load_tasks(self) -> dict[int, str] | None:
         rows = iter_jsonl(self.ctx, self.tasks_file, required=True)
         if rows is None:
             return None
-        tasks, dropped = collect_tasks(
-            self.ctx, self.tasks_file, ((f"line {n}", n, row) for n, row in rows), "line"
-        )
-        self.tasks_complete = not dropped and not rows.bad
-        self.task_lines = rows.lines
-        check_task_indices(self.ctx, self.tasks_file, tasks, self.tasks_complete)
-        return tasks
+        lines = ((f"line {n}", n, row) for n, row in rows)
+        return self.take_tasks(lines, "line", lambda: (rows.lines, bool(rows.bad)))
 
     # --- data -----------------------------------------------------------------------------------------------
     def episode_sources(self, episodes: list[EpisodeMeta]) -> Iterator[EpisodeSource]:

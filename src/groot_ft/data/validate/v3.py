@@ -28,14 +28,7 @@ from groot_ft.data.layout import (
 )
 from groot_ft.data.validate.context import MISSING, Ctx, is_number, load_json
 from groot_ft.data.validate.episodes import EpisodePlan
-from groot_ft.data.validate.layouts import (
-    EpisodeMeta,
-    EpisodeSource,
-    Layout,
-    check_episode_indices,
-    check_task_indices,
-    collect_tasks,
-)
+from groot_ft.data.validate.layouts import EpisodeMeta, EpisodeSource, Layout
 from groot_ft.data.validate.report import ranges
 from groot_ft.data.validate.stats_files import check_stats_object
 from groot_ft.data.validate.videos import check_video_file
@@ -169,12 +162,9 @@ class V3Layout(Layout):
                     prev = meta.index
                     self.locations[meta.index] = loc
                     episodes.append(meta)
-        self.episodes_complete = complete
-        if not episodes:
-            ctx.add("EMPTY_DATASET", f"{V3_EPISODES_DIR}/ lists no (usable) episodes", file=V3_EPISODES_DIR)
-            return []
-        check_episode_indices(ctx, V3_EPISODES_DIR, sorted(first_seen), complete, order_ok)
-        episodes.sort(key=lambda e: e.index)
+        episodes = self.settle_episodes(
+            V3_EPISODES_DIR, episodes, list(first_seen), complete, order_ok, f"{V3_EPISODES_DIR}/"
+        )
         self._check_index_chain(episodes)
         return episodes
 
@@ -258,11 +248,7 @@ class V3Layout(Layout):
             return None
         pairs = zip(table.column("task_index").to_pylist(), table.column(column).to_pylist(), strict=True)
         rows = ((f"row {i}", i, {"task_index": a, "task": b}) for i, (a, b) in enumerate(pairs))
-        tasks, dropped = collect_tasks(ctx, rel, rows, "row")
-        self.tasks_complete = not dropped
-        self.task_lines = table.num_rows
-        check_task_indices(ctx, rel, tasks, self.tasks_complete)
-        return tasks
+        return self.take_tasks(rows, "row", lambda: (table.num_rows, False))
 
     # --- data -----------------------------------------------------------------------------------------------
     def episode_sources(self, episodes: list[EpisodeMeta]) -> Iterator[EpisodeSource]:
