@@ -390,26 +390,19 @@ class LeRobotDataset:
             raise DatasetError(f"{self.root / 'meta/info.json'}: {key} must be a string, got {template!r}")
         return template
 
+    def _fill(self, key: str, episode_index: int, **where: Any) -> Path:
+        """The ``key`` template filled for one episode (v2: from its index; v3: ``where``, from its
+        ``meta/episodes`` row) and checked to stay inside the dataset root."""
+        if not self.is_v3:
+            where = {"episode_chunk": self.episode_chunk(episode_index), "episode_index": episode_index, **where}
+        return self._inside(format_template(self.root, self._template(key), key, **where), key)
+
     def episode_data_file(self, episode_index: int) -> Path:
         """The parquet file holding the episode's rows (its own file in v2, a shared one in v3)."""
         if self.is_v3:
             loc = self._v3_location(episode_index)
-            rel = format_template(
-                self.root,
-                self._template("data_path"),
-                "data_path",
-                chunk_index=loc.data[0],
-                file_index=loc.data[1],
-            )
-            return self._inside(rel, "data_path")
-        rel = format_template(
-            self.root,
-            self._template("data_path"),
-            "data_path",
-            episode_chunk=self.episode_chunk(episode_index),
-            episode_index=episode_index,
-        )
-        return self._inside(rel, "data_path")
+            return self._fill("data_path", episode_index, chunk_index=loc.data[0], file_index=loc.data[1])
+        return self._fill("data_path", episode_index)
 
     def episode_rows(self, episode_index: int) -> tuple[int, int] | None:
         """v3: the episode's global ``[dataset_from_index, dataset_to_index)`` row range; v2: None (own file)."""
@@ -430,24 +423,9 @@ class LeRobotDataset:
                     f"(cameras with one: {', '.join(cameras) or 'none'})"
                 )
             chunk, file, t0, t1 = entry
-            rel = format_template(
-                self.root,
-                self._template("video_path"),
-                "video_path",
-                chunk_index=chunk,
-                file_index=file,
-                video_key=original_key,
-            )
-            return VideoSegment(self._inside(rel, "video_path"), t0, t1)
-        rel = format_template(
-            self.root,
-            self._template("video_path"),
-            "video_path",
-            episode_chunk=self.episode_chunk(episode_index),
-            episode_index=episode_index,
-            video_key=original_key,
-        )
-        return VideoSegment(self._inside(rel, "video_path"), 0.0, None)
+            path = self._fill("video_path", episode_index, chunk_index=chunk, file_index=file, video_key=original_key)
+            return VideoSegment(path, t0, t1)
+        return VideoSegment(self._fill("video_path", episode_index, video_key=original_key), 0.0, None)
 
     def episode_video_file(self, episode_index: int, original_key: str) -> Path:
         return self.episode_video_segment(episode_index, original_key).path
