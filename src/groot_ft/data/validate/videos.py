@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,35 +57,27 @@ def check_video_file(
     """
     from groot_ft.data.video import VideoError, probe_video
 
+    add = partial(ctx.add, file=rel, episode=e, field=key)  # every finding here is about this file
     feature = ctx.features[key]
     meta = video_meta(feature)
     try:
         info = probe_video(path)
     except VideoError as exc:
-        ctx.add(
+        add(
             "VIDEO_UNREADABLE",
             f"cannot open video {key!r} of episode {e}: {strip_path(exc, path)}",
-            file=rel,
-            episode=e,
-            field=key,
         )
         return None
     if info.num_video_streams != 1:
-        ctx.add(
+        add(
             "VIDEO_STREAM_COUNT",
             f"file has {info.num_video_streams} video streams (expected 1)",
-            file=rel,
-            episode=e,
-            field=key,
         )
     codec = CODEC_ALIASES.get(info.codec, info.codec)
     if codec not in SUPPORTED_CODECS:
-        ctx.add(
+        add(
             "VIDEO_CODEC_UNSUPPORTED",
             f"codec {info.codec!r} is not one of {', '.join(sorted(SUPPORTED_CODECS))}",
-            file=rel,
-            episode=e,
-            field=key,
         )
     declared_codec = meta.get("video.codec")
     if isinstance(declared_codec, str) and CODEC_ALIASES.get(declared_codec, declared_codec) != codec:
@@ -95,12 +88,9 @@ def check_video_file(
         ).hit(e, rel)
     height, width = video_hw(feature)
     if (info.height, info.width) != (height, width):
-        ctx.add(
+        add(
             "VIDEO_RESOLUTION_MISMATCH",
             f"video is {info.width}x{info.height} (WxH) but meta/info.json declares {width}x{height}",
-            file=rel,
-            episode=e,
-            field=key,
         )
     declared_pix = meta.get("video.pix_fmt")
     if isinstance(declared_pix, str) and info.pix_fmt and info.pix_fmt != declared_pix:
@@ -111,12 +101,9 @@ def check_video_file(
     fps_ok = True
     if fps and info.fps and abs(info.fps - fps) > 1e-3 * fps:
         fps_ok = False
-        ctx.add(
+        add(
             "VIDEO_FPS_MISMATCH",
             f"video runs at {info.fps:g} fps but the dataset fps is {fps:g}",
-            file=rel,
-            episode=e,
-            field=key,
         )
     frames = info.num_frames
     source = "container metadata" if info.frame_count_source == "metadata" else "demuxed packets"
@@ -126,21 +113,15 @@ def check_video_file(
             return info
         frames, source = decoded, "decoded frames"
     if frames < expected_frames:
-        ctx.add(
+        add(
             "VIDEO_FRAME_COUNT_MISMATCH",
             f"video has {frames} frames ({source}) but {holds} "
             f"{expected_frames} rows; GR00T decodes one frame per row",
-            file=rel,
-            episode=e,
-            field=key,
         )
     elif frames > expected_frames:
-        ctx.add(
+        add(
             "VIDEO_EXTRA_FRAMES",
             f"video has {frames} frames ({source}) for {expected_frames} rows",
-            file=rel,
-            episode=e,
-            field=key,
         )
     elif (
         fps_ok
@@ -149,13 +130,10 @@ def check_video_file(
         and info.duration_s
         and abs(info.duration_s - expected_frames / fps) > 1.0 / fps + 1e-6
     ):
-        ctx.add(
+        add(
             "VIDEO_DURATION_MISMATCH",
             f"video lasts {info.duration_s:.4f} s but {expected_frames} frames at "
             f"{fps:g} fps last {expected_frames / fps:.4f} s",
-            file=rel,
-            episode=e,
-            field=key,
         )
     return info
 
