@@ -193,7 +193,7 @@ def test_direct_column_decoding_equals_the_readers(tmp_path):
     """column_matrix reads list columns straight from arrow buffers; it must agree with Arrow's own conversion."""
     import pyarrow as pa
 
-    from groot_ft.data.lerobot import _arrow_matrix, _buffer_matrix, column_matrix
+    from groot_ft.data.episode_arrays import _arrow_matrix, _buffer_matrix, column_matrix
     from groot_ft.stats import column_array
 
     v = np.arange(40, dtype=np.float64) - 7.5

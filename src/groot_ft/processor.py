@@ -17,6 +17,9 @@ become ``action - state[last row]`` of the reference state group and are normali
 
 The three files written by :meth:`Gr00tProcessor.save_pretrained` use upstream's names and keys, so a checkpoint
 directory can be read by either implementation's loader.
+
+The statistics helpers live in :mod:`groot_ft.processor_stats` and the compiled per-group normalisation plan in
+:mod:`groot_ft.processor_plan`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,15 @@ import numpy as np
 from groot_ft.embodiment import EMBODIMENT_TAG_TO_ID, MAX_NUM_EMBODIMENTS, embodiment_id, normalize_tag
 from groot_ft.image_transforms import ImageTransform
 from groot_ft.io import atomic_write_json
-from groot_ft.modality import (
-    ActionRepresentation,
-    ActionType,
-    EmbodimentModalityConfig,
-    ModalityConfigError,
-    parse_embodiment_config,
+from groot_ft.modality import EmbodimentModalityConfig, ModalityConfigError, parse_embodiment_config
+from groot_ft.processor_plan import Plan, as_numpy, build_plan, clip_unit, normalize, unnormalize
+from groot_ft.processor_stats import (  # noqa: F401 (re-exported: importable from here as before)
+    DEFAULT_ACTION_COLUMN,
+    DEFAULT_STATE_COLUMN,
+    STAT_NAMES,
+    ProcessorError,
+    statistics_from_dataset_stats,
+    to_jsonable,
 )
 
 log = logging.getLogger(__name__)
@@ -52,194 +57,13 @@ PROCESSOR_CONFIG_NAME = "processor_config.json"
 STATISTICS_NAME = "statistics.json"
 EMBODIMENT_ID_NAME = "embodiment_id.json"
 PROCESSOR_CLASS = "Gr00tN1d6Processor"
-STAT_NAMES = ("min", "max", "mean", "std", "q01", "q99")
-DEFAULT_STATE_COLUMN = "observation.state"
-DEFAULT_ACTION_COLUMN = "action"
 
 _NON_WORD = re.compile(r"[^\w\s]")
-
-
-class ProcessorError(ValueError):
-    """A processor input, config or statistics problem; the message names the tag, modality and key."""
 
 
 def formalize_language(text: str) -> str:
     """Upstream's text normalisation: lowercase, then drop every character that is not a word character or space."""
     return _NON_WORD.sub("", text.lower())
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# statistics helpers
-
-
-def _to_jsonable(value: Any) -> Any:
-    """Deep-copy statistics into plain JSON types (numpy arrays/scalars -> lists/floats)."""
-    if isinstance(value, Mapping):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "detach") and hasattr(value, "tolist"):  # torch tensor
-        return value.detach().cpu().tolist()
-    return value
-
-
-def statistics_from_dataset_stats(
-    stats_json: Mapping[str, Any],
-    relative_stats_json: Mapping[str, Any] | None,
-    modality_json: Mapping[str, Any],
-    modality_config: EmbodimentModalityConfig | Mapping[str, Any],
-) -> dict[str, Any]:
-    """One embodiment's processor statistics from a dataset's ``meta/`` files.
-
-    ``stats_json`` is upstream's ``meta/stats.json`` (``{column: {mean, std, min, max, q01, q99}}`` over whole
-    parquet columns), ``relative_stats_json`` its ``meta/relative_stats.json`` (``{group: {stat: (T, D) lists}}``)
-    or None, ``modality_json`` its ``meta/modality.json``. Every state/action group of ``modality_config`` is sliced
-    ``[start:end]`` out of the column its modality.json entry names (``original_key``, default
-    ``observation.state`` for state and ``action`` for action). Returns ``{"state": {group: {stat: list}},
-    "action": {...}, "relative_action": {group: {stat: (T, D) lists}}}``; wrap it as ``{tag: result}`` for
-    :meth:`Gr00tProcessor.set_statistics`. ``relative_action`` holds the config's action keys found in
-    ``relative_stats_json`` and is omitted when that is None.
-    """
-    cfg = (
-        modality_config
-        if isinstance(modality_config, EmbodimentModalityConfig)
-        else parse_embodiment_config(modality_config)
-    )
-    result: dict[str, Any] = {}
-    for modality, default_column in (("state", DEFAULT_STATE_COLUMN), ("action", DEFAULT_ACTION_COLUMN)):
-        entries = modality_json.get(modality)
-        if not isinstance(entries, Mapping):
-            raise ProcessorError(f"modality.json has no {modality!r} section (needed for {modality} statistics)")
-        groups: dict[str, Any] = {}
-        for key in cfg[modality].modality_keys:
-            entry = entries.get(key)
-            if not isinstance(entry, Mapping):
-                raise ProcessorError(
-                    f"modality.json has no {modality} group {key!r} (groups: {', '.join(entries) or 'none'})"
-                )
-            start, end = entry.get("start"), entry.get("end")
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
-                raise ProcessorError(
-                    f"modality.json {modality}.{key}: needs integer start < end, got start={start!r} end={end!r}"
-                )
-            column = entry.get("original_key") or default_column
-            column_stats = stats_json.get(column)
-            if not isinstance(column_stats, Mapping):
-                raise ProcessorError(
-                    f"stats.json has no column {column!r} (needed for {modality} group {key!r}); "
-                    f"columns: {', '.join(stats_json) or 'none'}"
-                )
-            group: dict[str, list[float]] = {}
-            for stat in STAT_NAMES:
-                if stat not in column_stats:
-                    raise ProcessorError(f"stats.json column {column!r} lacks {stat!r} (needed for {modality}.{key})")
-                values = np.asarray(column_stats[stat], dtype=np.float64).reshape(-1)
-                if end > values.size:
-                    raise ProcessorError(
-                        f"modality.json {modality}.{key} slice [{start}:{end}] is outside stats.json column "
-                        f"{column!r} {stat} of length {values.size}"
-                    )
-                group[stat] = values[start:end].tolist()
-            groups[key] = group
-        result[modality] = groups
-    if relative_stats_json is not None:
-        relative: dict[str, Any] = {}
-        for key in cfg.action.modality_keys:
-            if key not in relative_stats_json:
-                continue
-            entry = relative_stats_json[key]
-            group = {}
-            for stat, values in entry.items():
-                arr = np.asarray(values, dtype=np.float64)
-                if arr.ndim != 2:
-                    raise ProcessorError(
-                        f"relative_stats.json {key}.{stat}: expected a (T, D) list of lists, got shape {arr.shape}"
-                    )
-                group[stat] = arr.tolist()
-            relative[key] = group
-        result["relative_action"] = relative
-    return result
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# compiled per-embodiment plan
-
-
-@dataclass
-class _Group:
-    """How one state/action group is (un)normalised."""
-
-    key: str
-    dim: int
-    out_dim: int
-    method: str  # "minmax" | "meanstd" | "sincos"
-    offset: np.ndarray | None = None  # min (or q01) / mean; (D,) or (T, D) for relative actions
-    spread: np.ndarray | None = None  # max-min / std, with 1 where constant
-    constant: np.ndarray | None = None  # dims where max ~= min (or std ~= 0): normalised to 0
-    relative: bool = False
-    reference_key: str | None = None
-    unsupported: str | None = None  # reason this group cannot be processed (raised on use)
-
-
-@dataclass
-class _Plan:
-    tag: str
-    embodiment_id: int
-    config: EmbodimentModalityConfig
-    state: list[_Group] = field(default_factory=list)
-    action: list[_Group] = field(default_factory=list)
-
-    @property
-    def state_dim(self) -> int:
-        return sum(g.out_dim for g in self.state)
-
-    @property
-    def action_dim(self) -> int:
-        return sum(g.dim for g in self.action)
-
-    @property
-    def action_steps(self) -> int:
-        return len(self.config.action.delta_indices)
-
-
-def _normalize(x: np.ndarray, g: _Group) -> np.ndarray:
-    if g.method == "sincos":
-        return np.concatenate([np.sin(x), np.cos(x)], axis=-1)
-    if g.method == "minmax":
-        y = 2.0 * (x - g.offset) / g.spread - 1.0
-    else:
-        y = (x - g.offset) / g.spread
-    return np.where(g.constant, 0.0, y) if g.constant.any() else y
-
-
-def _clip_unit(y: np.ndarray) -> np.ndarray:
-    """``np.clip(y, -1, 1)`` in place on a fresh array, as two ufunc calls (np.clip's wrappers cost more per sample
-    than the clipping of a few dozen values)."""
-    np.maximum(y, -1.0, out=y)
-    return np.minimum(y, 1.0, out=y)
-
-
-def _unnormalize(y: np.ndarray, g: _Group) -> np.ndarray:
-    if g.method == "minmax":
-        # constant dims: spread is 1 in the plan, so use the true (zero) width to return min exactly
-        width = np.where(g.constant, 0.0, g.spread)
-        return (y + 1.0) / 2.0 * width + g.offset
-    if g.method == "meanstd":
-        return y * np.where(g.constant, 0.0, g.spread) + g.offset
-    raise ProcessorError(f"group {g.key!r}: {g.method} encoding cannot be inverted")
-
-
-def _as_numpy(value: Any, where: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # torch tensor (any dtype/device)
-        value = value.detach().float().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ProcessorError(f"{where}: expected a numeric array, got {type(value).__name__}") from exc
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -349,7 +173,7 @@ class Gr00tProcessor:
                 )
 
         self._statistics: dict[str, Any] = {}
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
         if statistics:
             self.set_statistics(statistics, override=True)
 
@@ -397,7 +221,7 @@ class Gr00tProcessor:
                 continue
             if not isinstance(tag_stats, Mapping):
                 raise ProcessorError(f"statistics[{tag!r}] must be a mapping with state/action sections")
-            new_stats[tag] = _to_jsonable(tag_stats)
+            new_stats[tag] = to_jsonable(tag_stats)
             changed.append(tag)
         new_plans = {}
         for tag in changed:
@@ -423,126 +247,20 @@ class Gr00tProcessor:
         except (KeyError, ValueError) as exc:
             raise ProcessorError(str(exc.args[0]) if exc.args else str(exc)) from exc
 
-    def _group_stats(self, tag: str, tag_stats: Mapping[str, Any], section: str, key: str) -> Mapping[str, Any]:
-        groups = tag_stats.get(section)
-        if not isinstance(groups, Mapping) or key not in groups:
-            have = ", ".join(groups) if isinstance(groups, Mapping) else "none"
-            hint = (
-                " (RELATIVE action keys need relative_action statistics: generate meta/relative_stats.json "
-                "or set use_relative_action=False)"
-                if section == "relative_action"
-                else ""
-            )
-            raise ProcessorError(
-                f"embodiment {tag!r}: missing {section} statistics for key {key!r} (have: {have}){hint}"
-            )
-        return groups[key]
+    def _build_plan(self, tag: str, tag_stats: Mapping[str, Any]) -> Plan:
+        return build_plan(
+            tag,
+            self.modality_configs[tag],
+            self._embodiment_id(tag),
+            tag_stats,
+            use_percentiles=self.use_percentiles,
+            apply_sincos_state_encoding=self.apply_sincos_state_encoding,
+            use_relative_action=self.use_relative_action,
+            max_state_dim=self.max_state_dim,
+            max_action_dim=self.max_action_dim,
+        )
 
-    def _stat(
-        self, tag: str, section: str, key: str, stats: Mapping[str, Any], name: str, shape: tuple[int, ...] | None
-    ) -> np.ndarray:
-        if name not in stats:
-            raise ProcessorError(f"embodiment {tag!r}: {section} statistics for key {key!r} lack {name!r}")
-        arr = np.asarray(stats[name], dtype=np.float64)
-        if shape is not None and arr.shape != shape:
-            raise ProcessorError(
-                f"embodiment {tag!r}: {section} statistics {key!r}.{name} have shape {arr.shape}, expected {shape}"
-                + (
-                    " (relative stats are per horizon step; regenerate relative_stats.json for this horizon)"
-                    if section == "relative_action"
-                    else ""
-                )
-            )
-        if not np.all(np.isfinite(arr)):
-            raise ProcessorError(f"embodiment {tag!r}: {section} statistics {key!r}.{name} contain NaN/inf")
-        return arr
-
-    def _make_group(
-        self, tag: str, section: str, key: str, stats: Mapping[str, Any], mean_std: bool, steps: int | None
-    ) -> _Group:
-        # dimension: from any stat present (relative stats are (T, D))
-        probe = next((stats[n] for n in STAT_NAMES if n in stats), None)
-        if probe is None:
-            raise ProcessorError(f"embodiment {tag!r}: {section} statistics for key {key!r} are empty")
-        probe_arr = np.asarray(probe, dtype=np.float64)
-        dim = int(probe_arr.shape[-1]) if probe_arr.ndim else 1
-        shape = (dim,) if steps is None else (steps, dim)
-        if mean_std:
-            method, lo_name, hi_name = "meanstd", "mean", "std"
-        else:
-            method = "minmax"
-            lo_name, hi_name = ("q01", "q99") if self.use_percentiles else ("min", "max")
-        lo = self._stat(tag, section, key, stats, lo_name, shape)
-        hi = self._stat(tag, section, key, stats, hi_name, shape)
-        if method == "minmax":
-            constant = np.isclose(hi, lo)
-            spread = np.where(constant, 1.0, hi - lo)
-        else:
-            constant = np.isclose(hi, 0.0)
-            spread = np.where(constant, 1.0, hi)
-        return _Group(key=key, dim=dim, out_dim=dim, method=method, offset=lo, spread=spread, constant=constant)
-
-    def _build_plan(self, tag: str, tag_stats: Mapping[str, Any]) -> _Plan:
-        cfg = self.modality_configs[tag]
-        plan = _Plan(tag=tag, embodiment_id=self._embodiment_id(tag), config=cfg)
-        sincos = set(cfg.state.sin_cos_embedding_keys or ()) if self.apply_sincos_state_encoding else set()
-        state_mean_std = set(cfg.state.mean_std_embedding_keys or ())
-        for key in cfg.state.modality_keys:
-            stats = self._group_stats(tag, tag_stats, "state", key)
-            if key in sincos:
-                probe = next((stats[n] for n in STAT_NAMES if n in stats), None)
-                if probe is None:
-                    raise ProcessorError(f"embodiment {tag!r}: state statistics for key {key!r} are empty")
-                dim = len(probe)
-                plan.state.append(_Group(key=key, dim=dim, out_dim=2 * dim, method="sincos"))
-            else:
-                plan.state.append(self._make_group(tag, "state", key, stats, key in state_mean_std, None))
-        state_dims = {g.key: g.dim for g in plan.state}
-        action_mean_std = set(cfg.action.mean_std_embedding_keys or ())
-        steps = plan.action_steps
-        for key in cfg.action.modality_keys:
-            ac = cfg.action_config_for(key)
-            relative = self.use_relative_action and ac.rep is ActionRepresentation.RELATIVE
-            if relative:
-                stats = self._group_stats(tag, tag_stats, "relative_action", key)
-                group = self._make_group(tag, "relative_action", key, stats, key in action_mean_std, steps)
-                group.relative = True
-                group.reference_key = cfg.reference_state_key(key)
-                ref_dim = state_dims.get(group.reference_key)
-                if ref_dim is None:
-                    raise ProcessorError(
-                        f"embodiment {tag!r}: RELATIVE action {key!r} needs state key {group.reference_key!r}, "
-                        "which state.modality_keys lacks"
-                    )
-                if ref_dim != group.dim:
-                    raise ProcessorError(
-                        f"embodiment {tag!r}: RELATIVE action {key!r} has {group.dim} dims but its reference state "
-                        f"{group.reference_key!r} has {ref_dim}"
-                    )
-                if ac.type is ActionType.EEF:
-                    group.unsupported = (
-                        f"embodiment {tag!r}: RELATIVE EEF action {key!r} (SE(3) composition) is not supported; "
-                        "use NON_EEF or ABSOLUTE"
-                    )
-            else:
-                stats = self._group_stats(tag, tag_stats, "action", key)
-                group = self._make_group(tag, "action", key, stats, key in action_mean_std, None)
-            if ac.rep is ActionRepresentation.DELTA:
-                group.unsupported = f"embodiment {tag!r}: DELTA action representation ({key!r}) is not supported"
-            plan.action.append(group)
-        if plan.state_dim > self.max_state_dim:
-            raise ProcessorError(
-                f"embodiment {tag!r}: state groups need {plan.state_dim} dims "
-                f"({', '.join(f'{g.key}={g.out_dim}' for g in plan.state)}) but max_state_dim is {self.max_state_dim}"
-            )
-        if plan.action_dim > self.max_action_dim:
-            raise ProcessorError(
-                f"embodiment {tag!r}: action groups need {plan.action_dim} dims "
-                f"({', '.join(f'{g.key}={g.dim}' for g in plan.action)}) but max_action_dim is {self.max_action_dim}"
-            )
-        return plan
-
-    def _plan(self, tag: str) -> _Plan:
+    def _plan(self, tag: str) -> Plan:
         tag = normalize_tag(tag)
         plan = self._plans.get(tag)
         if plan is not None:
@@ -580,7 +298,7 @@ class Gr00tProcessor:
             raise ProcessorError(
                 f"embodiment {tag!r}: step lacks {modality} key {key!r} (has: {', '.join(values) or 'none'})"
             )
-        arr = _as_numpy(values[key], f"{modality}.{key}")
+        arr = as_numpy(values[key], f"{modality}.{key}")
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape != (rows, dim):
@@ -592,19 +310,19 @@ class Gr00tProcessor:
             raise ProcessorError(f"embodiment {tag!r}: {modality}.{key} contains NaN/inf")
         return arr
 
-    def _encode_state(self, plan: _Plan, raw: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    def _encode_state(self, plan: Plan, raw: dict[str, np.ndarray], rows: int) -> np.ndarray:
         out = np.zeros((rows, self.max_state_dim), dtype=np.float32)
         col = 0
         for g in plan.state:
-            y = _normalize(raw[g.key], g)
+            y = normalize(raw[g.key], g)
             if self.clip_outliers and g.method == "minmax":
-                y = _clip_unit(y)
+                y = clip_unit(y)
             out[:, col : col + g.out_dim] = y
             col += g.out_dim
         return out
 
     def _encode_action(
-        self, plan: _Plan, actions: Mapping[str, Any], raw_state: dict[str, np.ndarray]
+        self, plan: Plan, actions: Mapping[str, Any], raw_state: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         steps = plan.action_steps
         action = np.zeros((self.max_action_horizon, self.max_action_dim), dtype=np.float32)
@@ -616,15 +334,15 @@ class Gr00tProcessor:
             a = self._read_group(actions, "action", g.key, plan.tag, steps, g.dim)
             if g.relative:
                 a = a - raw_state[g.reference_key][-1]
-            y = _normalize(a, g)
+            y = normalize(a, g)
             if self.clip_outliers:
-                y = _clip_unit(y)
+                y = clip_unit(y)
             action[:steps, col : col + g.dim] = y
             col += g.dim
         mask[:steps, :col] = 1.0
         return action, mask
 
-    def _text(self, plan: _Plan, language: Any) -> str:
+    def _text(self, plan: Plan, language: Any) -> str:
         key = plan.config.language.modality_keys[0]
         if not isinstance(language, Mapping) or key not in language:
             have = ", ".join(language) if isinstance(language, Mapping) else "none"
@@ -638,7 +356,7 @@ class Gr00tProcessor:
             raise ProcessorError(f"embodiment {plan.tag!r}: language.{key} must be one string, got {text!r}")
         return formalize_language(text) if self.formalize_language else text
 
-    def _images(self, plan: _Plan, video: Any, rng: np.random.Generator) -> np.ndarray:
+    def _images(self, plan: Plan, video: Any, rng: np.random.Generator) -> np.ndarray:
         cfg = plan.config.video
         keys = cfg.modality_keys
         if not isinstance(video, Mapping):
@@ -722,7 +440,7 @@ class Gr00tProcessor:
         ``(T_a, D)`` for unbatched input.
         """
         plan = self._plan(embodiment_tag)
-        arr = _as_numpy(action, "action")
+        arr = as_numpy(action, "action")
         unbatched = arr.ndim == 2
         if unbatched:
             arr = arr[None]
@@ -742,14 +460,14 @@ class Gr00tProcessor:
                 raise ProcessorError(g.unsupported)
             y = np.clip(arr[:, :steps, col : col + g.dim], -1.0, 1.0)
             col += g.dim
-            x = _unnormalize(y, g)
+            x = unnormalize(y, g)
             if g.relative:
                 if state is None or g.reference_key not in state:
                     raise ProcessorError(
                         f"embodiment {plan.tag!r}: action {g.key!r} is RELATIVE; decode_action needs "
                         f"state[{g.reference_key!r}] (raw units, last row used as reference)"
                     )
-                ref = _as_numpy(state[g.reference_key], f"state.{g.reference_key}")
+                ref = as_numpy(state[g.reference_key], f"state.{g.reference_key}")
                 if ref.ndim == 1:
                     ref = ref[None]
                 if ref.ndim == 2:

@@ -20,54 +20,44 @@ interleaved subsets, each subset given to the currently shortest shard. Every va
 A sample row holds exactly what the processor needs: the frames at the video offsets, the state rows, the action
 chunk and the instruction. Each shard stores a key over its pieces (episode content digests and steps); a shard
 whose key is unchanged is not rewritten, so changing one episode rewrites only the shards that hold it.
+
+The frame decoding and JPEG encoding of stage 1 live in :mod:`groot_ft.shard_frames`; the read side the loader uses
+(:class:`ShardSet`, :class:`ShardReader`, :func:`decode_jpeg`) in :mod:`groot_ft.shard_reader`. Both are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import pyarrow as pa
-import simplejpeg
-from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
-from PIL import Image
 from tqdm import tqdm
 
 from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
-from groot_ft.data.video import VideoError, first_video_stream, open_video
-from groot_ft.geometry import shortest_edge_size
 from groot_ft.io import GroupCommit, atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
+from groot_ft.shard_frames import (  # noqa: F401 (re-exported: importable from here as before)
+    FRAME_ENCODING,
+    JPEG_QSCALE,
+    FrameEncoder,
+    encode_jpeg,
+    encode_video_frames,
+    resize_shortest_edge,
+    thread_encoder,
+)
+from groot_ft.shard_reader import SHARD_FORMAT_VERSION, ShardReader, ShardSet, decode_jpeg  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
-
-SHARD_FORMAT_VERSION = 1
-#: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
-JPEG_QSCALE = 1
-#: everything about how frames are turned into bytes; part of each episode cache's fingerprint
-FRAME_ENCODING = f"ffmpeg-rgb24-mjpeg-yuv444p-full-q{JPEG_QSCALE}-stdhuffman-area-bitexact-1slice"
-# BITEXACT keeps libswscale off CPU-specific SIMD paths, so shards are byte-identical across machines
-_SCALE_FLAGS = int(Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT)
-# resolved once: PyAV looks names up on every call, and stage 1 makes one call per frame
-_YUV444 = av.VideoFormat("yuv444p")
-_RGB24 = av.VideoFormat("rgb24")
-_FULL_RANGE = int(ColorRange.JPEG)
-_FF_QP2LAMBDA = 118  # FFmpeg's lambda per quantiser step
-_ENCODE_BATCH_PIXELS = 8 << 20  # decoded pixels held at most before encoding them (~12 MiB of 4:2:0 frames)
-_CODEC_FLAG_QSCALE = 2  # AV_CODEC_FLAG_QSCALE: fixed quantiser, no rate control
 
 
 # --- assignment (pure, tested against upstream's semantics) ------------------------------------------------------
@@ -124,200 +114,6 @@ def needed_frames(length: int, cfg: EmbodimentModalityConfig) -> np.ndarray:
             first, last = (min(max(k, 0), length - 1) for k in (delta, steps - 1 + delta))
             shown[first : last + 1] = True
     return np.flatnonzero(shown).astype(np.int64, copy=False)
-
-
-# --- frames -------------------------------------------------------------------------------------------------------
-def resize_shortest_edge(frame: np.ndarray, edge: int) -> np.ndarray:
-    """PIL area resize of an RGB array (the reference the shard frames are checked against)."""
-    h, w = frame.shape[:2]
-    if min(h, w) == edge:
-        return frame
-    resample = Image.BOX if edge < min(h, w) else Image.BILINEAR
-    return np.asarray(Image.fromarray(frame).resize(shortest_edge_size(h, w, edge)[::-1], resample))
-
-
-class FrameEncoder:
-    """Scales decoded frames to the working size and JPEG-encodes them, all inside FFmpeg.
-
-    Keeps one scaler and one MJPEG encoder per output size, so per-frame cost is the scaling and compression
-    themselves. MJPEG is intra-only with a fixed quantiser: a frame's bytes depend on that frame alone. One
-    instance per thread.
-    """
-
-    def __init__(self, edge: int | None, huffman: str = "default"):
-        self.edge = edge
-        self.huffman = huffman
-        self._scaler = VideoReformatter()
-        self._rgb = VideoReformatter()
-        self._targets: dict[tuple[int, int], tuple[int, int, Any, Fraction]] = {}
-        self._count = 0
-
-    def _target(self, width: int, height: int) -> tuple[int, int, Any, Fraction]:
-        """(output width, output height, encoder, its time base) for a source size."""
-        if (width, height) not in self._targets:
-            w, h = width, height
-            if self.edge is not None and min(width, height) != self.edge:
-                h, w = shortest_edge_size(height, width, self.edge)
-            ctx = av.CodecContext.create("mjpeg", "w")
-            ctx.width, ctx.height = w, h
-            ctx.pix_fmt = "yuv444p"
-            ctx.color_range = _FULL_RANGE  # as JFIF readers assume
-            ctx.time_base = Fraction(1, 1)
-            ctx.flags = int(ctx.flags) | _CODEC_FLAG_QSCALE
-            ctx.global_quality = JPEG_QSCALE * _FF_QP2LAMBDA
-            ctx.qmin = ctx.qmax = JPEG_QSCALE
-            # one slice: with slice threads FFmpeg cuts the picture into one slice per thread, separated by restart
-            # markers, so the bytes would depend on how many CPUs the machine (or the SLURM job) has
-            ctx.thread_count = 1
-            # bitexact: no encoder version string in the files. Standard Huffman tables: optimal ones built per
-            # frame make small files a quarter smaller but double the scale+encode time (docs/benchmarks.md)
-            ctx.options = {"flags": "+bitexact", "huffman": self.huffman}
-            ctx.open()
-            self._targets[(width, height)] = (w, h, ctx, ctx.time_base)
-        return self._targets[(width, height)]
-
-    def encode(self, frame: av.VideoFrame) -> bytes:
-        width, height, encoder, time_base = self._target(frame.width, frame.height)
-        if frame.format.name != "rgb24":
-            # First the RGB24 picture a plain decode gives (PyAV's default conversion, which is the frame upstream's
-            # torchcodec decode gives, bit for bit): the video's own chroma upsampling, not ours. Going from 4:2:0
-            # to the encoder's 4:4:4 directly (area filter) cost ~4 dB: 41.1 -> 45.5 dB PSNR on gr1.
-            frame = self._rgb.reformat(frame, format=_RGB24, threads=1)
-        # one scaler thread: episodes run in parallel already, and FFmpeg's slice threads cost more than they
-        # save on frames this small
-        small = self._scaler.reformat(frame, width, height, _YUV444, interpolation=_SCALE_FLAGS,
-                                      dst_color_range=_FULL_RANGE, threads=1)
-        # the encoder insists on increasing times; they do not reach the JPEG bytes
-        self._count += 1
-        small.pts = self._count
-        small.time_base = time_base
-        packets = encoder.encode(small)
-        if len(packets) != 1:  # MJPEG has no frame delay; anything else would misalign frames and bytes
-            raise RuntimeError(f"MJPEG encoder returned {len(packets)} packets for one frame")
-        return bytes(packets[0])
-
-
-_encoders = threading.local()
-
-
-def thread_encoder(edge: int | None) -> FrameEncoder:
-    """This thread's :class:`FrameEncoder` for ``edge``, made once: FFmpeg's scaler and encoder contexts cannot be
-    shared between threads, and setting them up costs as much as encoding a few frames (a process forked from this
-    one makes its own)."""
-    if getattr(_encoders, "pid", None) != os.getpid():
-        _encoders.pid, _encoders.by_edge = os.getpid(), {}
-    if edge not in _encoders.by_edge:
-        _encoders.by_edge[edge] = FrameEncoder(edge)
-    return _encoders.by_edge[edge]
-
-
-def encode_jpeg(frame: np.ndarray) -> bytes:
-    """JPEG bytes of one RGB ``(H, W, 3)`` uint8 array, encoded the way shard frames are (no resize)."""
-    return FrameEncoder(None).encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """RGB ``(H, W, 3)`` uint8 array of one JPEG image.
-
-    libjpeg-turbo through simplejpeg: the same pixels as PIL (the same library underneath, accurate IDCT) in a
-    third of PIL's time and half that of FFmpeg's MJPEG decoder plus an RGB conversion on small frames
-    (docs/benchmarks.md), which matters because the loader decodes every camera of every sample. It keeps no
-    state, so threads and forked DataLoader workers need nothing of their own. Anything it rejects goes through
-    PIL, so any JPEG PIL reads still reads.
-    """
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
-    except ValueError:
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def _decoded(path: Path, container, stream, seek_s: float | None) -> Iterator[av.VideoFrame]:
-    try:
-        if seek_s is not None:
-            container.seek(max(0, int(math.floor(seek_s / float(stream.time_base)))), stream=stream, backward=True)
-        yield from container.decode(stream)
-    except av.FFmpegError as exc:
-        raise VideoError(path, f"decoding failed ({exc})") from exc
-
-
-class _EncodeBatch:
-    """Decoded frames held until a run of them is scaled and encoded together.
-
-    Alternating the decoder and the encoder frame by frame evicts each one's code and tables from the CPU caches;
-    runs of up to 16 frames (fewer for large pictures, to bound the memory held) took 2-10% less CPU for stage 1
-    (docs/benchmarks.md). A slot already filled keeps its first frame.
-    """
-
-    def __init__(self, encoder: FrameEncoder, out: list[bytes | None]):
-        self.encoder, self.out = encoder, out
-        self.pending: list[tuple[int, av.VideoFrame]] = []
-        self.taken = [b is not None for b in out]
-        self.limit = 0
-
-    def add(self, i: int, frame: av.VideoFrame) -> None:
-        if self.taken[i]:
-            return
-        self.taken[i] = True
-        self.pending.append((i, frame))
-        if not self.limit:
-            self.limit = max(1, min(16, _ENCODE_BATCH_PIXELS // max(1, frame.width * frame.height)))
-        if len(self.pending) >= self.limit:
-            self.flush()
-
-    def flush(self) -> None:
-        for i, frame in self.pending:
-            self.out[i] = self.encoder.encode(frame)
-        self.pending.clear()
-
-
-def encode_video_frames(
-    path: Path, wanted: np.ndarray, encoder: FrameEncoder, *, start_s: float | None = None, fps: float | None = None
-) -> list[bytes]:
-    """Encoded frames ``wanted`` (sorted unique indices) of one episode's video, decoding no further than the last.
-
-    ``start_s=None``: the episode owns the file and frame ``k`` is the ``k``-th decoded frame (LeRobot v2, as GR00T
-    reads it). Otherwise (v3, episodes share a file) frame ``k`` is the one shown at ``start_s + k / fps``, matched
-    within a quarter frame period, after seeking to the keyframe before the first one.
-    """
-    out: list[bytes | None] = [None] * len(wanted)
-    if len(wanted) == 0:
-        return []
-    slot = {int(k): i for i, k in enumerate(wanted.tolist())}
-    last = int(wanted[-1])
-    batch = _EncodeBatch(encoder, out)
-    with open_video(path) as container:
-        stream = first_video_stream(container, path)
-        # one decoder thread: episodes are decoded in parallel already, and a per-file pool of threads costs more to
-        # start than it saves on short, small videos
-        stream.codec_context.thread_count = 1
-        if start_s is None:
-            for k, frame in enumerate(_decoded(path, container, stream, None)):
-                if k in slot:
-                    batch.add(slot[k], frame)
-                if k >= last:
-                    break
-        else:
-            tol = 0.25 / fps
-            origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            first_s = start_s + int(wanted[0]) / fps
-            for attempt in (first_s - tol + origin if first_s > tol else None, 0.0):
-                for frame in _decoded(path, container, stream, attempt):
-                    if frame.time is None:
-                        raise VideoError(path, "a frame has no presentation time; cannot locate episode frames")
-                    k = round((float(frame.time) - origin - start_s) * fps)
-                    if k in slot and abs(float(frame.time) - origin - start_s - k / fps) <= tol:
-                        batch.add(slot[k], frame)
-                    if k > last:
-                        break
-                batch.flush()
-                if attempt is None or all(b is not None for b in out):
-                    break
-        batch.flush()
-    missing = [int(k) for k, b in zip(wanted.tolist(), out, strict=True) if b is None]
-    if missing:
-        where = "decodable frames" if start_s is None else f"frames near {start_s + missing[0] / fps:.6f} s"
-        raise VideoError(path, f"episode frame {missing[0]} is missing: the video has too few {where}")
-    return out  # type: ignore[return-value]
 
 
 # --- stage 1: per-episode caches ------------------------------------------------------------------------------------
@@ -577,35 +373,6 @@ def write_shard(
     return table.num_rows
 
 
-@dataclass(frozen=True)
-class ShardSet:
-    """What the loader needs to know about a shard directory (read from its manifest.json)."""
-
-    root: Path
-    manifest: dict[str, Any]
-
-    @classmethod
-    def open(cls, root: str | Path) -> ShardSet:
-        root = Path(root)
-        manifest = json.loads((root / "manifest.json").read_text())
-        if manifest.get("format_version") != SHARD_FORMAT_VERSION:
-            raise ValueError(f"{root}/manifest.json: shard format {manifest.get('format_version')} is not "
-                             f"{SHARD_FORMAT_VERSION}; rebuild the shards")
-        return cls(root, manifest)
-
-    @property
-    def shard_paths(self) -> list[Path]:
-        return [self.root / s["file"] for s in self.manifest["shards"]]
-
-    @property
-    def shard_lengths(self) -> list[int]:
-        return [int(s["samples"]) for s in self.manifest["shards"]]
-
-    @property
-    def dims(self) -> dict[str, int]:
-        return self.manifest["dims"]
-
-
 def build_shards(
     dataset_root: str | Path,
     cfg: EmbodimentModalityConfig,
@@ -681,44 +448,3 @@ def build_shards(
     }
     atomic_write_json(out / "manifest.json", manifest)
     return out / "manifest.json"
-
-
-class ShardReader:
-    """Random access to one shard's samples, each an unbatched observation+action dict in upstream's layout.
-
-    Columns are turned into numpy views once per shard instead of converting every row to Python objects, which
-    halves the per-sample cost outside the processor (docs/benchmarks.md).
-    """
-
-    def __init__(self, table: pa.Table, cfg: EmbodimentModalityConfig, dims: dict[str, int]):
-        self.cfg = cfg
-        self.num_rows = table.num_rows
-        self._video = {}
-        for key in cfg.video.modality_keys:
-            col = table.column(f"video.{key}").combine_chunks()
-            # the JPEG blobs as Python bytes once per shard, not one Arrow scalar per frame per sample
-            self._video[key] = (col.offsets.to_numpy(), col.values.to_pylist())
-        self._groups = {}
-        for modality in ("state", "action"):
-            t = len(cfg[modality].delta_indices)
-            for key in cfg[modality].modality_keys:
-                col = table.column(f"{modality}.{key}").combine_chunks()
-                values = col.flatten().to_numpy(zero_copy_only=False)
-                self._groups[(modality, key)] = values.reshape(len(col), t, dims[f"{modality}.{key}"])
-        self._language = table.column("language").to_pylist()
-
-    def __len__(self) -> int:
-        return self.num_rows
-
-    def sample(self, row: int) -> dict[str, Any]:
-        step: dict[str, Any] = {"video": {}, "state": {}, "action": {}}
-        for key, (offsets, blobs) in self._video.items():
-            first, end = offsets[row], offsets[row + 1]
-            if end - first == 1:  # one frame a camera, the usual case: no stack copy
-                step["video"][key] = decode_jpeg(blobs[first])[None]
-            else:
-                step["video"][key] = np.stack([decode_jpeg(blobs[j]) for j in range(first, end)])
-        for (modality, key), values in self._groups.items():
-            step[modality][key] = values[row].copy()  # the processor may write into its input
-        step["language"] = {self.cfg.language.modality_keys[0]: self._language[row]}
-        return step

@@ -19,12 +19,14 @@ Stages use the version-independent accessors :meth:`LeRobotDataset.read_episode_
 :meth:`LeRobotDataset.read_episode_frames`. ``data_path`` remains (on v3 it returns the shared file holding the
 episode, fine for messages); ``video_path`` is v2-only and raises on v3, because decoding a shared mp4 by episode
 frame index would silently return another episode's frames.
+
+Metadata file readers live in :mod:`groot_ft.data.meta_files`, time-based frame decoding in
+:mod:`groot_ft.data.frame_times` and the episode arrays and column reader in :mod:`groot_ft.data.episode_arrays`;
+``__all__`` re-exports their public names.
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -57,6 +59,9 @@ from groot_ft.data.layout import (  # re-exported: the reader's public names pre
     v3_video_columns,
 )
 from groot_ft.data import layout
+from groot_ft.data.episode_arrays import EpisodeArrays, column_matrix
+from groot_ft.data.frame_times import decode_frames_at
+from groot_ft.data.meta_files import detect_version, format_template, read_json, read_jsonl, read_v3_tasks
 from groot_ft.modality import EmbodimentModalityConfig
 
 __all__ = [
@@ -123,109 +128,8 @@ class VideoSegment:
     end_s: float | None
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file is missing") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file is missing") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            raise DatasetError(f"{path}:{lineno}: blank line; JSONL needs one JSON object per line")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        rows.append(obj)
-    return rows
-
-
-def format_template(root: Path, template: str, what: str, **fields: Any) -> str:
-    """Fill an info.json path template, turning a bad placeholder into a DatasetError that names it."""
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise DatasetError(
-            f"{root / 'meta/info.json'}: {what} {template!r} cannot be filled ({exc!r}); allowed placeholders: "
-            f"{', '.join('{' + f + '}' for f in fields)}"
-        ) from None
-
-
 #: parquet files up to this size are read into memory in one go rather than through Arrow's file layer
 _READ_WHOLE_BYTES = 8 << 20
-
-
-def detect_version(root: Path, info: dict[str, Any]) -> str:
-    """``codebase_version`` of info.json, cross-checked against the files on disk (§1.5); raises on a mismatch."""
-    version = info.get("codebase_version")
-    where = root / "meta/info.json"
-    if version not in SUPPORTED_VERSIONS:
-        raise DatasetError(
-            f"{where}: codebase_version {version!r} is not supported; supported: {', '.join(SUPPORTED_VERSIONS)}"
-        )
-    has_v3_meta = (root / V3_EPISODES_DIR).is_dir()
-    has_v2_meta = (root / "meta/episodes.jsonl").is_file()
-    data_path = info.get("data_path")
-    if version in V3_VERSIONS:
-        if not has_v3_meta and has_v2_meta:
-            raise DatasetError(
-                f"{where}: codebase_version is {version} but the dataset has meta/episodes.jsonl and no "
-                f"{V3_EPISODES_DIR}/ (a v2 layout); fix codebase_version"
-            )
-        if isinstance(data_path, str) and "{file_index" not in data_path:
-            raise DatasetError(
-                f"{where}: codebase_version is {version} but data_path {data_path!r} has no {{file_index}} "
-                "placeholder (a v2 template); fix codebase_version or data_path"
-            )
-    else:
-        if not has_v2_meta and has_v3_meta:
-            raise DatasetError(
-                f"{where}: codebase_version is {version} but the dataset has {V3_EPISODES_DIR}/ and no "
-                "meta/episodes.jsonl (a v3.0 layout); fix codebase_version"
-            )
-        if isinstance(data_path, str) and "{file_index" in data_path:
-            raise DatasetError(
-                f"{where}: codebase_version is {version} but data_path {data_path!r} is a v3.0 template "
-                "({file_index}); fix codebase_version or data_path"
-            )
-    return version
-
-
-def read_v3_tasks(path: Path) -> dict[int, str]:
-    """``task_index -> task`` from a v3 ``meta/tasks.parquet`` (task string as a column or as the pandas index)."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file is missing") from None
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(f"{path}: cannot read tasks: {exc}") from None
-    column = v3_task_column(table.schema)
-    if column is None or "task_index" not in table.column_names:
-        raise DatasetError(
-            f"{path}: needs a task_index column and the task strings as a 'task' column or pandas index "
-            f"(columns: {', '.join(table.column_names)})"
-        )
-    indices = table.column("task_index").to_pylist()
-    texts = table.column(column).to_pylist()
-    out: dict[int, str] = {}
-    for row, (idx, text) in enumerate(zip(indices, texts, strict=True)):
-        if not isinstance(idx, int) or isinstance(idx, bool) or not isinstance(text, str):
-            raise DatasetError(f"{path}: row {row}: needs integer task_index and string task, got {idx!r}, {text!r}")
-        if idx in out:
-            raise DatasetError(f"{path}: row {row}: task_index {idx} appears twice")
-        out[idx] = text
-    return out
 
 
 class LeRobotDataset:
@@ -619,155 +523,3 @@ class LeRobotDataset:
             action={k: matrices[s.column][:, s.start : s.end] for k, s in action_slices.items()},
             language=language,
         )
-
-
-def decode_frames_at(path: str | Path, times_s: Any, tolerance_s: float) -> np.ndarray:
-    """Frames of ``path`` shown at ``times_s`` (seconds from the file start) as ``(K, H, W, 3)`` uint8 RGB.
-
-    Seeks to the keyframe before the earliest time, decodes forward to the latest one and takes, per query, the
-    frame whose presentation time is nearest (it must be within ``tolerance_s``). If the seek lands past a query
-    (odd containers), decoding restarts from the beginning of the file. Raises
-    :class:`~groot_ft.data.video.VideoError` naming the file otherwise.
-    """
-    from groot_ft.data.video import VideoError, first_video_stream, open_video
-
-    path = Path(path)
-    queries = np.asarray(times_s, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(queries)):
-        raise ValueError("frame times must be finite")
-    order = np.argsort(queries, kind="stable")
-    sorted_q = queries[order].tolist()
-    with open_video(path) as container:
-        stream = first_video_stream(container, path)
-        if not sorted_q:
-            return np.empty((0, int(stream.codec_context.height), int(stream.codec_context.width), 3), np.uint8)
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        best = _scan(container, stream, sorted_q, tolerance_s, start, seek=sorted_q[0] > tolerance_s, path=path)
-        if any(slot is None for slot in best):
-            best = _scan(container, stream, sorted_q, tolerance_s, start, seek=False, path=path, restart=True)
-    missing = [sorted_q[j] for j, slot in enumerate(best) if slot is None]
-    if missing:
-        raise VideoError(path, f"no frame within {tolerance_s:g} s of time {missing[0]:.6f} s")
-    shapes = {b[1].shape for b in best}
-    if len(shapes) > 1:
-        raise VideoError(path, f"frame size changes inside the stream: {sorted(shapes)}")
-    out = np.empty((len(sorted_q),) + best[0][1].shape, dtype=np.uint8)
-    for j, (_, frame) in enumerate(best):
-        out[order[j]] = frame
-    return out
-
-
-def _scan(container, stream, sorted_q, tolerance_s, start, *, seek, path, restart=False):
-    import av
-
-    from groot_ft.data.video import VideoError
-
-    best: list[Any] = [None] * len(sorted_q)  # (|dt|, frame) per query
-    horizon = sorted_q[-1] + tolerance_s
-    try:
-        if seek:
-            target = (sorted_q[0] - tolerance_s + start) / float(stream.time_base)
-            container.seek(max(0, int(np.floor(target))), stream=stream, backward=True, any_frame=False)
-        elif restart:
-            container.seek(0, stream=stream, backward=True, any_frame=False)
-        fallback_fps = float(stream.average_rate or stream.guessed_rate or 1)
-        for k, frame in enumerate(container.decode(stream)):
-            t = float(frame.time) - start if frame.time is not None else k / fallback_fps
-            lo = bisect.bisect_left(sorted_q, t - tolerance_s)
-            hi = bisect.bisect_right(sorted_q, t + tolerance_s)
-            if hi > lo:
-                rgb = None
-                for j in range(lo, hi):
-                    dt = abs(sorted_q[j] - t)
-                    if best[j] is None or dt < best[j][0]:
-                        if rgb is None:
-                            rgb = frame.to_ndarray(format="rgb24")
-                        best[j] = (dt, rgb)
-            if t > horizon:
-                break
-    except av.FFmpegError as exc:
-        raise VideoError(path, f"decoding failed ({exc})") from exc
-    return best
-
-
-@dataclass
-class EpisodeArrays:
-    episode_index: int
-    length: int
-    state: dict[str, np.ndarray]
-    action: dict[str, np.ndarray]
-    language: list[str]
-
-
-_NUMPY_TYPES = {
-    pa.float16(): np.float16, pa.float32(): np.float32, pa.float64(): np.float64,
-    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
-    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
-}  # fmt: skip
-
-
-def _primitive(arr: pa.Array) -> np.ndarray | None:
-    """A null-free numeric arrow array's values, zero-copy (read-only), or None for other arrays."""
-    dtype = _NUMPY_TYPES.get(arr.type)
-    if dtype is None or arr.null_count:
-        return None
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
-
-
-def _buffer_matrix(col: pa.ChunkedArray) -> np.ndarray | None:
-    """The common layout (one chunk, no nulls, numeric values, equal row widths) read straight from the arrow
-    buffers, or None for anything else."""
-    if col.num_chunks != 1 or col.null_count:
-        return None
-    arr = col.chunk(0)
-    kind = arr.type
-    if pa.types.is_fixed_size_list(kind):
-        width = kind.list_size
-        values = _primitive(arr.values.slice(arr.offset * width, len(arr) * width))
-        return None if values is None else values.reshape(len(arr), width)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_list(kind) else np.int32)
-        offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
-        widths = np.diff(offsets)
-        if not len(arr) or (widths != widths[0]).any():
-            return None
-        values = _primitive(arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
-        return None if values is None else values.reshape(len(arr), int(widths[0]))
-    values = _primitive(arr)
-    return None if values is None else values.reshape(-1, 1)
-
-
-def _arrow_matrix(col: pa.ChunkedArray, column: str, path: Path | str) -> np.ndarray:
-    """Any layout through Arrow's own conversions, with an error naming what is wrong."""
-    col = col.combine_chunks()
-    if col.null_count:
-        raise DatasetError(f"{path}: column {column} has {col.null_count} null rows")
-    if pa.types.is_fixed_size_list(col.type):
-        dim = col.type.list_size
-        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        lengths = col.value_lengths().to_numpy(zero_copy_only=False)
-        if len(lengths) and (lengths != lengths[0]).any():
-            raise DatasetError(f"{path}: column {column} has rows of different lengths {sorted(set(lengths.tolist()))}")
-        dim = int(lengths[0]) if len(lengths) else 0
-        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
-    return col.to_numpy(zero_copy_only=False).reshape(-1, 1)
-
-
-def column_matrix(
-    table: pa.Table, column: str, path: Path | str = "<table>", dtype: np.dtype | type | None = np.float32
-) -> np.ndarray:
-    """A list/fixed-size-list (or scalar) numeric column as a (rows, dim) matrix.
-
-    ``dtype`` defaults to float32, as upstream casts state and action; ``None`` keeps the parquet dtype (statistics
-    of differences are taken in the stored precision before any cast). Parquet columns as LeRobot writes them are
-    read straight from the arrow buffers: Arrow's ``flatten``/``to_numpy`` cost more than the rest of reading a
-    short episode and load compute kernels and pandas (some 50 MiB of resident memory) for nothing.
-    """
-    col = table.column(column)
-    out = _buffer_matrix(col)
-    if out is None:
-        out = _arrow_matrix(col, column, path)
-    if out.dtype.kind not in "fiub":
-        raise DatasetError(f"{path}: column {column} has dtype {out.dtype}; expected numbers")
-    return out if dtype is None else out.astype(dtype, copy=False)

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from groot_ft.modality import EmbodimentModalityConfig
-from groot_ft.shards import ShardReader, ShardSet
+from groot_ft.shard_reader import ShardReader, ShardSet
 
 Process = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 

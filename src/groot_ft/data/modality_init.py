@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,16 @@ from typing import Any
 
 import yaml
 
+from groot_ft.data.modality_groups import (
+    ElementGroup,
+    element_names,
+    feature_dim,
+    is_float_feature,
+    is_int_feature,
+    sanitize,
+    split_groups,
+    unique_name,
+)
 from groot_ft.io import atomic_write_text
 
 __all__ = [
@@ -58,10 +67,6 @@ STATE_COLUMN = "observation.state"
 ACTION_COLUMN = "action"
 DEFAULT_LANGUAGE_ANNOTATION = "human.task_description"
 
-_SIDES = ("left", "right")
-_GRIPPER = re.compile(r"grip", re.IGNORECASE)
-_INDEXED = re.compile(r"^(?P<prefix>.*?[A-Za-z])[\s_.\-]*(?P<index>\d+)$")
-_TOKENS = re.compile(r"[^A-Za-z0-9]+")
 
 
 class ModalityInitError(ValueError):
@@ -134,103 +139,6 @@ def _dump_yaml(obj: Any) -> str:
     return yaml.dump(_flow(obj), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=200)
 
 
-# ================================================================================================= grouping
-
-
-@dataclass(frozen=True)
-class _Group:
-    name: str
-    start: int
-    end: int
-    gripper: bool = False
-
-    @property
-    def dim(self) -> int:
-        return self.end - self.start
-
-
-def _sanitize(text: str) -> str:
-    out = "_".join(t for t in _TOKENS.split(text) if t)
-    return out or "group"
-
-
-def _tokens(name: str) -> list[str]:
-    return [t.lower() for t in _TOKENS.split(name) if t]
-
-
-def _group_key(name: str) -> tuple[str | None, bool]:
-    """(group key, is gripper) of one vector element's name; key None = a plain name without a shared prefix."""
-    tokens = _tokens(name)
-    side = next((t for t in tokens if t in _SIDES), None)
-    if _GRIPPER.search(name):
-        return (f"{side}_gripper" if side else "gripper"), True
-    m = _INDEXED.match(name.strip())
-    if m:
-        return _sanitize(m.group("prefix")), False
-    if side is not None and len(tokens) > 1:
-        return f"{side}_arm", False
-    return None, False
-
-
-def _element_names(feature: dict[str, Any]) -> list[str] | None:
-    """Per-element names of a 1-D feature, or None when absent or not one name per element."""
-    names = feature.get("names")
-    dim = _dim(feature)
-    if isinstance(names, dict) and len(names) == 1:  # older LeRobot: {"motors": [...]}
-        names = next(iter(names.values()))
-    if not isinstance(names, list) or dim is None or len(names) != dim:
-        return None
-    if not all(isinstance(n, str) and n.strip() for n in names):
-        return None
-    return [str(n) for n in names]
-
-
-def _dim(feature: dict[str, Any]) -> int | None:
-    shape = feature.get("shape")
-    if isinstance(shape, (list, tuple)) and len(shape) == 1 and isinstance(shape[0], int) and shape[0] > 0:
-        return int(shape[0])
-    return None
-
-
-def _split_groups(names: list[str]) -> list[_Group]:
-    """Runs of consecutive elements with the same group key, named (see the module docstring)."""
-    runs: list[tuple[str | None, bool, int, int]] = []
-    for i, name in enumerate(names):
-        key, grip = _group_key(name)
-        if runs and runs[-1][0] == key and runs[-1][1] == grip:
-            k, g, s, _ = runs[-1]
-            runs[-1] = (k, g, s, i + 1)
-        else:
-            runs.append((key, grip, i, i + 1))
-    groups: list[_Group] = []
-    used: dict[str, int] = {}
-    for key, grip, start, end in runs:
-        base = key or "arm"
-        used[base] = used.get(base, 0) + 1
-        name = base if used[base] == 1 else f"{base}_{used[base]}"
-        groups.append(_Group(name, start, end, grip))
-    return groups
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    i = 2
-    while f"{name}_{i}" in taken:
-        i += 1
-    return f"{name}_{i}"
-
-
-def _is_float(feature: dict[str, Any]) -> bool:
-    dtype = feature.get("dtype")
-    return isinstance(dtype, str) and dtype.startswith("float")
-
-
-def _is_int(feature: dict[str, Any]) -> bool:
-    dtype = feature.get("dtype")
-    return isinstance(dtype, str) and (dtype.startswith("int") or dtype.startswith("uint"))
-
-
 # ================================================================================================= proposal
 
 
@@ -272,7 +180,7 @@ def _camera_files_present(root: Path, cameras: Iterable[str]) -> dict[str, bool 
 def _video_key(original: str) -> str:
     prefix = "observation.images."
     rest = original[len(prefix) :] if original.startswith(prefix) else original.rsplit(".", 1)[-1]
-    return _sanitize(rest)
+    return sanitize(rest)
 
 
 def _parse_relative(relative: str | Iterable[str] | None) -> list[str]:
@@ -311,18 +219,18 @@ def propose_modality(
         notes.append("the dataset already has meta/modality.json; this proposal ignores it")
 
     # --- state ----------------------------------------------------------------------------------------------
-    state_groups: list[_Group] = []
+    state_groups: list[ElementGroup] = []
     state_entries: dict[str, dict[str, Any]] = {}
     state_feat = features.get(STATE_COLUMN)
     state_names: list[str] | None = None
     if state_feat is not None:
-        dim = _dim(state_feat)
+        dim = feature_dim(state_feat)
         if dim is None:
             raise ModalityInitError(
                 f"{root / 'meta/info.json'}: {STATE_COLUMN} needs a 1-D shape [N], got {state_feat.get('shape')!r}"
             )
-        state_names = _element_names(state_feat)
-        groups = _split_groups(state_names) if state_names else []
+        state_names = element_names(state_feat)
+        groups = split_groups(state_names) if state_names else []
         if len(groups) <= 1:
             why = (
                 "its names share one prefix / form one group"
@@ -330,7 +238,7 @@ def propose_modality(
                 else "it has no per-element names (names missing or not one per element)"
             )
             notes.append(f"state: one group 'state' covers {STATE_COLUMN} [0:{dim}) because {why}; split it by hand")
-            groups = [_Group("state", 0, dim)]
+            groups = [ElementGroup("state", 0, dim)]
         else:
             notes.append(
                 "state groups from observation.state names: "
@@ -345,15 +253,15 @@ def propose_modality(
     for name, feat in features.items():
         if name == STATE_COLUMN or not name.startswith("observation.") or name.startswith("observation.images."):
             continue
-        if feat.get("dtype") in ("video", "image") or not _is_float(feat):
+        if feat.get("dtype") in ("video", "image") or not is_float_feature(feat):
             continue
-        dim = _dim(feat)
+        dim = feature_dim(feat)
         if dim is None:
             notes.append(f"skipped {name!r}: not a 1-D float feature (shape {feat.get('shape')!r})")
             continue
         prefix = "observation.state." if name.startswith("observation.state.") else "observation."
         rest = name[len(prefix) :]
-        key = _unique(_sanitize(rest), set(state_entries))
+        key = unique_name(sanitize(rest), set(state_entries))
         state_entries[key] = {"start": 0, "end": dim, "original_key": name}
         extras.append(key)
     if extras:
@@ -372,12 +280,12 @@ def propose_modality(
     action_feat = features.get(ACTION_COLUMN)
     if action_feat is None:
         raise ModalityInitError(f"{root / 'meta/info.json'}: no {ACTION_COLUMN!r} feature; GR00T trains on actions")
-    action_dim = _dim(action_feat)
+    action_dim = feature_dim(action_feat)
     if action_dim is None:
         raise ModalityInitError(
             f"{root / 'meta/info.json'}: {ACTION_COLUMN} needs a 1-D shape [N], got {action_feat.get('shape')!r}"
         )
-    action_names = _element_names(action_feat)
+    action_names = element_names(action_feat)
     # action group name -> (start, end, mirrored state group or None, is gripper)
     action_groups: list[tuple[str, int, int, str | None, bool]] = []
     if state_names is not None and action_names == state_names:
@@ -409,7 +317,7 @@ def propose_modality(
             # that trusts modality.json look for files that are not there
             missing_files.append(name)
             continue
-        key = _unique(_video_key(name), set(video_entries))
+        key = unique_name(_video_key(name), set(video_entries))
         video_entries[key] = {"original_key": name}
         video_used.append(key)
     if missing_files:
@@ -423,7 +331,7 @@ def propose_modality(
     # --- annotation / language ------------------------------------------------------------------------------
     annotation_entries: dict[str, dict[str, Any]] = {}
     for name, feat in features.items():
-        if name.startswith("annotation.") and _is_int(feat) and len(name) > len("annotation."):
+        if name.startswith("annotation.") and is_int_feature(feat) and len(name) > len("annotation."):
             annotation_entries[name[len("annotation.") :]] = {}
     if annotation_entries:
         candidates = list(annotation_entries)

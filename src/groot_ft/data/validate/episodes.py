@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -364,15 +365,14 @@ def check_semantics(
     ctx: Ctx, rel: str, ep: EpisodeMeta, rows: int, scalars: dict[str, np.ndarray], plan: EpisodePlan
 ) -> None:
     e = ep.index
+    add = partial(ctx.add, file=rel, episode=e)  # findings about this episode's data file
     # episode_index column
     col = scalars.get("episode_index")
     if col is not None and rows and (col != e).any():
         wrong = sorted({int(v) for v in np.unique(col[col != e])})[:5]
-        ctx.add(
+        add(
             "EPISODE_INDEX_COLUMN_MISMATCH",
             f"episode_index column holds {wrong} in {int((col != e).sum())} rows of episode {e}",
-            file=rel,
-            episode=e,
             field="episode_index",
         )
     # frame_index
@@ -380,11 +380,9 @@ def check_semantics(
     if col is not None and rows:
         bad = np.flatnonzero(col != np.arange(rows))
         if bad.size:
-            ctx.add(
+            add(
                 "FRAME_INDEX_MISMATCH",
                 f"frame_index is not 0..{rows - 1} (first bad row {int(bad[0])} holds {int(col[bad[0]])})",
-                file=rel,
-                episode=e,
                 field="frame_index",
             )
     # global index
@@ -393,21 +391,17 @@ def check_semantics(
         start = int(col[0])
         bad = np.flatnonzero(col != start + np.arange(rows))
         if bad.size:
-            ctx.add(
+            add(
                 "GLOBAL_INDEX_MISMATCH",
                 f"index is not contiguous within episode {e} (row {int(bad[0])} holds "
                 f"{int(col[bad[0]])}, expected {start + int(bad[0])})",
-                file=rel,
-                episode=e,
                 field="index",
             )
         if plan.prev_index_end is not None and start != plan.prev_index_end:
-            ctx.add(
+            add(
                 "GLOBAL_INDEX_MISMATCH",
                 f"episode {e} starts at index {start}, expected {plan.prev_index_end} "
                 "(one past the previous episode's last index)",
-                file=rel,
-                episode=e,
                 field="index",
             )
         plan.prev_index_end = int(col[-1]) + 1
@@ -426,12 +420,10 @@ def check_semantics(
             uniq = np.unique(col)
             bad = uniq[~np.isin(uniq, plan.task_keys)]
             if bad.size:
-                ctx.add(
+                add(
                     code,
                     f"{column} values {[int(v) for v in bad[:8]]} are not task indices of "
                     f"{plan.tasks_label} (valid: {ranges([int(k) for k in plan.task_keys])})",
-                    file=rel,
-                    episode=e,
                     field=column,
                 )
         col = scalars.get("task_index")

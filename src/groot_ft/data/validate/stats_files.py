@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -33,12 +34,11 @@ def check_stats_object(
     row: int | None = None,
 ) -> None:
     where0 = f"line {line}: " if line is not None else f"row {row}: " if row is not None else ""
+    add = partial(ctx.add, file=rel, episode=episode)  # every finding here is about this stats object
     if not isinstance(stats, dict):
-        ctx.add(
+        add(
             "STATS_INVALID",
             f"{where0}stats must be an object mapping features to statistics, got {type(stats).__name__}",
-            file=rel,
-            episode=episode,
         )
         return
     for name, entry in stats.items():
@@ -49,20 +49,16 @@ def check_stats_object(
         if ctx.declared is None or (feat is None and name in ctx.declared):
             continue  # features unusable, or this one is malformed (both reported already)
         if feat is None:
-            ctx.add(
+            add(
                 "STATS_UNKNOWN_FEATURE",
                 f"{where0}stats for {name!r}, which is not a feature of meta/info.json",
-                file=rel,
-                episode=episode,
                 field=field_name,
             )
             continue
         if not isinstance(entry, dict):
-            ctx.add(
+            add(
                 "STATS_INVALID",
                 f"{where0}stats of {name!r} must be an object, got {type(entry).__name__}",
-                file=rel,
-                episode=episode,
                 field=field_name,
             )
             continue
@@ -71,11 +67,9 @@ def check_stats_object(
         for stat, value in entry.items():
             arr = as_array(value)
             if arr is None or arr.dtype.kind not in "fiu" or not np.isfinite(arr).all():
-                ctx.add(
+                add(
                     "STATS_INVALID",
                     f"{where0}{name}.{stat} is not a finite numeric array",
-                    file=rel,
-                    episode=episode,
                     field=f"{name}.{stat}",
                 )
                 continue
@@ -83,19 +77,15 @@ def check_stats_object(
         for stat, arr in arrays.items():
             if stat == "count":
                 if arr.size != 1:
-                    ctx.add(
+                    add(
                         "STATS_SHAPE_MISMATCH",
                         f"{where0}{name}.count has shape {arr.shape}, expected (1,)",
-                        file=rel,
-                        episode=episode,
                         field=f"{name}.count",
                     )
                 elif not is_image and int(arr.reshape(-1)[0]) != frames:
-                    ctx.add(
+                    add(
                         "STATS_COUNT_MISMATCH",
                         f"{where0}{name}.count is {int(arr.reshape(-1)[0])} but there are {frames} frames",
-                        file=rel,
-                        episode=episode,
                         field=f"{name}.count",
                     )
                 continue
@@ -105,11 +95,9 @@ def check_stats_object(
                 ok = arr.shape == tuple(feat["shape"]) or (feat["shape"] == [1] and arr.shape in ((), (1,)))
             if not ok:
                 want = "(C, 1, 1)" if is_image else str(tuple(feat["shape"]))
-                ctx.add(
+                add(
                     "STATS_SHAPE_MISMATCH",
                     f"{where0}{name}.{stat} has shape {arr.shape}, expected {want}",
-                    file=rel,
-                    episode=episode,
                     field=f"{name}.{stat}",
                 )
         check_stat_order(ctx, arrays, rel, episode, name, where0)
@@ -120,15 +108,13 @@ def check_stats_object(
         ):
             lacking = [s for s in GROOT_STATS if s not in entry]
             if lacking:
-                ctx.add("STATS_INCOMPLETE", f"{name} lacks {', '.join(lacking)}", file=rel, episode=episode, field=name)
+                add("STATS_INCOMPLETE", f"{name} lacks {', '.join(lacking)}", field=name)
     if groot:
         for name, feat in ctx.features.items():
             if name not in stats and (
                 numpy_dtype(feat["dtype"]) is not None and numpy_dtype(feat["dtype"]).kind == "f"
             ):
-                ctx.add(
-                    "STATS_INCOMPLETE", f"no stats for float feature {name!r}", file=rel, episode=episode, field=name
-                )
+                add("STATS_INCOMPLETE", f"no stats for float feature {name!r}", field=name)
 
 
 def check_stat_order(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -199,18 +200,17 @@ class V2Layout(Layout):
         rows = iter_jsonl(ctx, rel, required=False)
         if rows is None:
             return
+        invalid = partial(ctx.add, "STATS_INVALID", file=rel)  # every finding here is a bad line of this file
         seen: set[int] = set()
         unknown: list[int] = []
         for lineno, row in rows:
             idx = row.get("episode_index")
             where = f"line {lineno}"
             if not is_int(idx):
-                ctx.add("STATS_INVALID", f"line {lineno}: needs an integer episode_index", file=rel, field=where)
+                invalid(f"line {lineno}: needs an integer episode_index", field=where)
                 continue
             if idx in seen:
-                ctx.add(
-                    "STATS_INVALID", f"line {lineno}: episode {idx} appears twice", file=rel, field=where, episode=idx
-                )
+                invalid(f"line {lineno}: episode {idx} appears twice", field=where, episode=idx)
                 continue
             seen.add(idx)
             if idx not in lengths:
@@ -221,17 +221,10 @@ class V2Layout(Layout):
         if not self.episodes_complete:
             return  # episodes.jsonl lost lines: cross-references would only repeat that
         if unknown:
-            ctx.add(
-                "STATS_INVALID",
+            invalid(
                 f"stats for episodes {ranges(sorted(unknown))}, which {self.episodes_file} does not list",
-                file=rel,
                 episode=unknown[0] if len(unknown) == 1 else None,
             )
         missing = sorted(set(lengths) - seen)
         if missing:
-            ctx.add(
-                "STATS_INVALID",
-                f"no stats for episodes {ranges(missing)}",
-                file=rel,
-                episode=missing[0] if len(missing) == 1 else None,
-            )
+            invalid(f"no stats for episodes {ranges(missing)}", episode=missing[0] if len(missing) == 1 else None)
