@@ -10,11 +10,14 @@ rule run_config:
         base_model=base_model_input(),
     output:
         config=f"{OUT}/experiment_cfg/config.yaml",
+        run=RUN_JSON,
     log:
         f"{OUT}/logs/run_config.log",
     params:
         run_config=config,
         specs=SPECS,
+        dirs=run_dirs(),
+        output_dir=lambda wildcards, output: str(Path(output.config).parent.parent),
     conda:
         "../../envs/groot-ft.yaml"
     script:
