@@ -129,19 +129,6 @@ def shard_manifests():
     return manifests
 
 
-def finetune_sources():
-    """The trainer's per-dataset arguments, in the order of `datasets` (see `python -m groot_ft.train --help`)."""
-    args = []
-    for sub, spec in SPEC.items():
-        args += [
-            f"--dataset {spec.path}",
-            f"--stats {embodiment_stats_dir(spec.embodiment_tag)}",
-            f"--shards {OUT}/shards{sub}/train",
-            f"--eval-shards {OUT}/shards{sub}/eval" if has_eval(sub) else "--eval-shards -",
-        ]
-    return " ".join(args)
-
-
 def all_targets():
     targets = [f"{OUT}/manifest.json"]
     if config["open_loop_eval_episodes"] > 0:

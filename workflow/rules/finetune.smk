@@ -27,6 +27,7 @@ rule run_config:
 rule finetune:
     input:
         config=f"{OUT}/experiment_cfg/config.yaml",
+        run=RUN_JSON,
         modality=sorted({spec.modality_config_path for spec in SPECS}),
         deepspeed=config["deepspeed_config"],
         shards=shard_manifests(),
@@ -38,7 +39,6 @@ rule finetune:
     log:
         f"{OUT}/logs/finetune.log",
     params:
-        sources=finetune_sources(),
         processes=config["num_gpus"],
         port=config["main_process_port"],
         launcher=finetune_launcher(),
@@ -52,4 +52,4 @@ rule finetune:
         "export HF_HUB_OFFLINE=1; "
         "{params.launcher} --use_deepspeed --deepspeed_config_file {input.deepspeed} "
         "--num_processes {params.processes} --main_process_port {params.port} "
-        "-m groot_ft.train --config {input.config} {params.sources} > {log} 2>&1"
+        "-m groot_ft.train --config {input.config} --run {input.run} > {log} 2>&1"
