@@ -43,3 +43,25 @@ def test_saved_config_is_plain_yaml_and_round_trips(tmp_path):
     mtime = path.stat().st_mtime_ns
     cfg.save_yaml(path)  # identical content is not rewritten (Snakemake would see a changed input)
     assert path.stat().st_mtime_ns == mtime
+
+
+def test_run_description_splits_once_and_round_trips(tmp_path):
+    from groot_ft.config import RunDescription, split_episodes
+
+    cfg = FinetuneConfig.from_dict({"datasets": [{"path": str(tmp_path / "a"), "eval_episodes": 2},
+                                                 {"path": str(tmp_path / "b"), "eval_episodes": 0}], "seed": 3})
+    specs = cfg.dataset_specs()
+    dirs = {s.name: {"stats_dir": f"stats/{s.name}", "shards_dir": f"shards/{s.name}/train",
+                     "eval_shards_dir": None} for s in specs}
+    run = RunDescription.resolve(cfg, specs, {"a": list(range(6)), "b": [0, 1]}, dirs, str(tmp_path))
+    assert (run.datasets[0].train_episodes, run.datasets[0].held_out_episodes) == split_episodes(list(range(6)), 2, 3)
+    assert run.datasets[1].held_out_episodes == [] and run.datasets[1].train_episodes == [0, 1]
+    run.save(tmp_path / "run.json")
+    loaded = RunDescription.load(tmp_path / "run.json")
+    assert loaded == run
+    assert loaded.dataset(tmp_path / "b" / ".." / "b").name == "b"
+    with pytest.raises(ConfigError):
+        loaded.dataset(tmp_path / "c")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError):
+        RunDescription.load(tmp_path / "bad.json")

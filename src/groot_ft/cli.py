@@ -4,8 +4,8 @@
     groot-ft convert-v3 SOURCE OUT
     groot-ft validate DATASET [--modality-config F] [--report R.json] [--deep]
     groot-ft stats DATASET [--modality-config F] --out DIR
-    groot-ft shards DATASET --modality-config F --out DIR [--base-model-path P] [--shard-size N] ...
-    groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--eval-episodes N] [--num-episodes N]
+    groot-ft shards DATASET --modality-config F --out DIR [--run RUN.json] [--base-model-path P] [--shard-size N] ...
+    groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--run RUN.json | --eval-episodes N] [--num-episodes N]
     groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--dataset D ...] [--processor-files-only]
     groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
@@ -86,13 +86,17 @@ def parse_eval_episodes(text: str) -> int | list[int]:
 
 
 def cmd_eval_open_loop(args: argparse.Namespace) -> int:
-    from groot_ft.config import split_episodes
+    from groot_ft.config import RunDescription, split_episodes
     from groot_ft.data.lerobot import LeRobotDataset
     from groot_ft.evaluate import evaluate_open_loop
 
-    indices = [e.index for e in LeRobotDataset(args.dataset).episodes]
-    held = parse_eval_episodes(args.eval_episodes)
-    train, evaluation = split_episodes(indices, held, args.seed) if held else (indices, [])
+    if args.run:  # the split run_config resolved once
+        entry = RunDescription.load(args.run).dataset(args.dataset)
+        train, evaluation = entry.train_episodes, entry.held_out_episodes
+    else:
+        indices = [e.index for e in LeRobotDataset(args.dataset).episodes]
+        held = parse_eval_episodes(args.eval_episodes)
+        train, evaluation = split_episodes(indices, held, args.seed) if held else (indices, [])
     episodes = (evaluation or train)[: args.num_episodes]
     metrics = evaluate_open_loop(args.model, args.dataset, args.embodiment_tag, args.out, episodes,
                                  max_steps=args.max_steps, device=args.device)
@@ -105,12 +109,15 @@ def cmd_eval_open_loop(args: argparse.Namespace) -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     from groot_ft.shards import build_shards
 
-    from groot_ft.config import split_episodes
+    from groot_ft.config import RunDescription, split_episodes
     from groot_ft.data.lerobot import LeRobotDataset
 
     edge = args.image_edge or image_edge_for(args.base_model_path, args.base_model_revision)
     episodes = None
-    if args.split != "all":
+    if args.split != "all" and args.run:  # the split run_config resolved once
+        entry = RunDescription.load(args.run).dataset(args.dataset)
+        episodes = entry.train_episodes if args.split == "train" else entry.held_out_episodes
+    elif args.split != "all":
         held = parse_eval_episodes(args.eval_episodes)
         train, evaluation = split_episodes([e.index for e in LeRobotDataset(args.dataset).episodes], held, args.seed)
         episodes = train if args.split == "train" else evaluation
@@ -243,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which side of the eval hold-out to shard (see --eval-episodes)")
     p.add_argument("--eval-episodes", default="0",
                    help="held-out episodes: a count (seeded choice) or a comma list of indices, e.g. 3,7,")
+    p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the split of DATASET from it "
+                   "instead of --eval-episodes")
     p.add_argument("--threads", type=int, default=1,
                    help="episodes decoded at once (the shards are identical for any value)")
     p.set_defaults(func=cmd_shards)
@@ -254,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--eval-episodes", default="0", help="the run's hold-out (count or comma list), as in training")
     p.add_argument("--seed", type=int, default=42, help="the run's seed (decides which episodes were held out)")
+    p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the held-out episodes of "
+                   "--dataset from it instead of --eval-episodes/--seed")
     p.add_argument("--num-episodes", type=int, default=2)
     p.add_argument("--max-steps", type=int, help="replay at most this many steps per episode")
     p.add_argument("--device", default="cpu")

@@ -206,3 +206,85 @@ class FinetuneConfig:
                 f"gradient_accumulation_steps ({self.gradient_accumulation_steps}); pick a multiple of {denom}"
             )
         return self.global_batch_size // denom
+
+
+RUN_DESCRIPTION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunDataset:
+    """One dataset of a run as ``run_config`` resolved it: its hold-out split and the directories the steps use."""
+
+    name: str
+    path: str
+    embodiment_tag: str
+    modality_config_path: str
+    mix_ratio: float
+    train_episodes: list[int]
+    held_out_episodes: list[int]
+    stats_dir: str
+    shards_dir: str
+    eval_shards_dir: str | None
+
+    @property
+    def subdir(self) -> str:
+        return f"/{self.name}" if self.name else ""
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """experiment_cfg/run.json: the run's datasets, hold-out episodes and paths, written once by ``run_config``
+    and read by every later step (shards, training, open-loop evaluation) instead of re-deriving them."""
+
+    output_dir: str
+    datasets: list[RunDataset]
+
+    @classmethod
+    def resolve(cls, cfg: FinetuneConfig, specs: list[DatasetSpec], episode_indices: dict[str, list[int]],
+                dirs: dict[str, dict[str, str | None]], output_dir: str) -> RunDescription:
+        """Split each dataset once (``episode_indices`` and ``dirs`` are keyed by dataset name)."""
+        datasets = []
+        for spec in specs:
+            indices = sorted(episode_indices[spec.name])
+            held = spec.eval_episodes
+            train, evaluation = split_episodes(indices, held, cfg.seed) if held else (indices, [])
+            datasets.append(RunDataset(spec.name, spec.path, spec.embodiment_tag, spec.modality_config_path,
+                                       spec.mix_ratio, train, evaluation, **dirs[spec.name]))
+        return cls(output_dir, datasets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": RUN_DESCRIPTION_VERSION, **dataclasses.asdict(self)}
+
+    def save(self, path: str | Path) -> None:
+        from groot_ft.io import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunDescription:
+        import json
+
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the run description ({exc.strerror})") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("version") != RUN_DESCRIPTION_VERSION:
+            raise ConfigError(f"{path}: not a version {RUN_DESCRIPTION_VERSION} run description "
+                              f"(written by the workflow's run_config rule)")
+        try:
+            return cls(str(data["output_dir"]), [RunDataset(**entry) for entry in data["datasets"]])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: malformed run description ({exc})") from exc
+
+    def dataset(self, path: str | Path) -> RunDataset:
+        """The entry for the dataset root at ``path`` (compared after resolving)."""
+        wanted = Path(path).resolve()
+        found = [d for d in self.datasets if Path(d.path).resolve() == wanted]
+        if len(found) != 1:
+            known = ", ".join(d.path for d in self.datasets)
+            how = "is not among" if not found else "matches several of"
+            raise ConfigError(f"dataset {path} {how} the run's datasets ({known})")
+        return found[0]

@@ -63,10 +63,21 @@ def has_eval(sub):
     return SPEC[sub].eval_episodes not in (0, [])
 
 
-def eval_episodes_arg(sub):
-    """The hold-out as the CLI takes it: a count, or a comma list ("5," for a single index)."""
-    held = SPEC[sub].eval_episodes
-    return ",".join(map(str, held)) + "," if isinstance(held, list) else str(held)
+# The resolved run description (datasets, hold-out episodes, paths), written once by rule run_config beside the
+# config; shards, finetune and eval_open_loop read their datasets and splits from it (`--run`).
+RUN_JSON = f"{OUT}/experiment_cfg/run.json"
+
+
+def run_dirs():
+    """Each dataset's stats, train-shard and eval-shard directories, keyed by name, for the run description."""
+    return {
+        spec.name: {
+            "stats_dir": embodiment_stats_dir(spec.embodiment_tag),
+            "shards_dir": f"{OUT}/shards{sub}/train",
+            "eval_shards_dir": f"{OUT}/shards{sub}/eval" if has_eval(sub) else None,
+        }
+        for sub, spec in SPEC.items()
+    }
 
 
 # The rules that read a dataset depend on this listing of its files (rule dataset_listing), not on the files.
@@ -116,19 +127,6 @@ def shard_manifests():
     manifests = [f"{OUT}/shards{sub}/train/manifest.json" for sub in SPEC]
     manifests += [f"{OUT}/shards{sub}/eval/manifest.json" for sub in SPEC if has_eval(sub)]
     return manifests
-
-
-def finetune_sources():
-    """The trainer's per-dataset arguments, in the order of `datasets` (see `python -m groot_ft.train --help`)."""
-    args = []
-    for sub, spec in SPEC.items():
-        args += [
-            f"--dataset {spec.path}",
-            f"--stats {embodiment_stats_dir(spec.embodiment_tag)}",
-            f"--shards {OUT}/shards{sub}/train",
-            f"--eval-shards {OUT}/shards{sub}/eval" if has_eval(sub) else "--eval-shards -",
-        ]
-    return " ".join(args)
 
 
 def all_targets():

@@ -4,6 +4,7 @@ rule eval_open_loop:
         # the final model directory (weights + processor files); package runs after this, so the card has the metrics
         model=f"{OUT}/model.safetensors",
         processor=f"{OUT}/processor_config.json",
+        run=RUN_JSON,
     output:
         metrics=f"{OUT}/eval/open_loop{{sub}}/metrics.json",
         plots=report(
@@ -18,13 +19,11 @@ rule eval_open_loop:
         out_dir=lambda wildcards, input: str(Path(input.model).parent),
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
         tag=lambda wildcards: SPEC[wildcards.sub].embodiment_tag,
-        eval_episodes=lambda wildcards: eval_episodes_arg(wildcards.sub),
-        seed=config["seed"],
         num=config["open_loop_eval_episodes"],
     conda:
         "../../envs/groot-ft.yaml"
     shell:
         "export HF_HUB_OFFLINE=1; "
         "groot-ft eval-open-loop {params.out_dir} --dataset {params.dataset} --embodiment-tag {params.tag} "
-        "--out {output.plots} --eval-episodes {params.eval_episodes} --seed {params.seed} "
+        "--out {output.plots} --run {input.run} "
         "--num-episodes {params.num} > {log} 2>&1 && mv {output.plots}/metrics.json {output.metrics}"

@@ -10,11 +10,14 @@ rule run_config:
         base_model=base_model_input(),
     output:
         config=f"{OUT}/experiment_cfg/config.yaml",
+        run=RUN_JSON,
     log:
         f"{OUT}/logs/run_config.log",
     params:
         run_config=config,
         specs=SPECS,
+        dirs=run_dirs(),
+        output_dir=lambda wildcards, output: str(Path(output.config).parent.parent),
     conda:
         "../../envs/groot-ft.yaml"
     script:
@@ -24,6 +27,7 @@ rule run_config:
 rule finetune:
     input:
         config=f"{OUT}/experiment_cfg/config.yaml",
+        run=RUN_JSON,
         modality=sorted({spec.modality_config_path for spec in SPECS}),
         deepspeed=config["deepspeed_config"],
         shards=shard_manifests(),
@@ -35,7 +39,6 @@ rule finetune:
     log:
         f"{OUT}/logs/finetune.log",
     params:
-        sources=finetune_sources(),
         processes=config["num_gpus"],
         port=config["main_process_port"],
         launcher=finetune_launcher(),
@@ -49,4 +52,4 @@ rule finetune:
         "export HF_HUB_OFFLINE=1; "
         "{params.launcher} --use_deepspeed --deepspeed_config_file {input.deepspeed} "
         "--num_processes {params.processes} --main_process_port {params.port} "
-        "-m groot_ft.train --config {input.config} {params.sources} > {log} 2>&1"
+        "-m groot_ft.train --config {input.config} --run {input.run} > {log} 2>&1"

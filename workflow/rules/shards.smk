@@ -5,6 +5,7 @@ rule shards:
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
         validation=f"{OUT}/validation{{sub}}/report.json",
         run_config=f"{OUT}/experiment_cfg/config.yaml",
+        run=RUN_JSON,
         base_model=base_model_input(),
     output:
         manifest=f"{OUT}/shards{{sub}}/{{split}}/manifest.json",
@@ -20,7 +21,6 @@ rule shards:
         shard_size=config["shard_size"],
         rate=config["episode_sampling_rate"],
         seed=config["seed"],
-        eval_episodes=lambda wildcards: eval_episodes_arg(wildcards.sub),
     # episodes decode in parallel; Snakemake lowers this to --cores, and the shards do not depend on it
     threads: 4
     conda:
@@ -30,4 +30,4 @@ rule shards:
         "groot-ft shards {params.dataset} --modality-config {input.modality} --out {params.out} "
         "--base-model-path {params.base_model} --shard-size {params.shard_size} "
         "--episode-sampling-rate {params.rate} --seed {params.seed} "
-        "--split {wildcards.split} --eval-episodes {params.eval_episodes} --threads {threads} > {log} 2>&1"
+        "--split {wildcards.split} --run {input.run} --threads {threads} > {log} 2>&1"

@@ -1,11 +1,13 @@
 """Save the validated workflow config (defaults filled in) as the run's single source of truth, after checking
-that every dataset fits the model (action horizon, state/action dims, embodiment id) before any stage trains."""
+that every dataset fits the model (action horizon, state/action dims, embodiment id) before any stage trains, and
+the resolved run description (experiment_cfg/run.json: datasets, hold-out episodes, paths) every later step reads."""
 
 import json
 import sys
 from pathlib import Path
 
-from groot_ft.config import FinetuneConfig
+from groot_ft.config import ConfigError, FinetuneConfig, RunDescription
+from groot_ft.data.lerobot import LeRobotDataset
 from groot_ft.fit import ModelLimits, fit_problems
 from groot_ft.hub import BaseModelError, resolve_base_model
 from groot_ft.modality import load_modality_config
@@ -28,5 +30,14 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
         message = "the data does not fit the model:\n  - " + "\n  - ".join(problems)
         print(f"error: {message}", file=log)
         raise SystemExit(f"run_config: {message}")
+    specs = snakemake.params.specs  # noqa: F821
+    # the hold-out split, computed here once: shards (train and eval) and open-loop evaluation read it from run.json
+    episodes = {spec.name: [e.index for e in LeRobotDataset(spec.path).episodes] for spec in specs}
+    try:
+        run = RunDescription.resolve(cfg, specs, episodes, snakemake.params.dirs, snakemake.params.output_dir)  # noqa: F821
+    except ConfigError as exc:
+        print(f"error: {exc}", file=log)
+        raise SystemExit(f"run_config: {exc}")
     cfg.save_yaml(snakemake.output.config)  # noqa: F821
+    run.save(snakemake.output.run)  # noqa: F821
     print(f"wrote {snakemake.output.config}; {len(snakemake.params.specs)} dataset(s) fit {limits.source}", file=log)  # noqa: F821

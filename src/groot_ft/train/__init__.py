@@ -1,8 +1,9 @@
 """finetune: the training entry point that ``accelerate launch`` starts on every process.
 
     accelerate launch --use_deepspeed --deepspeed_config_file config/deepspeed/zero2.json --num_processes 2 \
-        -m groot_ft.train --config results/demo/experiment_cfg/config.yaml \
-        --dataset DATASET --stats results/demo/stats --shards results/demo/shards
+        -m groot_ft.train --config results/demo/experiment_cfg/config.yaml --run results/demo/experiment_cfg/run.json
+
+(by hand, instead of --run: ``--dataset DATASET --stats results/demo/stats --shards results/demo/shards`` per dataset)
 
 One process per GPU (on a machine without CUDA: CPU processes on gloo, which runs the same DeepSpeed code).
 Re-running the same command resumes from the newest complete ``checkpoint-N``.
