@@ -57,7 +57,7 @@ from groot_ft.data.lerobot import (
     read_jsonl,
     v3_video_columns,
 )
-from groot_ft.data.video import _ENCODER_ALIASES, CODECS, _quiet_svt, read_frames
+from groot_ft.data.video import CODECS, ENCODER_ALIASES, quiet_svt, read_frames
 
 __all__ = [
     "DEFAULT_DATA_FILES_SIZE_IN_MB",
@@ -157,7 +157,7 @@ def write_v3_dataset(
     if episodes_per_meta_file is not None and episodes_per_meta_file < 1:
         raise ValueError(f"episodes_per_meta_file must be >= 1, got {episodes_per_meta_file!r}")
     if codec is not None:
-        codec = _ENCODER_ALIASES.get(codec, codec)
+        codec = ENCODER_ALIASES.get(codec, codec)
         if codec not in CODECS:
             raise ValueError(f"unsupported codec {codec!r}; choose one of {sorted(CODECS)}")
     if out.resolve().is_relative_to(src.root.resolve()):
@@ -317,13 +317,13 @@ def _write_videos(
     fps_i = int(fps)
     if codec is None:
         meta = src.features[key].get("info") or src.features[key].get("video_info") or {}
-        declared = _ENCODER_ALIASES.get(str(meta.get("video.codec")), str(meta.get("video.codec")))
+        declared = ENCODER_ALIASES.get(str(meta.get("video.codec")), str(meta.get("video.codec")))
         codec = declared if declared in CODECS else "h264"
     counter = _FileCounter(chunks)
     writer: _VideoWriter | None = None
     written = 0
     where: dict[int, tuple[int, int, float, float]] = {}
-    with _quiet_svt() if codec == "av1" else contextlib.nullcontext():
+    with quiet_svt() if codec == "av1" else contextlib.nullcontext():
         try:
             for ep in episodes:
                 path = sources[ep.index]

@@ -46,7 +46,7 @@ CODECS: dict[str, tuple[str, int, str]] = {
     "h264": ("libx264", 20, "veryfast"),
     "av1": ("libsvtav1", 30, "10"),
 }
-_ENCODER_ALIASES = {"libx264": "h264", "libsvtav1": "av1"}
+ENCODER_ALIASES = {"libx264": "h264", "libsvtav1": "av1"}
 
 
 class VideoError(RuntimeError):
@@ -77,7 +77,7 @@ class VideoInfo:
 
 
 @contextlib.contextmanager
-def _quiet_svt() -> Iterator[None]:
+def quiet_svt() -> Iterator[None]:
     """Set ``SVT_LOG=1`` (errors only) for the duration of the block unless the user chose a level."""
     if "SVT_LOG" in os.environ:
         yield
@@ -157,7 +157,7 @@ def encode_video(
     :func:`os.replace`, so readers never see a partial file. Returns the path.
     """
     path = Path(path)
-    codec = _ENCODER_ALIASES.get(codec, codec)
+    codec = ENCODER_ALIASES.get(codec, codec)
     if codec not in CODECS:
         raise ValueError(f"unsupported codec {codec!r}; choose one of {sorted(CODECS)}")
     frames = np.asarray(frames)
@@ -190,7 +190,7 @@ def encode_video(
     # A unique sibling name (not mkstemp: that would leave the final file with mode 0600).
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
     try:
-        with _quiet_svt() if codec == "av1" else contextlib.nullcontext():
+        with quiet_svt() if codec == "av1" else contextlib.nullcontext():
             container = av.open(str(tmp), mode="w", format=_muxer_for(path))
             try:
                 stream = container.add_stream(encoder, rate=fps, options=options)
