@@ -11,7 +11,7 @@
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
     groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
 
-Training itself is ``accelerate launch ... -m groot_ft.train`` (see ``groot_ft/train.py``).
+Training itself is ``accelerate launch ... -m groot_ft.train`` (see the ``groot_ft/train/`` package).
 Errors go to stderr with the file and field they concern; the exit code is non-zero.
 """
 
