@@ -208,7 +208,14 @@ def snapshot_commit(directory: Path | None) -> str | None:
 
 
 def has_tokenizer(directory: Path | None) -> bool:
-    return directory is not None and any((directory / name).is_file() for name in _TOKENIZER_MARKERS)
+    """Whether ``directory`` holds a tokenizer ``create_model`` can load: tokenizer_config.json plus tokenizer.json,
+    or vocab.json + merges.txt (the one rule for the fetch step and the model factory)."""
+    if directory is None:
+        return False
+    root = Path(directory)
+    return (root / "tokenizer_config.json").is_file() and (
+        (root / "tokenizer.json").is_file() or ((root / "vocab.json").is_file() and (root / "merges.txt").is_file())
+    )
 
 
 def fetch(base_model_path: str, tokenizer_path: str | None = None, revision: str | None = None) -> dict[str, Any]:

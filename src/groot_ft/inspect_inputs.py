@@ -20,7 +20,6 @@ else the dataset's own ``meta/stats.json`` (+ ``meta/relative_stats.json``), as 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -43,17 +42,14 @@ class Inspection:
 
 
 def _statistics(dataset, stats_dir: Path | None, modality_cfg) -> tuple[dict[str, Any], str]:
-    from groot_ft.processor import statistics_from_dataset_stats
+    from groot_ft.processor_stats import statistics_from_stats_dir
 
     root = stats_dir if stats_dir is not None else dataset.root / "meta"
-    stats_path = root / "stats.json"
-    if not stats_path.is_file():
-        raise InspectError(f"{stats_path}: no statistics; run `groot-ft stats {dataset.root} --out DIR` and pass "
-                           "--stats DIR")
-    rel_path = root / "relative_stats.json"
-    relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
-    stats = statistics_from_dataset_stats(json.loads(stats_path.read_text()), relative, dataset.modality, modality_cfg)
-    return stats, f"statistics: {stats_path}" + (f" + {rel_path}" if relative is not None else "")
+    if not (root / "stats.json").is_file():
+        raise InspectError(f"{root / 'stats.json'}: no statistics; run `groot-ft stats {dataset.root} --out DIR` and "
+                           "pass --stats DIR")
+    stats, files = statistics_from_stats_dir(root, dataset.modality, modality_cfg)
+    return stats, "statistics: " + " + ".join(map(str, files))
 
 
 def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_tag: str, episode: int, step: int,

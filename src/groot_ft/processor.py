@@ -537,25 +537,8 @@ class Gr00tProcessor:
         that cannot be used (say, a base checkpoint's pretraining tag) only warn here and raise when that tag is used.
         """
         directory = Path(pretrained_dir)
-        config = _read_json(directory / PROCESSOR_CONFIG_NAME)
-        if not isinstance(config, Mapping) or not isinstance(config.get("processor_kwargs"), Mapping):
-            raise ProcessorError(f"{directory / PROCESSOR_CONFIG_NAME}: expected {{processor_class, processor_kwargs}}")
-        if config.get("processor_class") not in (None, PROCESSOR_CLASS):
-            warnings.warn(
-                f"{directory / PROCESSOR_CONFIG_NAME}: processor_class {config.get('processor_class')!r} "
-                f"is not {PROCESSOR_CLASS!r}; reading it anyway",
-                stacklevel=2,
-            )
-        kwargs = dict(config["processor_kwargs"])
-        raw_cfgs = kwargs.pop("modality_configs", None) or {}
-        modality_configs: dict[str, Any] = {}
-        for tag, cfg in raw_cfgs.items():
-            try:
-                modality_configs[normalize_tag(tag)] = parse_embodiment_config(
-                    cfg, source=f"{directory / PROCESSOR_CONFIG_NAME}[{tag}]"
-                )
-            except ModalityConfigError as exc:
-                raise ProcessorError(str(exc)) from exc
+        kwargs, configs = read_processor_config(directory)
+        modality_configs: dict[str, Any] = dict(configs)
         stats_path = directory / STATISTICS_NAME
         statistics = _read_json(stats_path) if stats_path.exists() else {}
         ids_path = directory / EMBODIMENT_ID_NAME
@@ -585,6 +568,26 @@ class Gr00tProcessor:
         if extra_stats:
             processor.set_statistics(extra_stats, override=True)
         return processor
+
+
+def read_processor_config(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, EmbodimentModalityConfig]]:
+    """``processor_config.json`` of ``directory`` (ours or upstream's): its constructor arguments without the
+    modality configs, and those parsed per (normalised) embodiment tag."""
+    path = Path(directory) / PROCESSOR_CONFIG_NAME
+    config = _read_json(path)
+    if not isinstance(config, Mapping) or not isinstance(config.get("processor_kwargs"), Mapping):
+        raise ProcessorError(f"{path}: expected {{processor_class, processor_kwargs}}")
+    if config.get("processor_class") not in (None, PROCESSOR_CLASS):
+        warnings.warn(f"{path}: processor_class {config.get('processor_class')!r} is not {PROCESSOR_CLASS!r}; "
+                      "reading it anyway", stacklevel=3)
+    kwargs = dict(config["processor_kwargs"])
+    modality_configs = {}
+    for tag, cfg in (kwargs.pop("modality_configs", None) or {}).items():
+        try:
+            modality_configs[normalize_tag(tag)] = parse_embodiment_config(cfg, source=f"{path}[{tag}]")
+        except ModalityConfigError as exc:
+            raise ProcessorError(str(exc)) from exc
+    return kwargs, modality_configs
 
 
 def _read_json(path: Path) -> Any:

@@ -7,7 +7,9 @@ the per-sample processor; nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,3 +116,14 @@ def statistics_from_dataset_stats(
             relative[key] = group
         result["relative_action"] = relative
     return result
+
+
+def statistics_from_stats_dir(
+    stats_dir: Path, modality_json: Mapping[str, Any], modality_config: EmbodimentModalityConfig
+) -> tuple[dict[str, Any], list[Path]]:
+    """:func:`statistics_from_dataset_stats` of the ``stats.json`` (+ ``relative_stats.json`` when present) in
+    ``stats_dir``: a ``groot-ft stats`` output or a dataset's ``meta/``. Also returns the files it read."""
+    stats_path, rel_path = Path(stats_dir) / "stats.json", Path(stats_dir) / "relative_stats.json"
+    relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
+    stats = statistics_from_dataset_stats(json.loads(stats_path.read_text()), relative, modality_json, modality_config)
+    return stats, [stats_path] + ([rel_path] if relative is not None else [])

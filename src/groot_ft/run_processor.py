@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from groot_ft.embodiment import normalize_tag
-from groot_ft.modality import EmbodimentModalityConfig, ModalityConfigError, parse_embodiment_config
-from groot_ft.processor import PROCESSOR_CONFIG_NAME, Gr00tProcessor, ProcessorError
+from groot_ft.modality import EmbodimentModalityConfig
+from groot_ft.processor import PROCESSOR_CONFIG_NAME, Gr00tProcessor, ProcessorError, read_processor_config
 
 # settings that come from the base checkpoint's processor_config.json (or the preset) and cannot be overridden
 INHERITED_SETTINGS = (
@@ -46,26 +46,7 @@ BASE_SOURCE = f"base checkpoint {PROCESSOR_CONFIG_NAME}"
 
 def base_modality_configs(base_dir: Path | None) -> dict[str, EmbodimentModalityConfig]:
     """The embodiment configs a base checkpoint's ``processor_config.json`` holds (empty without one)."""
-    if base_dir is None:
-        return {}
-    path = Path(base_dir) / PROCESSOR_CONFIG_NAME
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ProcessorError(f"{path}: cannot read ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise ProcessorError(f"{path}: not valid JSON: {exc}") from exc
-    kwargs = data.get("processor_kwargs") if isinstance(data, Mapping) else None
-    if not isinstance(kwargs, Mapping):
-        raise ProcessorError(f"{path}: expected {{processor_class, processor_kwargs}}")
-    raw = kwargs.get("modality_configs") or {}
-    out = {}
-    for tag, entry in raw.items():
-        try:
-            out[normalize_tag(tag)] = parse_embodiment_config(entry, source=f"{path}[{tag}]")
-        except ModalityConfigError as exc:
-            raise ProcessorError(str(exc)) from exc
-    return out
+    return {} if base_dir is None else read_processor_config(base_dir)[1]
 
 
 def resolve_modality_configs(

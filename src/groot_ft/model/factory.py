@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from groot_ft.hub import has_tokenizer
 from groot_ft.io import share_like_umask
 
 from .configuration import Gr00tN1d6Config
 from .modeling import Gr00tN1d6
 from .presets import PRESETS, preset
-from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_tokenizer, has_tokenizer_files, load_tokenizer
+from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_tokenizer, load_tokenizer
 
 DEFAULT_SEED = 0
 
@@ -139,7 +140,7 @@ def checkpoint_tokenizer(path: Path, config, tokenizer=None):
     from. Never falls back silently: a vocabulary no tokenizer here matches is an error saying where to get one."""
     if tokenizer is not None:
         tokenizer.source = getattr(tokenizer, "source", None) or "given by the caller"
-    elif has_tokenizer_files(path):
+    elif has_tokenizer(path):
         tokenizer = load_tokenizer(path)
         tokenizer.source = f"{path} (tokenizer files beside config.json)"
     elif config.text_config.vocab_size == VOCAB_SIZE and config.image_token_index == IMG_CONTEXT_ID:

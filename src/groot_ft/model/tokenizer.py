@@ -14,6 +14,8 @@ from __future__ import annotations
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from groot_ft.hub import has_tokenizer
+
 PAD_TOKEN = "<pad>"
 IMG_START_TOKEN = "<img>"
 IMG_END_TOKEN = "</img>"
@@ -77,21 +79,10 @@ def special_token_ids(tokenizer) -> dict[str, int]:
 
 
 # --- upstream's Eagle tokenizer (Qwen3 BPE + Eagle's added tokens) ------------------------------------------------
-# The files a directory must hold for it (tokenizer.json may replace vocab.json + merges.txt).
-TOKENIZER_FILES = ("tokenizer_config.json",)
 CHAT_START = "<|im_start|>"
 CHAT_END = "<|im_end|>"
 # What upstream's Eagle chat template renders before the user's content when the conversation has no system turn.
 CHAT_SYSTEM_PREAMBLE = f"{CHAT_START}system\nYou are a helpful assistant.{CHAT_END}\n"
-
-
-def has_tokenizer_files(directory) -> bool:
-    from pathlib import Path
-
-    root = Path(directory)
-    return (root / "tokenizer_config.json").is_file() and (
-        (root / "tokenizer.json").is_file() or ((root / "vocab.json").is_file() and (root / "merges.txt").is_file())
-    )
 
 
 def load_tokenizer(directory):
@@ -107,7 +98,7 @@ def load_tokenizer(directory):
     from transformers import AutoTokenizer
 
     root = Path(directory)
-    if not has_tokenizer_files(root):
+    if not has_tokenizer(root):
         raise FileNotFoundError(
             f"{root}: no tokenizer files (need tokenizer_config.json plus tokenizer.json or vocab.json + merges.txt)"
         )

@@ -141,7 +141,7 @@ class Trainer:
         from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
         from groot_ft.modality import load_modality_config
         from groot_ft.model import Gr00tCollator, create_model
-        from groot_ft.processor import statistics_from_dataset_stats
+        from groot_ft.processor_stats import statistics_from_stats_dir
         from groot_ft.run_processor import build_run_processor, resolve_modality_configs
         from groot_ft.shards import ShardSet
 
@@ -174,11 +174,8 @@ class Trainer:
         for s in self.sources:  # datasets of one embodiment share one (merged) statistics directory
             tag = s.spec.embodiment_tag
             if tag not in self.statistics:
-                stats = json.loads((s.stats_dir / "stats.json").read_text())
-                rel_path = s.stats_dir / "relative_stats.json"
-                relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
-                self.statistics[tag] = statistics_from_dataset_stats(
-                    stats, relative, LeRobotDataset(s.dataset).modality, self.modality_cfgs[tag])
+                self.statistics[tag], _ = statistics_from_stats_dir(
+                    s.stats_dir, LeRobotDataset(s.dataset).modality, self.modality_cfgs[tag])
         self.processor, self.processor_provenance = build_run_processor(
             processor_base,
             requested,
