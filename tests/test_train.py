@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,15 +61,26 @@ def _run(dataset, root, out, port, deepspeed: str = "zero2", **overrides) -> Non
 
 
 def _kill_when(dataset, root, out, port, condition) -> None:
-    """Start training and SIGKILL the whole process group as soon as `condition()` holds."""
+    """Start training and SIGKILL the launcher and every worker as soon as `condition()` holds, as a crash would.
+
+    torch's elastic agent starts each worker in a session of its own, so killing the launcher's process group leaves
+    the workers running to the end: they are found as the launcher's descendants and killed with it."""
+    import psutil
+
     proc = _launch(dataset, root, out, port)
     deadline = time.monotonic() + 600
     while not condition():
         assert proc.poll() is None, "training finished before the kill point:\n" + (out / "train.log").read_text()[-2000:]
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    workers = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
     proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers outlived the kill: {alive}"
 
 
 def _logged_steps(out: Path) -> list[int]:

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,8 +238,11 @@ class Trainer:
         ckpt = complete_checkpoints(self.output_dir)[-1][1]
         print0(f"resuming from {ckpt}")
         self.engine.load_checkpoint(str(ckpt / "training_state"), tag="state", load_lr_scheduler_states=False)
-        for _ in range(self.start_step):
-            self.scheduler.step()  # the schedule is a pure function of the step
+        with warnings.catch_warnings():
+            # fast-forwarding the schedule, a pure function of the step: no optimizer step belongs to these calls
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for _ in range(self.start_step):
+                self.scheduler.step()
         set_rng_state(load_file(str(ckpt / "training_state" / f"rng_state_{self.rank}.safetensors")))
         trainer_state = json.loads((ckpt / "trainer_state.json").read_text())
         history = trainer_state["log_history"]
