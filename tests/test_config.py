@@ -5,12 +5,32 @@ from groot_ft.config import ConfigError, FinetuneConfig, schema_defaults
 from tests.conftest import PROJECT_ROOT
 
 
-def test_shipped_config_is_valid_and_documented():
+def test_shipped_config_is_upstreams_defaults_valid_and_documented():
     cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml")
-    assert cfg.dataset == "demo" and cfg.base_model_path == "tiny"
+    # a run on a user's dataset gets exactly the schema's (upstream's) defaults, nothing of the demo
+    assert cfg == FinetuneConfig.from_dict({})
+    assert cfg.base_model_path == "nvidia/GR00T-N1.6-3B" and cfg.max_steps == 10000 and cfg.save_steps == 1000
+    assert not cfg.tune_visual and not cfg.tune_llm and cfg.dataloader_num_workers == 2 and cfg.num_gpus == 1
     readme = (PROJECT_ROOT / "config" / "README.md").read_text()
     for key in schema_defaults():
         assert f"`{key}`" in readme, f"config/README.md does not document {key}"
+
+
+def test_demo_settings_apply_to_the_demo_only():
+    demo = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml", PROJECT_ROOT / "config" / "demo.yaml")
+    assert demo.base_model_path == "tiny" and demo.max_steps == 300 and demo.output_dir == "results/demo"
+    assert demo.finetune_resources == {"cpus_per_gpu": 1, "mem_mb": 8000, "runtime": 60}
+    mine = FinetuneConfig.from_dict({"dataset": "/data/my robot/", "modality_config_path": "m.yaml"})
+    assert mine.output_dir == "results/my robot" and mine.base_model_path == "nvidia/GR00T-N1.6-3B"
+    with pytest.raises(ConfigError, match=r"modality_config_path: not set for dataset /data/x.*modality init"):
+        FinetuneConfig.from_dict({"dataset": "/data/x"}).dataset_specs()
+
+
+def test_config_files_merge_like_snakemake(tmp_path):
+    (tmp_path / "a.yaml").write_text("max_steps: 5\nfinetune_resources: {cpus_per_gpu: 2, mem_mb: 100, runtime: 9}\n")
+    (tmp_path / "b.yaml").write_text("finetune_resources: {mem_mb: 200}\n")
+    cfg = FinetuneConfig.from_yaml(tmp_path / "a.yaml", tmp_path / "b.yaml")
+    assert cfg.max_steps == 5 and cfg.finetune_resources == {"cpus_per_gpu": 2, "mem_mb": 200, "runtime": 9}
 
 
 def test_defaults_follow_upstream_finetune_config():
@@ -49,7 +69,8 @@ def test_run_description_splits_once_and_round_trips(tmp_path):
     from groot_ft.config import RunDescription, split_episodes
 
     cfg = FinetuneConfig.from_dict({"datasets": [{"path": str(tmp_path / "a"), "eval_episodes": 2},
-                                                 {"path": str(tmp_path / "b"), "eval_episodes": 0}], "seed": 3})
+                                                 {"path": str(tmp_path / "b"), "eval_episodes": 0}], "seed": 3,
+                                   "modality_config_path": "config/modality/demo.yaml"})
     specs = cfg.dataset_specs()
     dirs = {s.name: {"stats_dir": f"stats/{s.name}", "shards_dir": f"shards/{s.name}/train",
                      "eval_shards_dir": None} for s in specs}

@@ -1,8 +1,9 @@
 """DVC around the Snakemake workflow (dvc.yaml): tracked dataset, incremental reruns, persisted checkpoints, push/pull.
 
-Everything runs in a temporary git + DVC repository holding a copy of the project's dvc.yaml, .dvcignore,
-workflow/, config/, envs/ and src/ (the code that runs is the installed groot_ft), and a demo dataset tracked with
-`dvc add`.
+Everything runs in a temporary git repository holding a copy of the project's committed DVC files (dvc.yaml,
+.dvcignore, .dvc/config), workflow/, config/, envs/ and src/ (the code that runs is the installed groot_ft): a fresh
+clone. Its first `dvc repro` runs the shipped demo pipeline; the repository is then switched to a dataset tracked
+with `dvc add`, as the README tells a user to do with their own.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     return proc
 
 
-def set_config(repo: Path, **changes) -> None:
-    path = repo / "config" / "config.yaml"
+def set_config(repo: Path, name: str = "demo.yaml", **changes) -> None:
+    """Edit a config file of the clone: by default the settings file dvc.yaml's finetune stage passes."""
+    path = repo / "config" / name
     cfg = yaml.safe_load(path.read_text())
     cfg.update(changes)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -93,22 +95,41 @@ def nudge_actions(parquet: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A fresh project clone with the demo dataset tracked, after its first `dvc repro`."""
+def fresh_clone_repro(tmp_path_factory) -> tuple[Path, str]:
+    """A fresh clone's first `dvc repro`, nothing else run before it (no `dvc init`: .dvc/ is committed)."""
     repo = tmp_path_factory.mktemp("dvc") / "project"
     repo.mkdir()
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("workflow", "config", "src", "envs"):
         shutil.copytree(PROJECT_ROOT / name, repo / name, symlinks=True, ignore=skip)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_ROOT / name, repo / name)
     sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    sh(repo, "groot-ft", "demo-data", DATASET, "--episodes", "8", "--seed", "0")
-    sh(repo, "dvc", "add", "-q", DATASET)
     set_config(repo, **TINY)
-    sh(repo, "dvc", "repro")
+    set_config(repo, "config.yaml", demo_episodes=8)
+    return repo, sh(repo, "dvc", "repro").stdout
+
+
+@pytest.fixture(scope="module")
+def repo(fresh_clone_repro) -> Path:
+    """The clone switched to a dataset the user tracks: the demo_dataset stage deleted from dvc.yaml, the dataset
+    `dvc add`-ed in place (the README's steps for one's own dataset)."""
+    repo, _ = fresh_clone_repro
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    del pipeline["stages"]["demo_dataset"]
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    sh(repo, "dvc", "add", "-q", DATASET)
     return repo
+
+
+def test_fresh_clone_reproduces_the_demo_pipeline(fresh_clone_repro):
+    repo, stdout = fresh_clone_repro
+    assert "Running stage 'demo_dataset'" in stdout and "Running stage 'finetune'" in stdout
+    assert len(list((repo / DATASET / "data" / "chunk-000").glob("episode_*.parquet"))) == 8
+    config = yaml.safe_load((repo / RUN / "experiment_cfg" / "config.yaml").read_text())
+    assert config["base_model_path"] == "tiny" and config["max_steps"] == 10  # the demo's settings file on top
+    assert (repo / RUN / "model.safetensors").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +142,7 @@ def test_dvc_versions_the_model_and_checkpoints_but_no_intermediate(repo, first)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["finetune"]
     assert [o["path"] for o in lock["outs"]] == [RUN]
     assert any(d["path"] == DATASET for d in lock["deps"])
-    assert lock["params"]["config/config.yaml"]["max_steps"] == 10
+    assert lock["params"]["config/demo.yaml"]["max_steps"] == 10
     # the directory listing DVC cached for the run directory
     md5 = lock["outs"][0]["md5"]
     listing = json.loads((repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).read_text())
@@ -144,8 +165,8 @@ def test_repro_without_changes_is_a_no_op(repo, first):
     assert "didn't change, skipping" in proc.stdout and "Running stage" not in proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in (repo / RUN / "logs").glob("*.log")} == logs
     # DVC caching the outputs did not make Snakemake think anything is stale
-    dry = sh(repo, "snakemake", "-n", "--snakefile", "workflow/Snakefile", "--config", f"dataset={DATASET}",
-             f"output_dir={RUN}")
+    dry = sh(repo, "snakemake", "-n", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
+             "--config", f"dataset={DATASET}", f"output_dir={RUN}")
     assert "Nothing to be done" in dry.stdout, dry.stdout[-4000:]
 
 

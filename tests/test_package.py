@@ -209,6 +209,27 @@ def test_mixture_runs_fingerprint_every_dataset(damaged, prepared, tmp_path, cap
     assert _verify(damaged, capsys)[0] == 0
 
 
+def test_run_description_names_the_datasets_and_stays_out_of_the_release(damaged, prepared, tmp_path, capsys):  # noqa: F811
+    from groot_ft.config import RunDataset, RunDescription
+
+    dataset, _ = prepared
+    moved = Path(shutil.copytree(dataset, tmp_path / "moved dataset"))  # where the workflow says it is now
+    entry = RunDataset("", str(moved), "new_embodiment", "config/modality/demo.yaml", 1.0, [0], [], "s", "t", None)
+    RunDescription(str(damaged), [entry]).save(damaged / "experiment_cfg" / "run.json")
+    assert cli(["package", str(damaged), "--run", str(damaged / "experiment_cfg" / "run.json")]) == 0
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    assert [d["fingerprint"] for d in manifest["datasets"]] == [mf.dataset_fingerprint(moved)["fingerprint"]]
+    assert str(moved.resolve()) in (damaged / "README.md").read_text()
+    # this machine's paths are bookkeeping of the run directory, not part of the model handed on
+    assert not (damaged / "release" / "experiment_cfg" / "run.json").exists()
+    assert (damaged / "release" / "experiment_cfg" / "config.yaml").is_file()
+    assert _verify(damaged, capsys)[0] == 0
+    (damaged / "experiment_cfg" / "run.json").write_text("{}")
+    capsys.readouterr()
+    assert cli(["package", str(damaged), "--run", str(damaged / "experiment_cfg" / "run.json")]) == 1
+    assert "run.json: not a version 1 run description" in capsys.readouterr().err
+
+
 def test_dataset_fingerprint_follows_content(demo_copy, tmp_path):
     first = mf.dataset_fingerprint(demo_copy)
     assert mf.dataset_fingerprint(demo_copy) == first  # stable

@@ -174,7 +174,7 @@ def test_snakemake_stats_rule_uses_the_episode_cache(tmp_path):
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     cmd = [snakemake, f"{out}/stats/stats.json", "--cores", "1", "--snakefile", "workflow/Snakefile",
-           "--config", f"dataset={ds}", f"modality_config_path={cfg_path}", f"output_dir={out}",
+           "--configfile", "config/demo.yaml", "--config", f"dataset={ds}", f"modality_config_path={cfg_path}", f"output_dir={out}",
            "--allowed-rules", "dataset_listing", "stats",  # validation is not this test's subject
            "--nolock"]  # outputs are private to this test; other workflows may run in the same directory
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -39,7 +39,7 @@ def prepared(demo_dataset, tmp_path_factory):
 def _launch(dataset: Path, root: Path, out: Path, port: int, deepspeed: str = "zero2", **overrides) -> subprocess.Popen:
     settings = {"output_dir": str(out), "max_steps": MAX_STEPS, "save_steps": SAVE_STEPS, "logging_steps": 2,
                 "save_total_limit": 3, "main_process_port": port, "deepspeed_config": f"config/deepspeed/{deepspeed}.json"}
-    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml").replace(**{**settings, **overrides})
+    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml", PROJECT_ROOT / "config" / "demo.yaml").replace(**{**settings, **overrides})
     cfg.save_yaml(out / "experiment_cfg" / "config.yaml")
     bindir = Path(sys.executable).parent
     cmd = [str(bindir / "accelerate"), "launch", "--use_deepspeed", "--deepspeed_config_file",

@@ -26,7 +26,8 @@ def test_gr1_workflow_end_to_end(gr1_dataset, tmp_path):
     out = tmp_path / "run"
     bindir = Path(sys.executable).parent
     snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--config", f"dataset={gr1_dataset}",
+    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
+           "--config", f"dataset={gr1_dataset}",
            "modality_config_path=config/modality/gr1.yaml", "embodiment_tag=gr1", f"output_dir={out}",
            "max_steps=10", "save_steps=10", "logging_steps=5", "main_process_port=29535", "eval_episodes=1",
            "eval_steps=10", "open_loop_eval_episodes=1"]

@@ -46,7 +46,7 @@ def mixture_run(tmp_path_factory):
     (root / "mixture.yaml").write_text(yaml.safe_dump(config))
     bindir = Path(sys.executable).parent
     snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/config.yaml",
+    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
            str(root / "mixture.yaml")]
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)

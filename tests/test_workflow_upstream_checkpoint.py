@@ -68,7 +68,8 @@ def test_finetune_an_upstream_format_checkpoint_and_serve_it(gr1_dataset, tmp_pa
     out = tmp_path / "run"
     bindir = Path(sys.executable).parent
     snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--config", f"dataset={gr1_dataset}",
+    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
+           "--config", f"dataset={gr1_dataset}",
            f"base_model_path={base}", f"tokenizer_path={EAGLE}", "embodiment_tag=gr1",
            "modality_config_path=config/modality/gr1.yaml", f"output_dir={out}", "max_steps=6", "save_steps=6",
            "logging_steps=3", "main_process_port=29537", "eval_episodes=1", "eval_steps=6",

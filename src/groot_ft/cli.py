@@ -6,7 +6,7 @@
     groot-ft stats DATASET [--modality-config F] --out DIR
     groot-ft shards DATASET --modality-config F --out DIR [--run RUN.json] [--base-model-path P] [--shard-size N] ...
     groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--run RUN.json | --eval-episodes N] [--num-episodes N]
-    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--dataset D ...] [--processor-files-only]
+    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--run RUN.json | --dataset D ...] [--processor-files-only]
     groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
     groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
@@ -187,7 +187,7 @@ def cmd_package(args: argparse.Namespace) -> int:
             lines = place_processor_files(args.output_dir) or [f"{args.output_dir}: processor files already in place"]
         else:
             lines = package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation,
-                                   datasets=args.dataset)
+                                   datasets=args.dataset, run=args.run)
     except (PackageError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -278,9 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir")
     p.add_argument("--stats", help="stats directory, for the statistics plot")
     p.add_argument("--validation", help="validation report JSON, for the manifest")
-    p.add_argument("--dataset", action="append",
-                   help="dataset root to fingerprint (repeat for a mixture); default: the one(s) in "
-                   "experiment_cfg/conf.yaml")
+    roots = p.add_mutually_exclusive_group()
+    roots.add_argument("--run", help="the workflow's experiment_cfg/run.json: fingerprint the datasets it lists")
+    roots.add_argument("--dataset", action="append",
+                       help="dataset root to fingerprint (repeat for a mixture); default: the one(s) in "
+                       "experiment_cfg/conf.yaml")
     p.add_argument("--processor-files-only", action="store_true",
                    help="only copy processor/* beside the final model (the step before open-loop evaluation)")
     p.set_defaults(func=cmd_package)

@@ -27,6 +27,24 @@ def schema_defaults() -> dict[str, Any]:
     return {k: v.get("default") for k, v in load_schema()["properties"].items()}
 
 
+def merge_config(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base``, recursing into mappings present in both (Snakemake's rule for config files)."""
+    merged = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def default_output_dir(dataset: str, datasets: list[dict[str, Any]]) -> str:
+    """results/<the dataset directory's name>: two datasets trained with default settings never share a run."""
+    if datasets:
+        return "results/mixture"
+    return f"results/{Path(str(dataset).rstrip('/')).name or 'run'}"
+
+
 def split_episodes(episode_indices: list[int], eval_episodes: int | list[int], seed: int) -> tuple[list[int], list[int]]:
     """Hold out ``eval_episodes`` (a count chosen by a seeded shuffle, or explicit indices) from training."""
     indices = sorted(episode_indices)
@@ -72,7 +90,7 @@ class FinetuneConfig:
     base_model_revision: str | None
     tokenizer_path: str | None
     embodiment_tag: str
-    modality_config_path: str
+    modality_config_path: str | None
     output_dir: str
     experiment_name: str | None
     max_steps: int
@@ -125,20 +143,26 @@ class FinetuneConfig:
                 lines.append(f"{key}: {err.message}")
             raise ConfigError(f"{source}: invalid config:\n  - " + "\n  - ".join(lines))
         merged = {**schema_defaults(), **data}
+        if merged["output_dir"] is None:
+            merged["output_dir"] = default_output_dir(merged["dataset"], merged["datasets"])
         return cls(**merged)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> FinetuneConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of config keys")
-        return cls.from_dict(data, source=str(path))
+    def from_yaml(cls, *paths: str | Path) -> FinetuneConfig:
+        """One config file, or several merged in order as Snakemake merges ``--configfile``s (later files win,
+        nested mappings merge key by key), e.g. ``config/config.yaml`` then ``config/demo.yaml``."""
+        data: dict[str, Any] = {}
+        for path in map(Path, paths):
+            try:
+                layer = yaml.safe_load(path.read_text()) or {}
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            if not isinstance(layer, dict):
+                raise ConfigError(f"{path}: expected a mapping of config keys")
+            data = merge_config(data, layer)
+        return cls.from_dict(data, source=" + ".join(map(str, paths)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,8 +189,11 @@ class FinetuneConfig:
         from groot_ft.embodiment import normalize_tag
 
         if not self.datasets:
-            return [DatasetSpec("", single_dataset_path or self.dataset, normalize_tag(self.embodiment_tag), 1.0,
-                                self.modality_config_path, self.eval_episodes)]
+            path = single_dataset_path or self.dataset
+            if self.modality_config_path is None:
+                raise ConfigError(_no_modality_config("modality_config_path", path))
+            return [DatasetSpec("", path, normalize_tag(self.embodiment_tag), 1.0, self.modality_config_path,
+                                self.eval_episodes)]
         specs = []
         for entry in self.datasets:
             path = str(entry["path"])
@@ -178,13 +205,15 @@ class FinetuneConfig:
                 modality_config_path=entry.get("modality_config_path", self.modality_config_path),
                 eval_episodes=entry.get("eval_episodes", self.eval_episodes),
             ))
-        problems = []
+        problems = [_no_modality_config(f"datasets[{i}].modality_config_path", spec.path)
+                    for i, spec in enumerate(specs) if spec.modality_config_path is None]
         names = [s.name for s in specs]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"datasets: name {name!r} is used by more than one entry; give each a unique `name`")
         by_tag: dict[str, set[str]] = {}
         for spec in specs:
-            by_tag.setdefault(spec.embodiment_tag, set()).add(spec.modality_config_path)
+            if spec.modality_config_path is not None:
+                by_tag.setdefault(spec.embodiment_tag, set()).add(spec.modality_config_path)
         for tag, paths in sorted(by_tag.items()):
             if len(paths) > 1:
                 problems.append(f"datasets: embodiment {tag!r} has several modality configs ({', '.join(sorted(paths))}); "
@@ -206,6 +235,12 @@ class FinetuneConfig:
                 f"gradient_accumulation_steps ({self.gradient_accumulation_steps}); pick a multiple of {denom}"
             )
         return self.global_batch_size // denom
+
+
+def _no_modality_config(key: str, dataset: str) -> str:
+    return (f"{key}: not set for dataset {dataset}: point it at the dataset's modality config, e.g. one written by "
+            f"`groot-ft modality init {dataset} --out-config config/modality/my_robot.yaml` or a shipped one such as "
+            f"config/modality/gr1.yaml")
 
 
 RUN_DESCRIPTION_VERSION = 1

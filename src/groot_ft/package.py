@@ -28,6 +28,8 @@ PROCESSOR_FILES = ("processor_config.json", "statistics.json", "embodiment_id.js
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json", "wandb_config.json", *PROCESSOR_FILES)
 # root files that describe the run, not the model: kept out of release/
 RUN_ONLY_FILES = {"manifest.json", "training_log.jsonl", "wandb_config.json"}
+# the workflow's run description names this machine's dataset, stats and shard paths: bookkeeping, not the model
+RUN_DESCRIPTION = "experiment_cfg/run.json"
 
 
 class PackageError(RuntimeError):
@@ -130,10 +132,19 @@ def place_processor_files(output_dir: str | Path) -> list[str]:
     return lines
 
 
-def trained_datasets(out: Path, override: list[str] | None = None) -> list[Path]:
-    """The dataset roots the run trained on: ``override``, else those experiment_cfg/conf.yaml records."""
+def trained_datasets(out: Path, override: list[str] | None = None, run: str | Path | None = None) -> list[Path]:
+    """The dataset roots the run trained on: ``override``, else those of the run description ``run`` (the
+    workflow's experiment_cfg/run.json), else those experiment_cfg/conf.yaml records (a run trained outside the
+    workflow)."""
     if override:
         paths = [Path(p) for p in override]
+    elif run is not None:
+        from groot_ft.config import ConfigError, RunDescription
+
+        try:
+            paths = [Path(d.path) for d in RunDescription.load(run).datasets]
+        except ConfigError as exc:
+            raise PackageError(str(exc)) from exc
     else:
         conf_path = out / "experiment_cfg" / "conf.yaml"
         data = (yaml.safe_load(conf_path.read_text()) or {}).get("data", {})
@@ -174,7 +185,7 @@ def release_files(out: Path) -> list[str]:
     files = [p.name for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")
              and p.name not in RUN_ONLY_FILES and not any(m in p.name for m in mf.OPTIMIZER_MARKERS)]
     files += [p.relative_to(out).as_posix() for p in sorted((out / "experiment_cfg").rglob("*")) if p.is_file()]
-    return files
+    return [f for f in files if f != RUN_DESCRIPTION]
 
 
 def _link_or_copy(src: Path, dst: Path) -> bool:
@@ -207,7 +218,8 @@ def load_check(directory: Path) -> int:
 
 
 def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
-                   validation_report: str | Path | None = None, datasets: list[str] | None = None) -> list[str]:
+                   validation_report: str | Path | None = None, datasets: list[str] | None = None,
+                   run: str | Path | None = None) -> list[str]:
     out = Path(output_dir)
     missing = check_tree(out)
     if missing:
@@ -215,7 +227,7 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                            "\nre-run the finetune rule (it resumes from the newest complete checkpoint)")
     # everything that can fail on bad input is read before the first write
     hasher = mf.Hasher()
-    fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets)]
+    fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets, run)]
     cfg_hash = mf.config_hash(out / "experiment_cfg" / "config.yaml")
     git = mf.git_info()
     provenance: dict[str, Any] = {

@@ -29,6 +29,7 @@ rule package:
         # (the card and the manifest's fingerprints cover every dataset)
         validation=f"{OUT}/validation{SPECS[0].subdir}/report.json",
         open_loop=[t for t in all_targets() if "eval" in Path(t).parts and t.endswith("metrics.json")],
+        run=RUN_JSON,
         **stats_outputs(SPECS[0].subdir),
     output:
         manifest=f"{OUT}/manifest.json",
@@ -44,4 +45,5 @@ rule package:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "groot-ft package {params.out} --stats {params.stats} --validation {input.validation} > {log} 2>&1"
+        "groot-ft package {params.out} --stats {params.stats} --validation {input.validation} --run {input.run} "
+        "> {log} 2>&1"
