@@ -287,6 +287,13 @@ def test_unnamed_or_different_action_gives_one_action_group(tmp_path):
         "ee_pose": {"start": 0, "end": 3, "original_key": "observation.state.ee_pose"},
     }
     assert proposal.modality_json["action"] == {"action": {"start": 0, "end": 3}}
+    # the table lists every group: the whole-vector state and action, then the extra state columns
+    assert [(r["group"], r["slice"], r["relative?"]) for r in proposal.table] == [
+        ("state", "observation.state[0:5]", "- (state only)"),
+        ("action", "action[0:3]", "ABSOLUTE"),
+        ("velocity", "observation.velocity[0:5]", "- (state only)"),
+        ("ee_pose", "observation.state.ee_pose[0:3]", "- (state only)"),
+    ]
     # the annotation naming a task is the language key; every int annotation column is mapped
     assert proposal.modality_json["annotation"] == {"human.validity": {}, "human.action.task_description": {}}
     assert proposal.modality_config["language"]["modality_keys"] == ["annotation.human.action.task_description"]

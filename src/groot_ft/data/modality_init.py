@@ -52,6 +52,7 @@ from groot_ft.data.modality_groups import (
     group_table,
     is_float_feature,
     is_int_feature,
+    joints_summary,
     render_table,
     sanitize,
     split_groups,
@@ -459,8 +460,20 @@ def propose_modality(
     }
     reps = {name: cfg["rep"] for name, cfg in zip(names, action_configs, strict=True)}
     table = group_table(state_groups, state_names, action_groups, action_names, reps)
+    for key in extras:
+        entry = state_entries[key]
+        extra_names = feature_names(features[entry["original_key"]]).names
+        table.append(
+            {
+                "group": key,
+                "slice": f"{entry['original_key']}[0:{entry['end']}]",
+                "width": str(entry["end"]),
+                "joints": joints_summary(list(extra_names)) if extra_names else "(no names)",
+                "why": "another float observation.* column",
+                "relative?": "- (state only)",
+            }
+        )
     return ModalityProposal(modality_json, modality_config, notes, dataset=str(root), table=table)
-
 
 
 # ================================================================================================= writing
