@@ -187,6 +187,10 @@ def _set_info(key: str, value: Any) -> Callable[[Path], None]:
     return lambda root: edit_json(root, INFO, lambda d: d.__setitem__(key, value))
 
 
+def _set_names(feature: str, names: Any) -> Callable[[Path], None]:
+    return lambda root: edit_json(root, INFO, lambda d: d["features"][feature].__setitem__("names", names))
+
+
 def _set_modality(section: str, key: str, **entry: Any) -> Callable[[Path], None]:
     return lambda root: edit_json(root, MODALITY, lambda d: d[section][key].update(entry))
 
@@ -396,6 +400,21 @@ CORRUPTIONS: list[Corruption] = [
     Corruption("zero-row-parquet", _zero_row_parquet, "ZERO_LENGTH_EPISODE", data_file(3), episode=3),
     Corruption("duplicate-task-string", _duplicate_task, "DUPLICATE_TASK", TASKS, field="line 2"),
     Corruption("fps-not-integral", _set_info("fps", 15.5), "FPS_INVALID", INFO, field="fps"),
+    # names only label elements: a wrong count or an unreadable form is a warning (training never reads names)
+    Corruption(
+        "state-names-count",
+        _set_names("observation.state", [["x", "y", "z"]]),
+        "FEATURE_NAMES_MISMATCH",
+        INFO,
+        field="features.observation.state.names",
+    ),
+    Corruption(
+        "action-names-unreadable",
+        _set_names("action", {"motors": ["x", "y", "z"], "gripper": 1}),
+        "FEATURE_NAMES_UNSTRUCTURED",
+        INFO,
+        field="features.action.names",
+    ),
     # path templates
     Corruption(
         "data-path-escapes-root",

@@ -89,7 +89,7 @@ def test_demo_proposal_equals_the_original_groups(demo_bare):
     assert cfg.video.modality_keys == ("front", "wrist")
     assert cfg.state.modality_keys == ("arm", "gripper")
     assert cfg.action.delta_indices == tuple(range(16))
-    assert cfg.relative_action_keys() == []  # conservative default: everything ABSOLUTE
+    assert cfg.relative_action_keys() == []  # x, y, z are no arm-joint names: everything ABSOLUTE
     assert cfg.language.modality_keys == ("annotation.human.task_description",)
 
 
@@ -203,6 +203,66 @@ def test_name_grouping(tmp_path, names, expected):
     parse_embodiment_config(proposal.modality_config)
 
 
+H1_LEGS = [
+    f"{side}_{j}_joint" for side in ("left", "right") for j in ("hip_yaw", "hip_roll", "hip_pitch", "knee", "ankle")
+]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected", "relative"),
+    [
+        (  # Unitree H1 (URDF joint names): legs, torso, arms; the legs are not RELATIVE candidates
+            H1_LEGS + ["torso_joint"] + [f"{side}_{j}_joint" for side in ("left", "right")
+                                         for j in ("shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow")],
+            {"left_leg": (0, 5), "right_leg": (5, 10), "torso": (10, 11), "left_arm": (11, 15),
+             "right_arm": (15, 19)},
+            ["left_arm", "right_arm"],
+        ),
+        (  # Unitree G1 with Dex3 hands and waist, enum names with indexed fingers
+            ["kWaistYaw", "kWaistRoll", "kWaistPitch", "kLeftShoulderPitch", "kLeftElbow", "kLeftWristYaw",
+             "kLeftHandThumb0", "kLeftHandThumb1", "kLeftHandIndex0", "kLeftHandMiddle0"],
+            {"waist": (0, 3), "left_arm": (3, 6), "left_hand": (6, 10)},
+            ["left_arm"],
+        ),
+        (  # Fourier GR1-style prefixes, head and grippers
+            ["l_arm_shoulder_pitch", "l_arm_elbow", "l_gripper", "r_arm_shoulder_pitch", "r_arm_elbow",
+             "r_gripper", "head_yaw", "head_pitch", "neck_roll"],
+            {"left_arm": (0, 2), "left_gripper": (2, 3), "right_arm": (3, 5), "right_gripper": (5, 6),
+             "head": (6, 8), "neck": (8, 9)},
+            ["left_arm", "right_arm"],
+        ),
+        (  # CamelCase sides and NAO's one-letter side prefix
+            ["LeftHandIndex", "LeftHandThumb", "RShoulderPitch", "RElbowRoll", "RightGripper"],
+            {"left_hand": (0, 2), "right_arm": (2, 4), "right_gripper": (4, 5)},
+            ["right_arm"],
+        ),
+        (  # one arm named by its joints keeps its name (no whole-vector 'state')
+            ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"],
+            {"arm": (0, 5)},
+            ["arm"],
+        ),
+        (  # a group that comes back after another is a second contiguous group
+            ["left_shoulder", "left_elbow", "left_hand_a", "left_wrist"],
+            {"left_arm": (0, 2), "left_hand": (2, 3), "left_arm_2": (3, 4)},
+            ["left_arm", "left_arm_2"],
+        ),
+    ],
+    ids=["h1", "g1-dex3", "gr1-style", "camel-nao", "one-arm", "interleaved"],
+)
+def test_joint_name_schemes(tmp_path, names, expected, relative):
+    root = write_info(
+        tmp_path / "ds", {"observation.images.cam": VIDEO, "observation.state": vec(names), "action": vec(names)}
+    )
+    proposal = propose_modality(root)
+    assert groups(proposal.modality_json["state"]) == expected
+    assert groups(proposal.modality_json["action"]) == expected
+    cfg = parse_embodiment_config(proposal.modality_config)
+    assert cfg.relative_action_keys() == relative  # arm-joint groups, by default
+    assert [row["group"] for row in proposal.table] == list(expected)
+    assert all(row["why"] for row in proposal.table)
+    assert parse_embodiment_config(propose_modality(root, relative="none").modality_config).relative_action_keys() == []
+
+
 def test_unnamed_or_different_action_gives_one_action_group(tmp_path):
     root = write_info(
         tmp_path / "ds",
@@ -227,6 +287,13 @@ def test_unnamed_or_different_action_gives_one_action_group(tmp_path):
         "ee_pose": {"start": 0, "end": 3, "original_key": "observation.state.ee_pose"},
     }
     assert proposal.modality_json["action"] == {"action": {"start": 0, "end": 3}}
+    # the table lists every group: the whole-vector state and action, then the extra state columns
+    assert [(r["group"], r["slice"], r["relative?"]) for r in proposal.table] == [
+        ("state", "observation.state[0:5]", "- (state only)"),
+        ("action", "action[0:3]", "ABSOLUTE"),
+        ("velocity", "observation.velocity[0:5]", "- (state only)"),
+        ("ee_pose", "observation.state.ee_pose[0:3]", "- (state only)"),
+    ]
     # the annotation naming a task is the language key; every int annotation column is mapped
     assert proposal.modality_json["annotation"] == {"human.validity": {}, "human.action.task_description": {}}
     assert proposal.modality_config["language"]["modality_keys"] == ["annotation.human.action.task_description"]

@@ -331,3 +331,102 @@ def range_in(index: np.ndarray, lo: int, hi: int) -> tuple[int, int] | np.ndarra
     if pos[-1] - pos[0] + 1 == pos.size:
         return int(pos[0]), int(pos[-1]) + 1
     return pos
+
+
+# ================================================================================== per-element feature names
+#
+# LeRobot writers store a feature's ``names`` in several shapes, and all of them are in the wild:
+#   * a flat list, one name per element (LeRobot v2.1+ ``hw_to_dataset_features``): ``["x", "y", "z"]``;
+#   * a one-level nested list (Unitree's exports): ``[["kLeftShoulderPitch", ..., "kRightHandPinky"]]``;
+#   * a mapping of category -> list (LeRobot's v1->v2 converter writes ``{"motors": [...]}``, ports such as DROID
+#     ``{"axes": [...]}``); several categories are read in key order, as LeRobot's own tools do;
+#   * a mapping of name -> element index (LeRobot's gamepad/keyboard teleoperators: ``{"delta_x": 0, ...}``);
+#   * null (no names).
+# Names only label elements: training never reads them, so a problem with them is never fatal. Everyone who reads
+# names (the validator, the reader, ``modality init``) goes through :func:`feature_names`, so they agree on them.
+
+NAMES_FORMS = ("flat list", "nested list", "category mapping", "name-to-index mapping", "null")
+
+
+@dataclass(frozen=True)
+class FeatureNames:
+    """The per-element names of a 1-D feature as read from ``meta/info.json``.
+
+    ``names`` holds one name per element, or None when there are none or they cannot label the elements; ``form``
+    says how they were stored (one of :data:`NAMES_FORMS`, or ``"unreadable"``); ``problem`` (None when fine) says
+    why stored names cannot be used, and ``unreadable`` whether that is their form (True) or their count (False).
+    """
+
+    names: tuple[str, ...] | None
+    form: str
+    problem: str | None = None
+    unreadable: bool = False
+
+
+def _name_list(values: Any) -> list[str] | None:
+    """``values`` as a list of non-empty strings, or None if any item is something else."""
+    if not isinstance(values, (list, tuple)):
+        return None
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        return None
+    return [str(v) for v in values]
+
+
+def _read_names(raw: Any) -> tuple[list[str] | None, str]:
+    """(names in element order, form); names None and form "unreadable" when the value is no known form."""
+    if isinstance(raw, (list, tuple)):
+        flat = _name_list(raw)
+        if flat is not None:
+            return flat, "flat list"
+        if raw and all(isinstance(v, (list, tuple)) for v in raw):
+            inner = [_name_list(v) for v in raw]
+            if all(part is not None for part in inner):
+                return [n for part in inner for n in part], "nested list"  # type: ignore[union-attr]
+        return None, "unreadable"
+    if isinstance(raw, dict) and raw:
+        values = list(raw.values())
+        if all(isinstance(v, (list, tuple)) for v in values):
+            parts = [_name_list(v) for v in values]
+            if all(part is not None for part in parts):
+                return [n for part in parts for n in part], "category mapping"  # type: ignore[union-attr]
+            return None, "unreadable"
+        # bool is an int in Python: {"a": True} is not an index map
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            keys = _name_list(list(raw))
+            if keys is not None and sorted(values) == list(range(len(values))):
+                return [name for name, _ in sorted(raw.items(), key=lambda kv: kv[1])], "name-to-index mapping"
+        return None, "unreadable"
+    return None, "unreadable"
+
+
+def _describe(raw: Any, limit: int = 80) -> str:
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def feature_names(feature: Any) -> FeatureNames:
+    """The per-element names of one ``meta/info.json`` feature (any form LeRobot writers use; see above).
+
+    Only 1-D features have per-element names; for others (images, videos, matrices) ``names`` label axes, and the
+    result has ``names`` None, form ``"axes"`` and no problem.
+    """
+    if not isinstance(feature, dict):
+        return FeatureNames(None, "unreadable", f"the feature is {type(feature).__name__}, not an object", True)
+    raw = feature.get("names")
+    if raw is None:
+        return FeatureNames(None, "null")
+    shape = feature.get("shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 1 and isinstance(shape[0], int)):
+        return FeatureNames(None, "axes")
+    dim = int(shape[0])
+    names, form = _read_names(raw)
+    if names is None:
+        return FeatureNames(
+            None,
+            form,
+            f"names {_describe(raw)} are not one of LeRobot's forms ({', '.join(NAMES_FORMS)}) of non-empty strings",
+            True,
+        )
+    if len(names) != dim:
+        return FeatureNames(None, form, f"names ({form}) hold {len(names)} names for shape [{dim}]")
+    return FeatureNames(tuple(names), form)

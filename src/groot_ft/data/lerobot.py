@@ -50,8 +50,10 @@ from groot_ft.data.layout import (  # re-exported: the reader's public names pre
     V3_VERSIONS,
     V3_VIDEO_PATH,
     DatasetError,
+    FeatureNames,
     V3Location,
     episode_spans,
+    feature_names,
     info_value,
     range_in,
     resolve_inside,
@@ -80,6 +82,7 @@ __all__ = [
     "DatasetError",
     "Episode",
     "EpisodeArrays",
+    "FeatureNames",
     "GroupSlice",
     "LeRobotDataset",
     "VideoSegment",
@@ -177,6 +180,17 @@ class LeRobotDataset:
     @property
     def features(self) -> dict[str, dict[str, Any]]:
         return self.info.get("features", {})
+
+    def feature_names(self, key: str) -> FeatureNames:
+        """Per-element names of feature ``key``, read from any form LeRobot writers store them in (flat or nested
+        list, ``{"motors": [...]}``, ``{"name": index}``, null); the validator and ``modality init`` read them the
+        same way (:func:`groot_ft.data.layout.feature_names`). Names that cannot label the elements come back with
+        ``names`` None and a ``problem``; they never stop reading, as training does not use them."""
+        if key not in self.features:
+            raise DatasetError(
+                f"{self.root / 'meta/info.json'}: no feature {key!r} (features: {', '.join(self.features) or 'none'})"
+            )
+        return feature_names(self.features[key])
 
     @property
     def chunks_size(self) -> int:

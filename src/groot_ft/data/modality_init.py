@@ -5,12 +5,14 @@ for a human to review, so every guess it makes is listed in :attr:`ModalityPropo
 
 Rules (see ``docs/validation.md``, "No modality.json yet?"):
 
-* **state groups** come from the per-element names of ``observation.state``. Consecutive names that share an indexed
-  prefix (``left_arm_0 .. left_arm_6``) form one group named after the prefix; a name like ``left_waist`` (side word,
-  no index) goes to ``left_arm``; a dimension whose name mentions a gripper gets its own group (``gripper``,
-  ``left_gripper``); any other run of consecutive plain names (``x, y, z`` or ``shoulder_pan, elbow_flex``) is
-  ``arm``. When that finds a single group (``motor_0 .. motor_43``), or names are missing, one group ``state`` covers
-  the whole vector.
+* **state groups** come from the per-element names of ``observation.state``, in any form LeRobot writers store them
+  (flat or nested list, ``{"motors": [...]}``, ``{"name": index}``; :func:`groot_ft.data.layout.feature_names`).
+  Joint names are read for side and body part (left/right arm, hand, gripper, leg, waist, torso, head, neck, in the
+  common naming schemes: Unitree's ``kLeftShoulderPitch``, ``left_shoulder_pitch_joint``, ``l_arm_...``,
+  ``LeftHand...``); without body-part words, an indexed prefix (``joint_0 .. joint_5``) names the group and plain
+  names (``x, y, z``) are ``arm``. Consecutive elements of one group form one contiguous slice
+  (:mod:`groot_ft.data.modality_groups` has the rules). When that finds a single group of indexed or plain names
+  (``motor_0 .. motor_43``), or names are missing or unusable, one group ``state`` covers the whole vector.
 * **action groups** mirror the state groups (same names, same slices) when ``action`` has exactly the state's names;
   otherwise one group ``action`` covers the whole vector. A whole-vector ``action`` group mirroring a whole-vector
   ``state`` group refers to it through ``state_key`` when made RELATIVE.
@@ -19,8 +21,12 @@ Rules (see ``docs/validation.md``, "No modality.json yet?"):
   episode has no video file (declared but never recorded, like gr1.PickNPlace's ``egoview``).
 * **annotation**: every integer ``annotation.*`` column; without any, ``human.task_description`` reads
   ``task_index``. The language key is ``annotation.<the one naming a task>``.
-* **modality config**: video/state ``delta_indices [0]``, action ``range(action_horizon)``; every action group
-  ABSOLUTE/NON_EEF/DEFAULT unless named in ``relative`` (or ``"all-mirrored"``: every mirrored group except grippers).
+* **modality config**: video/state ``delta_indices [0]``, action ``range(action_horizon)``; action groups
+  NON_EEF/DEFAULT, RELATIVE for the mirrored groups of arm joints (as upstream's gr1 config has its arms) and ABSOLUTE
+  for the rest, unless ``relative`` says otherwise (group names, ``"all-mirrored"``: every mirrored group except
+  grippers, ``"none"``: all ABSOLUTE).
+* :attr:`ModalityProposal.table` lists every group with its slice, width, joints, why it was proposed and its rep;
+  the CLI prints it (:meth:`ModalityProposal.table_text`) and the config's comment header repeats it.
 
 Nothing here writes into a dataset: :func:`write_proposal` writes only to the paths it is given, refuses to overwrite
 unless ``force=True``, and replaces files atomically.
@@ -39,12 +45,15 @@ from typing import Any
 
 import yaml
 
+from groot_ft.data.layout import FeatureNames, feature_names
 from groot_ft.data.modality_groups import (
     ElementGroup,
-    element_names,
     feature_dim,
+    group_table,
     is_float_feature,
     is_int_feature,
+    joints_summary,
+    render_table,
     sanitize,
     split_groups,
     unique_name,
@@ -53,6 +62,7 @@ from groot_ft.io import atomic_write_text
 
 __all__ = [
     "ALL_MIRRORED",
+    "NO_RELATIVE",
     "ModalityInitError",
     "ModalityProposal",
     "add_modality_parser",
@@ -63,6 +73,8 @@ __all__ = [
 ]
 
 ALL_MIRRORED = "all-mirrored"
+#: ``--relative none``: every action group ABSOLUTE, overriding the proposed arm groups
+NO_RELATIVE = "none"
 STATE_COLUMN = "observation.state"
 ACTION_COLUMN = "action"
 DEFAULT_LANGUAGE_ANNOTATION = "human.task_description"
@@ -82,6 +94,12 @@ class ModalityProposal:
     modality_config: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     dataset: str = ""
+    #: one row per proposed state/action group: group, slice, width, joints, why, relative (see :meth:`table_text`)
+    table: list[dict[str, str]] = field(default_factory=list)
+
+    def table_text(self) -> str:
+        """The proposed groups as a plain-text table: what each group is, where, and why it was proposed."""
+        return render_table(self.table)
 
     def modality_json_text(self) -> str:
         return json.dumps(self.modality_json, indent=4) + "\n"
@@ -91,6 +109,7 @@ class ModalityProposal:
             f"# Modality config proposed by `groot-ft modality init` for {self.dataset or 'a dataset'}.",
             "# Review it: group names, which cameras/state groups to use, RELATIVE vs ABSOLUTE actions.",
         ]
+        header += [f"# {line}".rstrip() for line in self.table_text().splitlines()]
         header += [f"# note: {n}" for n in self.notes]
         return "\n".join(header) + "\n" + _dump_yaml(self.modality_config)
 
@@ -183,9 +202,10 @@ def _video_key(original: str) -> str:
     return sanitize(rest)
 
 
-def _parse_relative(relative: str | Iterable[str] | None) -> list[str]:
+def _parse_relative(relative: str | Iterable[str] | None) -> list[str] | None:
+    """The --relative words, or None (nothing asked: the proposal's arm groups are RELATIVE)."""
     if relative is None:
-        return []
+        return None
     if isinstance(relative, str):
         relative = [relative]
     out: list[str] = []
@@ -197,17 +217,25 @@ def _parse_relative(relative: str | Iterable[str] | None) -> list[str]:
     return out
 
 
+def _names_note(column: str, read: FeatureNames) -> str | None:
+    """A note on a column whose names cannot be used (the validator reports the same as a warning)."""
+    if read.problem is None:
+        return None
+    return f"{column}: its {read.problem}, so they cannot name groups"
+
+
 def propose_modality(
     dataset_root: str | os.PathLike[str],
     *,
     action_horizon: int = 16,
-    relative: str | Iterable[str] = (),
+    relative: str | Iterable[str] | None = None,
 ) -> ModalityProposal:
     """Propose ``meta/modality.json`` and a modality config from ``dataset_root/meta/info.json``.
 
     ``relative`` names action groups to make RELATIVE (each must mirror a state group of the same width), or is
-    ``"all-mirrored"`` (every mirrored group except grippers). Reads only ``meta/info.json`` (and, to see whether
-    cameras have files, the first line of ``meta/episodes.jsonl``); never writes anything.
+    ``"all-mirrored"`` (every mirrored group except grippers) or ``"none"``; None (the default) makes RELATIVE the
+    mirrored groups whose joint names say they are arm joints, as upstream's gr1 config does for its arms. Reads only
+    ``meta/info.json`` (and, to see whether cameras have files, the first episode's metadata); never writes anything.
     """
     if isinstance(action_horizon, bool) or not isinstance(action_horizon, int) or action_horizon < 1:
         raise ModalityInitError(f"action_horizon must be a positive integer, got {action_horizon!r}")
@@ -229,16 +257,22 @@ def propose_modality(
             raise ModalityInitError(
                 f"{root / 'meta/info.json'}: {STATE_COLUMN} needs a 1-D shape [N], got {state_feat.get('shape')!r}"
             )
-        state_names = element_names(state_feat)
+        read = feature_names(state_feat)
+        note = _names_note(STATE_COLUMN, read)
+        if note:
+            notes.append(note)
+        state_names = list(read.names) if read.names is not None else None
         groups = split_groups(state_names) if state_names else []
-        if len(groups) <= 1:
+        # one group named by body-part words (a bare arm) keeps its name; one run of indexed or plain names says
+        # nothing about the robot, so it stays the neutral "state"
+        if len(groups) == 0 or (len(groups) == 1 and groups[0].body_part is None):
             why = (
                 "its names share one prefix / form one group"
                 if state_names
-                else "it has no per-element names (names missing or not one per element)"
+                else "it has no usable per-element names"
             )
             notes.append(f"state: one group 'state' covers {STATE_COLUMN} [0:{dim}) because {why}; split it by hand")
-            groups = [ElementGroup("state", 0, dim)]
+            groups = [ElementGroup("state", 0, dim, why=f"whole vector: {why}")]
         else:
             notes.append(
                 "state groups from observation.state names: "
@@ -285,7 +319,11 @@ def propose_modality(
         raise ModalityInitError(
             f"{root / 'meta/info.json'}: {ACTION_COLUMN} needs a 1-D shape [N], got {action_feat.get('shape')!r}"
         )
-    action_names = element_names(action_feat)
+    action_read = feature_names(action_feat)
+    note = _names_note(ACTION_COLUMN, action_read)
+    if note:
+        notes.append(note)
+    action_names = list(action_read.names) if action_read.names is not None else None
     # action group name -> (start, end, mirrored state group or None, is gripper)
     action_groups: list[tuple[str, int, int, str | None, bool]] = []
     if state_names is not None and action_names == state_names:
@@ -352,10 +390,16 @@ def propose_modality(
             )
 
     # --- action configs ---------------------------------------------------------------------------------------
-    wanted = _parse_relative(relative)
+    asked = _parse_relative(relative)
+    wanted = asked if asked is not None else []
     all_mirrored = ALL_MIRRORED in wanted
-    explicit = [w for w in wanted if w != ALL_MIRRORED]
+    if NO_RELATIVE in wanted and len(wanted) > 1:
+        raise ModalityInitError(f"--relative {NO_RELATIVE} cannot be combined with other groups: {', '.join(wanted)}")
+    explicit = [w for w in wanted if w not in (ALL_MIRRORED, NO_RELATIVE)]
     names = [g[0] for g in action_groups]
+    arm_groups = {g.name for g in state_groups if g.arm}
+    # the proposal's own choice: mirrored arm-joint groups RELATIVE, as upstream's gr1 config has its arms
+    suggested = [n for n, _s, _e, mirror, _g in action_groups if mirror in arm_groups]
     unknown = [w for w in explicit if w not in names]
     if unknown:
         raise ModalityInitError(
@@ -365,7 +409,11 @@ def propose_modality(
     action_configs: list[dict[str, Any]] = []
     made_relative: list[str] = []
     for name, start, end, mirror, grip in action_groups:
-        rel = name in explicit or (all_mirrored and mirror is not None and not grip)
+        rel = (
+            name in explicit
+            or (all_mirrored and mirror is not None and not grip)
+            or (asked is None and name in suggested)
+        )
         if name in explicit:
             if mirror is None:
                 raise ModalityInitError(
@@ -382,6 +430,11 @@ def propose_modality(
         action_configs.append(entry)
     if made_relative:
         notes.append(f"RELATIVE (action minus current state): {', '.join(made_relative)}; the rest ABSOLUTE")
+        if asked is None:
+            notes.append(
+                "arm-joint groups are RELATIVE by default, as upstream's gr1 config has its arms; "
+                f"--relative {NO_RELATIVE} makes every group ABSOLUTE, --relative GROUP ... chooses"
+            )
     else:
         notes.append("all action groups ABSOLUTE (use --relative GROUP or --relative all-mirrored for arm joints)")
     if all_mirrored:
@@ -405,7 +458,22 @@ def propose_modality(
         },
         "language": {"delta_indices": [0], "modality_keys": [f"annotation.{language}"]},
     }
-    return ModalityProposal(modality_json, modality_config, notes, dataset=str(root))
+    reps = {name: cfg["rep"] for name, cfg in zip(names, action_configs, strict=True)}
+    table = group_table(state_groups, state_names, action_groups, action_names, reps)
+    for key in extras:
+        entry = state_entries[key]
+        extra_names = feature_names(features[entry["original_key"]]).names
+        table.append(
+            {
+                "group": key,
+                "slice": f"{entry['original_key']}[0:{entry['end']}]",
+                "width": str(entry["end"]),
+                "joints": joints_summary(list(extra_names)) if extra_names else "(no names)",
+                "why": "another float observation.* column",
+                "relative?": "- (state only)",
+            }
+        )
+    return ModalityProposal(modality_json, modality_config, notes, dataset=str(root), table=table)
 
 
 # ================================================================================================= writing
@@ -452,15 +520,16 @@ def _configure_init_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out-modality-json",
         metavar="F",
-        help="write the proposed modality.json here (to use it in place: DATASET/meta/modality.json)",
+        help="write the proposed modality.json here; keep it outside the dataset, where the run's config points at it",
     )
     p.add_argument("--action-horizon", type=int, default=16, metavar="N", help="action delta_indices = 0..N-1 (16)")
     p.add_argument(
         "--relative",
         nargs="+",
-        default=[],
+        default=None,
         metavar="G",
-        help=f"action groups to make RELATIVE (or {ALL_MIRRORED}: every mirrored non-gripper group); default: none",
+        help=f"action groups to make RELATIVE ({ALL_MIRRORED}: every mirrored non-gripper group; {NO_RELATIVE}: "
+        "every group ABSOLUTE); default: the groups whose joint names say they are arm joints",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=run_modality_init)
@@ -486,6 +555,7 @@ def run_modality_init(args: argparse.Namespace) -> int:
         proposal = propose_modality(args.dataset, action_horizon=args.action_horizon, relative=args.relative)
         if args.out_config is None and args.out_modality_json is None:
             sys.stdout.write(proposal.to_yaml())
+            sys.stderr.write(proposal.table_text())
             return 0
         written = write_proposal(
             proposal,
@@ -496,6 +566,8 @@ def run_modality_init(args: argparse.Namespace) -> int:
     except (ModalityInitError, FileExistsError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # the table and notes go to stderr, so that the YAML on stdout stays machine-readable
+    sys.stderr.write(proposal.table_text())
     for path in written:
         print(f"wrote {path}")
     if args.out_modality_json is None:

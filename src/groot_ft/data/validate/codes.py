@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 
 ERROR = "error"
 WARNING = "warning"
@@ -24,8 +27,16 @@ CODES: dict[str, tuple[str, str]] = {
     "FPS_NOT_INTEGER": (WARNING, "Write fps as an integer (e.g. 20, not 20.0); it is read as a number either way."),
     "FEATURE_INVALID": (ERROR, "Every feature needs a dtype and a shape (list of positive integers)."),
     "FEATURE_NAME_INVALID": (ERROR, "Rename the feature without '/' (LeRobot v3 flattens stats as stats/<feature>)."),
-    "FEATURE_NAMES_MISMATCH": (ERROR, "Give one name per element (len(names) == shape[0]) or set names to null."),
-    "FEATURE_NAMES_UNSTRUCTURED": (WARNING, "Use a flat list of per-element names (LeRobot v2 style)."),
+    "FEATURE_NAMES_MISMATCH": (
+        WARNING,
+        "Names only label elements and training ignores them, but `groot-ft modality init` cannot group them: give "
+        "one name per element (len(names) == shape[0]) or set names to null.",
+    ),
+    "FEATURE_NAMES_UNSTRUCTURED": (
+        WARNING,
+        "Names only label elements and training ignores them, but `groot-ft modality init` cannot read them: use a "
+        'list of strings, [[...]], {"motors": [...]}, {"name": index, ...} or null.',
+    ),
     "VIDEO_INFO_LEGACY_KEY": (WARNING, 'Accepted; newer tools write the video metadata under "info".'),
     "VIDEO_INFO_MISSING": (WARNING, 'Add the video metadata ("info": {"video.fps", "video.codec", ...}).'),
     "TOTAL_EPISODES_MISMATCH": (ERROR, "Set total_episodes in meta/info.json to the number of episodes."),
@@ -166,3 +177,18 @@ GROOT_STATS = ("mean", "std", "min", "max", "q01", "q99")
 LARGE_VALUE = 1e6
 SPARSE_GOP = 30  # mean frames per keyframe above which random access gets slow (LeRobot writes g=2)
 GROUP_AFTER = 5  # summary_text: show this many findings of one code, then summarise the rest
+
+
+def modality_missing_hint(dataset: str | Path) -> str:
+    """META_MISSING's hint for ``meta/modality.json``: a plain LeRobot export has none, and the fix is a command.
+
+    The proposed mapping need not go into the dataset (which may be read-only, shared or under DVC): it can be
+    kept beside the run's config, which points at it.
+    """
+    root = shlex.quote(str(dataset))
+    return (
+        "A plain LeRobot export has no GR00T mapping; propose one from meta/info.json's feature names with "
+        f"`groot-ft modality init {root} --out-config config/modality/my_robot.yaml "
+        "--out-modality-json config/modality/my_robot.modality.json`, review it, and keep the mapping file outside "
+        "the dataset, pointed at by the run's config (nothing needs to be written into the dataset)."
+    )

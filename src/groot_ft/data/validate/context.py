@@ -121,13 +121,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def load_json(ctx: Ctx, rel: str, *, required: bool) -> Any:
-    """Parsed JSON of ``root/rel``; ``MISSING`` (after reporting) when absent or malformed."""
+def load_json(ctx: Ctx, rel: str, *, required: bool, missing_hint: str | None = None) -> Any:
+    """Parsed JSON of ``root/rel``; ``MISSING`` (after reporting) when absent or malformed.
+
+    ``missing_hint`` replaces META_MISSING's default hint for a file that a command can create (modality.json).
+    """
     path = ctx.root / rel
     if not path.is_file():
         if required:
             what = "is missing" if not path.exists() else "is not a regular file"
-            ctx.add("META_MISSING", f"{rel} {what}", file=rel)
+            ctx.add("META_MISSING", f"{rel} {what}", file=rel, hint=missing_hint)
         return MISSING
     try:
         text = path.read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from groot_ft.data.layout import info_defaults, required_info
+from groot_ft.data.layout import feature_names, info_defaults, required_info
 
 from groot_ft.data.validate.context import Ctx, is_int, is_number
 
@@ -108,28 +108,16 @@ def check_feature(ctx: Ctx, name: str, feat: Any) -> None:
                 field=where,
             )
             return
-    elif isinstance(names, list):
-        if len(shape) == 1 and len(names) != shape[0]:
+    else:
+        # names only label elements (training never reads them), so every problem with them is a warning
+        read = feature_names(feat)
+        if read.problem is not None:
             ctx.add(
-                "FEATURE_NAMES_MISMATCH",
-                f"feature {name!r} has {len(names)} names for shape {shape}",
+                "FEATURE_NAMES_UNSTRUCTURED" if read.unreadable else "FEATURE_NAMES_MISMATCH",
+                f"feature {name!r}: {read.problem}",
                 file=f,
                 field=f"{where}.names",
             )
-    elif isinstance(names, dict):
-        ctx.add(
-            "FEATURE_NAMES_UNSTRUCTURED",
-            f"feature {name!r} names are a mapping, not a list",
-            file=f,
-            field=f"{where}.names",
-        )
-    elif names is not None:
-        ctx.add(
-            "FEATURE_NAMES_MISMATCH",
-            f"feature {name!r} names must be a list or null, got {names!r}",
-            file=f,
-            field=f"{where}.names",
-        )
     ctx.features[name] = {"dtype": dtype, "shape": shape, "names": names, "raw": feat}
     if dtype == "video":
         check_video_feature_info(ctx, name, feat)

@@ -7,14 +7,14 @@ from typing import Any
 
 from groot_ft.data.layout import DEFAULT_ACTION_COLUMN, DEFAULT_STATE_COLUMN
 
-from groot_ft.data.validate.codes import MODALITY_SECTIONS, ROTATION_TYPES
+from groot_ft.data.validate.codes import MODALITY_SECTIONS, ROTATION_TYPES, modality_missing_hint
 from groot_ft.data.validate.context import MISSING, Ctx, is_int, is_number, load_json
 from groot_ft.data.validate.info import numpy_dtype
 
 
 def check_modality(ctx: Ctx) -> dict[str, Any] | None:
     rel = "meta/modality.json"
-    modality = load_json(ctx, rel, required=True)
+    modality = load_json(ctx, rel, required=True, missing_hint=modality_missing_hint(ctx.root))
     if modality is MISSING:
         return None
     if not isinstance(modality, dict):
