@@ -13,14 +13,20 @@ from groot_ft.hub import preset_names
 from groot_ft.manifest import dataset_files as fingerprinted_files
 from groot_ft.modality import load_modality_config
 
-IS_DEMO = config["dataset"] == "demo" and not config["datasets"]
+# The one validation of the config in this process: against the schema, every problem listed with its key. The
+# resolved values (schema defaults filled in, output_dir: null made results/<dataset name>) replace `config`, so
+# every rule and the run config see the same ones.
 try:
-    # output_dir: null becomes results/<dataset name>; the resolved value is what every rule and the run config see
-    config["output_dir"] = FinetuneConfig.from_dict(config).output_dir
-    OUT = config["output_dir"].rstrip("/")
-    # The demo dataset is generated beside the run directory so that several demo runs can share it.
-    DEMO_DATASET = str(Path(OUT).parent / "demo_dataset")
-    SPECS = FinetuneConfig.from_dict(config).dataset_specs(DEMO_DATASET if IS_DEMO else None)
+    CFG = FinetuneConfig.from_dict(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+config.update(CFG.to_dict())
+OUT = CFG.output_dir.rstrip("/")
+IS_DEMO = CFG.dataset == "demo" and not CFG.datasets
+# The demo dataset is generated beside the run directory so that several demo runs can share it.
+DEMO_DATASET = str(Path(OUT).parent / "demo_dataset")
+try:
+    SPECS = CFG.dataset_specs(DEMO_DATASET if IS_DEMO else None)
 except ConfigError as exc:
     raise WorkflowError(str(exc))
 SPEC = {spec.subdir: spec for spec in SPECS}

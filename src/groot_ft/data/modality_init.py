@@ -224,6 +224,18 @@ def _names_note(column: str, read: FeatureNames) -> str | None:
     return f"{column}: its {read.problem}, so they cannot name groups"
 
 
+def _vector_names(root: Path, column: str, feat: dict[str, Any], notes: list[str]) -> tuple[int, list[str] | None]:
+    """Width and per-element names (None if unusable, with a note) of a 1-D feature such as observation.state."""
+    dim = feature_dim(feat)
+    if dim is None:
+        raise ModalityInitError(f"{root / 'meta/info.json'}: {column} needs a 1-D shape [N], got {feat.get('shape')!r}")
+    read = feature_names(feat)
+    note = _names_note(column, read)
+    if note:
+        notes.append(note)
+    return dim, (list(read.names) if read.names is not None else None)
+
+
 def propose_modality(
     dataset_root: str | os.PathLike[str],
     *,
@@ -252,16 +264,7 @@ def propose_modality(
     state_feat = features.get(STATE_COLUMN)
     state_names: list[str] | None = None
     if state_feat is not None:
-        dim = feature_dim(state_feat)
-        if dim is None:
-            raise ModalityInitError(
-                f"{root / 'meta/info.json'}: {STATE_COLUMN} needs a 1-D shape [N], got {state_feat.get('shape')!r}"
-            )
-        read = feature_names(state_feat)
-        note = _names_note(STATE_COLUMN, read)
-        if note:
-            notes.append(note)
-        state_names = list(read.names) if read.names is not None else None
+        dim, state_names = _vector_names(root, STATE_COLUMN, state_feat, notes)
         groups = split_groups(state_names) if state_names else []
         # one group named by body-part words (a bare arm) keeps its name; one run of indexed or plain names says
         # nothing about the robot, so it stays the neutral "state"
@@ -314,16 +317,7 @@ def propose_modality(
     action_feat = features.get(ACTION_COLUMN)
     if action_feat is None:
         raise ModalityInitError(f"{root / 'meta/info.json'}: no {ACTION_COLUMN!r} feature; GR00T trains on actions")
-    action_dim = feature_dim(action_feat)
-    if action_dim is None:
-        raise ModalityInitError(
-            f"{root / 'meta/info.json'}: {ACTION_COLUMN} needs a 1-D shape [N], got {action_feat.get('shape')!r}"
-        )
-    action_read = feature_names(action_feat)
-    note = _names_note(ACTION_COLUMN, action_read)
-    if note:
-        notes.append(note)
-    action_names = list(action_read.names) if action_read.names is not None else None
+    action_dim, action_names = _vector_names(root, ACTION_COLUMN, action_feat, notes)
     # action group name -> (start, end, mirrored state group or None, is gripper)
     action_groups: list[tuple[str, int, int, str | None, bool]] = []
     if state_names is not None and action_names == state_names:

@@ -361,6 +361,12 @@ def check_column(
     return None
 
 
+def _first_miscount(col: np.ndarray, start: int) -> int | None:
+    """The first row where ``col`` stops counting up by one from ``start``; None if it never does."""
+    bad = np.flatnonzero(col != start + np.arange(len(col)))
+    return int(bad[0]) if bad.size else None
+
+
 def check_semantics(
     ctx: Ctx, rel: str, ep: EpisodeMeta, rows: int, scalars: dict[str, np.ndarray], plan: EpisodePlan
 ) -> None:
@@ -377,24 +383,20 @@ def check_semantics(
         )
     # frame_index
     col = scalars.get("frame_index")
-    if col is not None and rows:
-        bad = np.flatnonzero(col != np.arange(rows))
-        if bad.size:
-            add(
-                "FRAME_INDEX_MISMATCH",
-                f"frame_index is not 0..{rows - 1} (first bad row {int(bad[0])} holds {int(col[bad[0]])})",
-                field="frame_index",
-            )
+    if col is not None and rows and (row := _first_miscount(col, 0)) is not None:
+        add(
+            "FRAME_INDEX_MISMATCH",
+            f"frame_index is not 0..{rows - 1} (first bad row {row} holds {int(col[row])})",
+            field="frame_index",
+        )
     # global index
     col = scalars.get("index")
     if col is not None and rows:
         start = int(col[0])
-        bad = np.flatnonzero(col != start + np.arange(rows))
-        if bad.size:
+        if (row := _first_miscount(col, start)) is not None:
             add(
                 "GLOBAL_INDEX_MISMATCH",
-                f"index is not contiguous within episode {e} (row {int(bad[0])} holds "
-                f"{int(col[bad[0]])}, expected {start + int(bad[0])})",
+                f"index is not contiguous within episode {e} (row {row} holds {int(col[row])}, expected {start + row})",
                 field="index",
             )
         if plan.prev_index_end is not None and start != plan.prev_index_end:
