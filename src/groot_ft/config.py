@@ -58,6 +58,9 @@ class DatasetSpec:
     mix_ratio: float
     modality_config_path: str
     eval_episodes: int | list[int]
+    # GR00T's modality mapping kept outside the dataset (a read-only, shared or DVC-tracked dataset without
+    # meta/modality.json); None reads the dataset's own meta/modality.json
+    modality_json_path: str | None = None
 
     @property
     def subdir(self) -> str:
@@ -73,6 +76,7 @@ class FinetuneConfig:
     tokenizer_path: str | None
     embodiment_tag: str
     modality_config_path: str
+    modality_json_path: str | None
     output_dir: str
     experiment_name: str | None
     max_steps: int
@@ -166,7 +170,12 @@ class FinetuneConfig:
 
         if not self.datasets:
             return [DatasetSpec("", single_dataset_path or self.dataset, normalize_tag(self.embodiment_tag), 1.0,
-                                self.modality_config_path, self.eval_episodes)]
+                                self.modality_config_path, self.eval_episodes, self.modality_json_path)]
+        if self.modality_json_path is not None:
+            # a mapping describes one dataset's columns, so a mixture names one per entry rather than sharing one
+            raise ConfigError(f"modality_json_path: {self.modality_json_path!r} is set at the top level but the run "
+                              f"trains on a `datasets` mixture; set modality_json_path on each entry of `datasets` "
+                              f"that keeps its mapping outside the dataset")
         specs = []
         for entry in self.datasets:
             path = str(entry["path"])
@@ -177,6 +186,7 @@ class FinetuneConfig:
                 mix_ratio=float(entry.get("mix_ratio", 1.0)),
                 modality_config_path=entry.get("modality_config_path", self.modality_config_path),
                 eval_episodes=entry.get("eval_episodes", self.eval_episodes),
+                modality_json_path=entry.get("modality_json_path"),
             ))
         problems = []
         names = [s.name for s in specs]
@@ -225,6 +235,9 @@ class RunDataset:
     stats_dir: str
     shards_dir: str
     eval_shards_dir: str | None
+    # the dataset's modality mapping when it lives outside the dataset (DatasetSpec.modality_json_path); a default
+    # so that run descriptions written before the key existed still load
+    modality_json_path: str | None = None
 
     @property
     def subdir(self) -> str:
@@ -249,7 +262,8 @@ class RunDescription:
             held = spec.eval_episodes
             train, evaluation = split_episodes(indices, held, cfg.seed) if held else (indices, [])
             datasets.append(RunDataset(spec.name, spec.path, spec.embodiment_tag, spec.modality_config_path,
-                                       spec.mix_ratio, train, evaluation, **dirs[spec.name]))
+                                       spec.mix_ratio, train, evaluation, **dirs[spec.name],
+                                       modality_json_path=spec.modality_json_path))
         return cls(output_dir, datasets)
 
     def to_dict(self) -> dict[str, Any]:
