@@ -130,10 +130,19 @@ def place_processor_files(output_dir: str | Path) -> list[str]:
     return lines
 
 
-def trained_datasets(out: Path, override: list[str] | None = None) -> list[Path]:
-    """The dataset roots the run trained on: ``override``, else those experiment_cfg/conf.yaml records."""
+def trained_datasets(out: Path, override: list[str] | None = None,
+                     modality_jsons: list[str] | None = None) -> list[tuple[Path, Path | None]]:
+    """The dataset roots the run trained on, each with the modality mapping it read when that lived outside the
+    dataset: ``override`` (and ``modality_jsons``, ``-`` for none), else those experiment_cfg/conf.yaml records."""
+    if modality_jsons and not override:
+        raise PackageError("--modality-json goes with --dataset (one per dataset); without --dataset the mappings "
+                           "come from experiment_cfg/conf.yaml")
     if override:
+        if modality_jsons and len(modality_jsons) != len(override):
+            raise PackageError(f"{len(modality_jsons)} --modality-json for {len(override)} --dataset; give one per "
+                               f"dataset (`-` for a dataset's own meta/modality.json)")
         paths = [Path(p) for p in override]
+        mappings = [None if m in (None, "-") else Path(m) for m in (modality_jsons or [None] * len(paths))]
     else:
         conf_path = out / "experiment_cfg" / "conf.yaml"
         data = (yaml.safe_load(conf_path.read_text()) or {}).get("data", {})
@@ -141,11 +150,13 @@ def trained_datasets(out: Path, override: list[str] | None = None) -> list[Path]
         if not entries:
             raise PackageError(f"{conf_path}: data.dataset(s) is not recorded; pass the dataset with --dataset")
         paths = [Path(e["path"] if isinstance(e, dict) else e) for e in entries]
+        mappings = [Path(e["modality_json_path"]) if isinstance(e, dict) and e.get("modality_json_path") else None
+                    for e in entries]
     for p in paths:
         if not (p / "meta" / "info.json").is_file():
             raise PackageError(f"{p}: the run's dataset is not there (no meta/info.json), so it cannot be "
                                f"fingerprinted; pass its current location with --dataset")
-    return paths
+    return list(zip(paths, mappings))
 
 
 def training_metrics(out: Path) -> dict[str, Any]:
@@ -207,7 +218,8 @@ def load_check(directory: Path) -> int:
 
 
 def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
-                   validation_report: str | Path | None = None, datasets: list[str] | None = None) -> list[str]:
+                   validation_report: str | Path | None = None, datasets: list[str] | None = None,
+                   modality_jsons: list[str] | None = None) -> list[str]:
     out = Path(output_dir)
     missing = check_tree(out)
     if missing:
@@ -215,7 +227,7 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                            "\nre-run the finetune rule (it resumes from the newest complete checkpoint)")
     # everything that can fail on bad input is read before the first write
     hasher = mf.Hasher()
-    fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets)]
+    fingerprints = [mf.dataset_fingerprint(p, hasher, m) for p, m in trained_datasets(out, datasets, modality_jsons)]
     cfg_hash = mf.config_hash(out / "experiment_cfg" / "config.yaml")
     git = mf.git_info()
     provenance: dict[str, Any] = {
