@@ -82,7 +82,8 @@ def test_reader_reads_the_external_mapping(original, split):
 
 def test_reader_errors_name_the_mapping_in_force(split, tmp_path):
     root, mapping = split
-    with pytest.raises(DatasetError, match=r"meta/modality\.json: file is missing"):
+    with pytest.raises(DatasetError, match=r"meta/modality\.json: file is missing; .* --modality-json FILE "
+                                           r"\(config: modality_json_path\)"):
         LeRobotDataset(root).modality  # noqa: B018 - the property read is the test
     missing = tmp_path / "nowhere.json"
     with pytest.raises(DatasetError, match=rf"{missing}: the modality mapping given for .* does not exist"):
@@ -258,3 +259,24 @@ def test_a_flag_that_contradicts_the_run_description_is_refused(split, tmp_path,
     err = capsys.readouterr().err
     assert f"--modality-json {other} differs from the mapping the run description records" in err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------------ inspect
+
+
+def test_inspect_reads_the_external_mapping_and_records_it(split, tmp_path, capsys):
+    from groot_ft.cli import main as cli_main
+
+    root, mapping = split
+    before = tree_digest(root)
+    stats = tmp_path / "stats dir"
+    assert stats_main([str(root), "--modality-config", str(DEMO_CONFIG), "--modality-json", str(mapping),
+                       "--out", str(stats), "--no-cache", "--no-report"]) == 0
+    out = tmp_path / "inspect out"
+    rc = cli_main(["inspect", "--base-model", "tiny", "--dataset", str(root), "--embodiment-tag", "new_embodiment",
+                   "--modality-config", str(DEMO_CONFIG), "--modality-json", str(mapping), "--stats", str(stats),
+                   "--episode", "1", "--step", "3", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert f"modality mapping: {mapping} (modality_json_path" in (out / "provenance.txt").read_text()
+    assert (out / "inputs.safetensors").is_file() and list((out / "images").glob("*.png"))
+    assert tree_digest(root) == before

@@ -252,6 +252,11 @@ class LeRobotDataset:
 
     @cached_property
     def modality(self) -> dict[str, Any]:
+        if not self.modality_json_external and not self.modality_json.is_file():
+            raise DatasetError(f"{self.modality_json}: file is missing; a plain LeRobot dataset has no GR00T modality "
+                               f"mapping: propose one with `groot-ft modality init {self.root} --out-modality-json "
+                               f"FILE` and give it with --modality-json FILE (config: modality_json_path), which "
+                               f"leaves the dataset untouched, or copy it into meta/")
         mapping = read_json(self.modality_json)
         if not isinstance(mapping, dict):
             raise DatasetError(f"{self.modality_json}: a modality mapping must hold a JSON object, got "
