@@ -25,7 +25,8 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
         view = LeRobotDataset(spec.path, spec.modality_json_path)
         print(f"{spec.path}: {view.modality_source}", file=log)
         problems += fit_problems(spec.path, spec.embodiment_tag, load_modality_config(spec.modality_config_path),
-                                 view.modality, limits)
+                                 view.modality, limits,
+                                 str(view.modality_json) if view.modality_json_external else "meta/modality.json")
     if problems:
         message = "the data does not fit the model:\n  - " + "\n  - ".join(problems)
         print(f"error: {message}", file=log)
