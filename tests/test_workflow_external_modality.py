@@ -67,6 +67,7 @@ def test_external_mapping_and_paths_with_spaces_end_to_end(tmp_path):
     for log in ("validate.log", "stats.log", "run_config.log", "shards_train.log", "shards_eval.log",
                 "finetune.log", "eval_open_loop.log"):
         assert said in (out / "logs" / log).read_text(), f"logs/{log} does not name the mapping it used"
+    assert f"modality mapping: {mapping.resolve()}" in (out / "logs" / "package.log").read_text()
     run = json.loads((out / "experiment_cfg" / "run.json").read_text())
     assert [d["modality_json_path"] for d in run["datasets"]] == [str(mapping)]
     assert json.loads((out / "shards" / "train" / "manifest.json").read_text())["modality_json"] == str(mapping)

@@ -280,3 +280,24 @@ def test_inspect_reads_the_external_mapping_and_records_it(split, tmp_path, caps
     assert f"modality mapping: {mapping} (modality_json_path" in (out / "provenance.txt").read_text()
     assert (out / "inputs.safetensors").is_file() and list((out / "images").glob("*.png"))
     assert tree_digest(root) == before
+
+
+def test_package_keeps_the_recorded_mapping_when_the_dataset_is_passed_again(split, tmp_path):
+    import yaml
+
+    from groot_ft.package import PackageError, trained_datasets
+
+    root, mapping = split
+    out = tmp_path / "run"
+    (out / "experiment_cfg").mkdir(parents=True)
+    conf = {"data": {"datasets": [{"path": str(root), "modality_json_path": str(mapping)}]}}
+    (out / "experiment_cfg" / "conf.yaml").write_text(yaml.safe_dump(conf))
+    assert trained_datasets(out) == [(root, mapping)]
+    assert trained_datasets(out, [str(root)]) == [(root, mapping)]  # not silently forgotten
+    other = tmp_path / "moved.json"
+    assert trained_datasets(out, [str(root)], [str(other)]) == [(root, other)]
+    assert trained_datasets(out, [str(root)], ["-"]) == [(root, None)]
+    with pytest.raises(PackageError, match="1 --modality-json for 2 --dataset"):
+        trained_datasets(out, [str(root), str(root)], [str(other)])
+    with pytest.raises(PackageError, match="--modality-json goes with --dataset"):
+        trained_datasets(out, None, [str(other)])
