@@ -2,11 +2,13 @@
 
     groot-ft demo-data OUT [--episodes N] [--codec h264|av1] [--seed S] [--version v2.1|v3.0]
     groot-ft convert-v3 SOURCE OUT
-    groot-ft validate DATASET [--modality-config F] [--report R.json] [--deep]
-    groot-ft stats DATASET [--modality-config F] --out DIR
-    groot-ft shards DATASET --modality-config F --out DIR [--run RUN.json] [--base-model-path P] [--shard-size N] ...
+    groot-ft validate DATASET [--modality-config F] [--modality-json F] [--report R.json] [--deep]
+    groot-ft stats DATASET [--modality-config F] [--modality-json F] --out DIR
+    groot-ft shards DATASET --modality-config F --out DIR [--run RUN.json | --modality-json F] [--base-model-path P] ...
     groot-ft eval-open-loop MODEL --dataset D --embodiment-tag T --out DIR [--run RUN.json | --eval-episodes N] [--num-episodes N]
-    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--run RUN.json | --dataset D ...] [--processor-files-only]
+    groot-ft inspect --base-model B --dataset D --embodiment-tag T [--modality-json F] --out DIR ...
+    groot-ft package OUTPUT_DIR [--stats DIR] [--validation R.json] [--run RUN.json | --dataset D [--modality-json F] ...]
+                     [--processor-files-only]
     groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
     groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
@@ -26,6 +28,19 @@ def _modality(path: str | None):
     from groot_ft.modality import load_modality_config
 
     return load_modality_config(path) if path else None
+
+
+def modality_json_for(args: argparse.Namespace, entry=None) -> str | None:
+    """The dataset's modality mapping kept outside it: ``--modality-json``, else the run description's entry (the
+    workflow's modality_json_path). Both given and different is an error rather than a silent choice."""
+    from groot_ft.config import ConfigError
+
+    recorded = entry.modality_json_path if entry is not None else None
+    given = getattr(args, "modality_json", None)
+    if given and recorded and Path(given).resolve() != Path(recorded).resolve():
+        raise ConfigError(f"--modality-json {given} differs from the mapping the run description records for "
+                          f"{entry.path} ({recorded}); drop --modality-json or fix modality_json_path")
+    return given or recorded
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -48,7 +63,8 @@ def cmd_convert_v3(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from groot_ft.data.validate import validate_dataset
 
-    report = validate_dataset(args.dataset, _modality(args.modality_config), deep=args.deep)
+    report = validate_dataset(args.dataset, _modality(args.modality_config), deep=args.deep,
+                              modality_json=args.modality_json)
     if args.report:
         report.write_json(args.report)
     print(report.summary_text())
@@ -90,6 +106,7 @@ def cmd_eval_open_loop(args: argparse.Namespace) -> int:
     from groot_ft.data.lerobot import LeRobotDataset
     from groot_ft.evaluate import evaluate_open_loop
 
+    entry = None
     if args.run:  # the split run_config resolved once
         entry = RunDescription.load(args.run).dataset(args.dataset)
         train, evaluation = entry.train_episodes, entry.held_out_episodes
@@ -99,7 +116,8 @@ def cmd_eval_open_loop(args: argparse.Namespace) -> int:
         train, evaluation = split_episodes(indices, held, args.seed) if held else (indices, [])
     episodes = (evaluation or train)[: args.num_episodes]
     metrics = evaluate_open_loop(args.model, args.dataset, args.embodiment_tag, args.out, episodes,
-                                 max_steps=args.max_steps, device=args.device)
+                                 max_steps=args.max_steps, device=args.device,
+                                 modality_json=modality_json_for(args, entry))
     source = "held-out" if evaluation else "training (no episodes held out)"
     print(f"open-loop eval on {len(episodes)} {source} episode(s): mean MSE {metrics['mean_mse']:.5g}, "
           f"mean MAE {metrics['mean_mae']:.5g} (physical units); plots in {args.out}")
@@ -114,8 +132,8 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
     edge = args.image_edge or image_edge_for(args.base_model_path, args.base_model_revision)
     episodes = None
-    if args.split != "all" and args.run:  # the split run_config resolved once
-        entry = RunDescription.load(args.run).dataset(args.dataset)
+    entry = RunDescription.load(args.run).dataset(args.dataset) if args.run else None
+    if args.split != "all" and entry is not None:  # the split run_config resolved once
         episodes = entry.train_episodes if args.split == "train" else entry.held_out_episodes
     elif args.split != "all":
         held = parse_eval_episodes(args.eval_episodes)
@@ -131,6 +149,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         seed=args.seed,
         episodes=episodes,
         threads=args.threads,
+        modality_json=modality_json_for(args, entry),
     )
     print(f"wrote {manifest}")
     return 0
@@ -168,7 +187,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     inspection = inspect_sample(args.base_model, args.dataset, args.embodiment_tag, args.episode, args.step,
                                 modality_config=args.modality_config, stats_dir=args.stats,
-                                tokenizer_path=args.tokenizer)
+                                tokenizer_path=args.tokenizer, modality_json=args.modality_json)
     out = write_inspection(inspection, args.out)
     batch = inspection.batch
     print("\n".join(inspection.provenance))
@@ -187,7 +206,7 @@ def cmd_package(args: argparse.Namespace) -> int:
             lines = place_processor_files(args.output_dir) or [f"{args.output_dir}: processor files already in place"]
         else:
             lines = package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation,
-                                   datasets=args.dataset, run=args.run)
+                                   datasets=args.dataset, modality_jsons=args.modality_json, run=args.run)
     except (PackageError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -226,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a dataset; exit 1 on errors")
     p.add_argument("dataset")
     p.add_argument("--modality-config", help="modality config YAML/JSON the training run will use")
+    p.add_argument("--modality-json", metavar="FILE",
+                   help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
+                   "DATASET/meta/modality.json")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--deep", action="store_true", help="decode every video frame (slow)")
     p.set_defaults(func=cmd_validate)
@@ -251,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", default="0",
                    help="held-out episodes: a count (seeded choice) or a comma list of indices, e.g. 3,7,")
     p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the split of DATASET from it "
-                   "instead of --eval-episodes")
+                   "instead of --eval-episodes, and its modality mapping (modality_json_path)")
+    p.add_argument("--modality-json", metavar="FILE",
+                   help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
+                   "DATASET/meta/modality.json; default: the one --run records")
     p.add_argument("--threads", type=int, default=1,
                    help="episodes decoded at once (the shards are identical for any value)")
     p.set_defaults(func=cmd_shards)
@@ -264,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", default="0", help="the run's hold-out (count or comma list), as in training")
     p.add_argument("--seed", type=int, default=42, help="the run's seed (decides which episodes were held out)")
     p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the held-out episodes of "
-                   "--dataset from it instead of --eval-episodes/--seed")
+                   "--dataset from it instead of --eval-episodes/--seed, and its modality mapping (modality_json_path)")
+    p.add_argument("--modality-json", metavar="FILE",
+                   help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
+                   "DATASET/meta/modality.json; default: the one --run records")
     p.add_argument("--num-episodes", type=int, default=2)
     p.add_argument("--max-steps", type=int, help="replay at most this many steps per episode")
     p.add_argument("--device", default="cpu")
@@ -283,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     roots.add_argument("--dataset", action="append",
                        help="dataset root to fingerprint (repeat for a mixture); default: the one(s) in "
                        "experiment_cfg/conf.yaml")
+    p.add_argument("--modality-json", action="append", metavar="FILE",
+                   help="with --dataset: that dataset's modality mapping kept outside it, one per --dataset in order "
+                   "(`-` for none), fingerprinted with it; default: the ones experiment_cfg/conf.yaml records")
     p.add_argument("--processor-files-only", action="store_true",
                    help="only copy processor/* beside the final model (the step before open-loop evaluation)")
     p.set_defaults(func=cmd_package)
@@ -296,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=0)
     p.add_argument("--stats", help="a `groot-ft stats` output directory (default: the dataset's meta/stats.json)")
     p.add_argument("--tokenizer", help="tokenizer directory or hub id, for a checkpoint that ships none")
+    p.add_argument("--modality-json", metavar="FILE",
+                   help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
+                   "DATASET/meta/modality.json")
     p.add_argument("--out", required=True, help="directory to write (replaced as a whole)")
     p.set_defaults(func=cmd_inspect)
 

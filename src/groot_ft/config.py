@@ -76,6 +76,9 @@ class DatasetSpec:
     mix_ratio: float
     modality_config_path: str
     eval_episodes: int | list[int]
+    # GR00T's modality mapping kept outside the dataset (a read-only, shared or DVC-tracked dataset without
+    # meta/modality.json); None reads the dataset's own meta/modality.json
+    modality_json_path: str | None = None
 
     @property
     def subdir(self) -> str:
@@ -91,6 +94,7 @@ class FinetuneConfig:
     tokenizer_path: str | None
     embodiment_tag: str
     modality_config_path: str | None
+    modality_json_path: str | None
     output_dir: str
     experiment_name: str | None
     max_steps: int
@@ -193,7 +197,12 @@ class FinetuneConfig:
             if self.modality_config_path is None:
                 raise ConfigError(_no_modality_config("modality_config_path", path))
             return [DatasetSpec("", path, normalize_tag(self.embodiment_tag), 1.0, self.modality_config_path,
-                                self.eval_episodes)]
+                                self.eval_episodes, self.modality_json_path)]
+        if self.modality_json_path is not None:
+            # a mapping describes one dataset's columns, so a mixture names one per entry rather than sharing one
+            raise ConfigError(f"modality_json_path: {self.modality_json_path!r} is set at the top level but the run "
+                              f"trains on a `datasets` mixture; set modality_json_path on each entry of `datasets` "
+                              f"that keeps its mapping outside the dataset")
         specs = []
         for entry in self.datasets:
             path = str(entry["path"])
@@ -204,6 +213,7 @@ class FinetuneConfig:
                 mix_ratio=float(entry.get("mix_ratio", 1.0)),
                 modality_config_path=entry.get("modality_config_path", self.modality_config_path),
                 eval_episodes=entry.get("eval_episodes", self.eval_episodes),
+                modality_json_path=entry.get("modality_json_path"),
             ))
         problems = [_no_modality_config(f"datasets[{i}].modality_config_path", spec.path)
                     for i, spec in enumerate(specs) if spec.modality_config_path is None]
@@ -238,9 +248,11 @@ class FinetuneConfig:
 
 
 def _no_modality_config(key: str, dataset: str) -> str:
+    import shlex
+
     return (f"{key}: not set for dataset {dataset}: point it at the dataset's modality config, e.g. one written by "
-            f"`groot-ft modality init {dataset} --out-config config/modality/my_robot.yaml` or a shipped one such as "
-            f"config/modality/gr1.yaml")
+            f"`groot-ft modality init {shlex.quote(dataset)} --out-config config/modality/my_robot.yaml` or a "
+            f"shipped one such as config/modality/gr1.yaml")
 
 
 RUN_DESCRIPTION_VERSION = 1
@@ -260,6 +272,9 @@ class RunDataset:
     stats_dir: str
     shards_dir: str
     eval_shards_dir: str | None
+    # the dataset's modality mapping when it lives outside the dataset (DatasetSpec.modality_json_path); a default
+    # so that run descriptions written before the key existed still load
+    modality_json_path: str | None = None
 
     @property
     def subdir(self) -> str:
@@ -284,7 +299,8 @@ class RunDescription:
             held = spec.eval_episodes
             train, evaluation = split_episodes(indices, held, cfg.seed) if held else (indices, [])
             datasets.append(RunDataset(spec.name, spec.path, spec.embodiment_tag, spec.modality_config_path,
-                                       spec.mix_ratio, train, evaluation, **dirs[spec.name]))
+                                       spec.mix_ratio, train, evaluation, **dirs[spec.name],
+                                       modality_json_path=spec.modality_json_path))
         return cls(output_dir, datasets)
 
     def to_dict(self) -> dict[str, Any]:

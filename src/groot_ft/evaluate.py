@@ -102,12 +102,13 @@ def plot_trajectory(traj: Trajectory, path: Path, title: str) -> None:
 
 def evaluate_open_loop(model_path: str | Path, dataset_root: str | Path, embodiment_tag: str, out_dir: str | Path,
                        episodes: list[int], *, max_steps: int | None = None, device: str = "cpu",
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True, modality_json: str | Path | None = None) -> dict[str, Any]:
     from groot_ft.policy import Gr00tPolicy
 
     out = Path(out_dir)
     policy = Gr00tPolicy(model_path, embodiment_tag, device=device)
-    ds = LeRobotDataset(dataset_root)
+    ds = LeRobotDataset(dataset_root, modality_json)
+    print(f"open-loop eval: {ds.root}: {ds.modality_source}")
     per_episode = []
     for ep in tqdm(episodes, desc="open-loop eval", unit="episode", disable=not progress):
         traj = replay_episode(policy, ds, ep, max_steps)
@@ -118,6 +119,7 @@ def evaluate_open_loop(model_path: str | Path, dataset_root: str | Path, embodim
     metrics = {
         "model": str(model_path),
         "dataset": str(dataset_root),
+        "modality_json": str(ds.modality_json),
         "embodiment_tag": embodiment_tag,
         "episodes": per_episode,
         "mean_mse": float(np.mean([e["mse"] for e in per_episode])),

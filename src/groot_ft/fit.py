@@ -64,8 +64,10 @@ def fit_problems(
     cfg: EmbodimentModalityConfig,
     modality_json: dict[str, Any],
     limits: ModelLimits,
+    mapping_name: str = "meta/modality.json",
 ) -> list[str]:
-    """Every way the dataset at ``where`` (its meta/modality.json given) does not fit the model; empty if it fits."""
+    """Every way the dataset at ``where`` (its modality mapping given, named ``mapping_name`` in messages: the
+    external file when it lives outside the dataset) does not fit the model; empty if it fits."""
     problems = []
     horizon = len(cfg.action.delta_indices)
     if horizon > limits.action_horizon:
@@ -81,7 +83,7 @@ def fit_problems(
         for key in modality.modality_keys:
             width = _group_width(modality_json, section, key)
             if width is None:
-                problems.append(f"{where}: meta/modality.json has no {section}.{key} with start/end; add it or drop "
+                problems.append(f"{where}: {mapping_name} has no {section}.{key} with start/end; add it or drop "
                                 f"the key from the modality config")
                 continue
             if section == "state" and limits.sincos_state and key in (modality.sin_cos_embedding_keys or ()):

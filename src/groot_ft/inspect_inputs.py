@@ -46,15 +46,17 @@ def _statistics(dataset, stats_dir: Path | None, modality_cfg) -> tuple[dict[str
 
     root = stats_dir if stats_dir is not None else dataset.root / "meta"
     if not (root / "stats.json").is_file():
-        raise InspectError(f"{root / 'stats.json'}: no statistics; run `groot-ft stats {dataset.root} --out DIR` and "
-                           "pass --stats DIR")
+        mapping = f" --modality-json {dataset.modality_json}" if dataset.modality_json_external else ""
+        raise InspectError(f"{root / 'stats.json'}: no statistics; run `groot-ft stats {dataset.root}{mapping} --out "
+                           "DIR` and pass --stats DIR")
     stats, files = statistics_from_stats_dir(root, dataset.modality, modality_cfg)
     return stats, "statistics: " + " + ".join(map(str, files))
 
 
 def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_tag: str, episode: int, step: int,
                    *, modality_config: str | None = None, stats_dir: str | os.PathLike | None = None,
-                   tokenizer_path: str | None = None) -> Inspection:
+                   tokenizer_path: str | None = None,
+                   modality_json: str | os.PathLike | None = None) -> Inspection:
     from groot_ft.data.lerobot import LeRobotDataset
     from groot_ft.embodiment import normalize_tag
     from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
@@ -81,7 +83,8 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
         tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
     provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)}", f"tokenizer: {tokenizer.source}"]
 
-    ds = LeRobotDataset(dataset_root)
+    ds = LeRobotDataset(dataset_root, modality_json)
+    provenance.append(ds.modality_source)
     user_cfg = load_modality_config(modality_config) if modality_config else None
     # the config in force decides which dataset columns the statistics are cut from
     probe_cfg = resolve_modality_configs(base_dir, {tag: user_cfg})[tag]

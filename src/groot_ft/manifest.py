@@ -103,10 +103,15 @@ def dataset_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def dataset_fingerprint(root: str | Path, hasher: Hasher | None = None) -> dict[str, Any]:
+def dataset_fingerprint(root: str | Path, hasher: Hasher | None = None,
+                        modality_json: str | Path | None = None) -> dict[str, Any]:
     """Content hash of one LeRobot dataset: sha256 over (path, size, sha256) of its meta files, data parquet and
     videos. Only bytes count, so a copy elsewhere or with new mtimes keeps the fingerprint, and any edited episode
-    changes it. Streaming (1 MiB blocks), so memory stays flat for any dataset size."""
+    changes it. Streaming (1 MiB blocks), so memory stays flat for any dataset size.
+
+    ``modality_json``: the modality mapping the run read instead of the dataset's meta/modality.json
+    (modality_json_path). It decides what was trained on, so its bytes join the hash, under a name no dataset file
+    can have; without one the fingerprint is what it always was."""
     root = Path(root)
     if not (root / "meta" / "info.json").is_file():
         raise ManifestError(f"{root}: no meta/info.json, so this is not a LeRobot dataset root; pass the dataset "
@@ -119,9 +124,20 @@ def dataset_fingerprint(root: str | Path, hasher: Hasher | None = None) -> dict[
         size = p.stat().st_size
         total += size
         h.update(f"{p.relative_to(root).as_posix()}\t{size}\t{digests[p]}\n".encode())
+    mapping = None
+    if modality_json is not None:
+        path = Path(modality_json)
+        if not path.is_file():
+            raise ManifestError(f"{path}: the modality mapping the run read for {root} (modality_json_path) is not "
+                                f"there, so it cannot be fingerprinted; pass its current location with --modality-json")
+        digest = (hasher or Hasher()).many([path])[path]
+        size = path.stat().st_size
+        h.update(f"<modality_json_path>\t{size}\t{digest}\n".encode())
+        mapping = {"path": str(path.resolve()), "sha256": digest, "bytes": size}
     info = json.loads((root / "meta" / "info.json").read_text())
     return {
         "path": str(root.resolve()),
+        "modality_json": mapping,
         "fingerprint": h.hexdigest(),
         "files": len(files),
         "bytes": total,

@@ -121,6 +121,8 @@ def render_model_card(root: Path, manifest: dict[str, Any]) -> str:
             ("path", _fmt(d["path"])),
             *extra,
             ("fingerprint (sha256 of meta, data, videos)", _fmt(d["fingerprint"])),
+            ("modality mapping", _fmt(d["modality_json"]["path"]) if d.get("modality_json")
+             else "the dataset's meta/modality.json"),
             ("format", _fmt(d.get("codebase_version"))),
             ("episodes / frames", f"{_fmt(d.get('total_episodes'))} / {_fmt(d.get('total_frames'))}"),
             ("fps", _fmt(d.get("fps"))),

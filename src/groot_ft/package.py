@@ -132,31 +132,54 @@ def place_processor_files(output_dir: str | Path) -> list[str]:
     return lines
 
 
-def trained_datasets(out: Path, override: list[str] | None = None, run: str | Path | None = None) -> list[Path]:
-    """The dataset roots the run trained on: ``override``, else those of the run description ``run`` (the
+def _recorded_datasets(out: Path) -> list[tuple[Path, Path | None]]:
+    """(dataset root, external modality mapping or None) of every dataset experiment_cfg/conf.yaml records."""
+    conf_path = out / "experiment_cfg" / "conf.yaml"
+    data = (yaml.safe_load(conf_path.read_text()) or {}).get("data", {})
+    entries = data.get("datasets") or ([{"path": data["dataset"]}] if data.get("dataset") else [])
+    if not entries:
+        raise PackageError(f"{conf_path}: data.dataset(s) is not recorded; pass the dataset with --dataset")
+    return [(Path(e["path"] if isinstance(e, dict) else e),
+             Path(e["modality_json_path"]) if isinstance(e, dict) and e.get("modality_json_path") else None)
+            for e in entries]
+
+
+def trained_datasets(out: Path, override: list[str] | None = None, modality_jsons: list[str] | None = None,
+                     run: str | Path | None = None) -> list[tuple[Path, Path | None]]:
+    """The dataset roots the run trained on, each with the modality mapping it read when that lived outside the
+    dataset: ``override`` (and ``modality_jsons``, ``-`` for none), else those of the run description ``run`` (the
     workflow's experiment_cfg/run.json), else those experiment_cfg/conf.yaml records (a run trained outside the
-    workflow)."""
-    if override:
-        paths = [Path(p) for p in override]
+    workflow).
+
+    ``override`` without ``modality_jsons`` keeps the mappings conf.yaml records: a moved dataset does not make
+    package forget that the run read its mapping from elsewhere (a missing one is then an error, not a skip)."""
+    if modality_jsons and not override:
+        raise PackageError("--modality-json goes with --dataset (one per dataset); without --dataset the mappings "
+                           "come from experiment_cfg/conf.yaml")
+    if override and modality_jsons:
+        if len(modality_jsons) != len(override):
+            raise PackageError(f"{len(modality_jsons)} --modality-json for {len(override)} --dataset; give one per "
+                               f"dataset (`-` for a dataset's own meta/modality.json)")
+        pairs = [(Path(p), None if m == "-" else Path(m)) for p, m in zip(override, modality_jsons)]
+    elif override:
+        recorded = _recorded_datasets(out) if (out / "experiment_cfg" / "conf.yaml").is_file() else []
+        mappings = [m for _, m in recorded] if len(recorded) == len(override) else [None] * len(override)
+        pairs = list(zip(map(Path, override), mappings))
     elif run is not None:
         from groot_ft.config import ConfigError, RunDescription
 
         try:
-            paths = [Path(d.path) for d in RunDescription.load(run).datasets]
+            described = RunDescription.load(run).datasets
         except ConfigError as exc:
             raise PackageError(str(exc)) from exc
+        pairs = [(Path(d.path), Path(d.modality_json_path) if d.modality_json_path else None) for d in described]
     else:
-        conf_path = out / "experiment_cfg" / "conf.yaml"
-        data = (yaml.safe_load(conf_path.read_text()) or {}).get("data", {})
-        entries = data.get("datasets") or ([{"path": data["dataset"]}] if data.get("dataset") else [])
-        if not entries:
-            raise PackageError(f"{conf_path}: data.dataset(s) is not recorded; pass the dataset with --dataset")
-        paths = [Path(e["path"] if isinstance(e, dict) else e) for e in entries]
-    for p in paths:
+        pairs = _recorded_datasets(out)
+    for p, _ in pairs:
         if not (p / "meta" / "info.json").is_file():
             raise PackageError(f"{p}: the run's dataset is not there (no meta/info.json), so it cannot be "
                                f"fingerprinted; pass its current location with --dataset")
-    return paths
+    return pairs
 
 
 def training_metrics(out: Path) -> dict[str, Any]:
@@ -219,7 +242,7 @@ def load_check(directory: Path) -> int:
 
 def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                    validation_report: str | Path | None = None, datasets: list[str] | None = None,
-                   run: str | Path | None = None) -> list[str]:
+                   modality_jsons: list[str] | None = None, run: str | Path | None = None) -> list[str]:
     out = Path(output_dir)
     missing = check_tree(out)
     if missing:
@@ -227,7 +250,8 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                            "\nre-run the finetune rule (it resumes from the newest complete checkpoint)")
     # everything that can fail on bad input is read before the first write
     hasher = mf.Hasher()
-    fingerprints = [mf.dataset_fingerprint(p, hasher) for p in trained_datasets(out, datasets, run)]
+    fingerprints = [mf.dataset_fingerprint(p, hasher, m)
+                    for p, m in trained_datasets(out, datasets, modality_jsons, run)]
     cfg_hash = mf.config_hash(out / "experiment_cfg" / "config.yaml")
     git = mf.git_info()
     provenance: dict[str, Any] = {
@@ -272,6 +296,9 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                 "artifacts": artifacts}
     atomic_write_json(out / "manifest.json", manifest)
     _shareable(out / "manifest.json")
+    for d in fingerprints:
+        mapping = d["modality_json"]["path"] if d["modality_json"] else "the dataset's own meta/modality.json"
+        lines.append(f"dataset {d['path']}: fingerprint {d['fingerprint'][:12]}, modality mapping: {mapping}")
     lines.append(f"wrote {out / 'manifest.json'} ({len(artifacts)} artifacts; "
                  f"dataset {manifest['dataset_fingerprint'][:12]}, "
                  f"config {manifest['config_hash'][:12]}, commit {(git['commit'] or 'none')[:12]})")

@@ -385,15 +385,19 @@ def build_shards(
     progress: bool = True,
     episodes: list[int] | None = None,
     threads: int = 1,
+    modality_json: str | Path | None = None,
 ) -> Path:
     """Build (or refresh) the shard directory; returns the path of its manifest.json.
 
     ``episodes`` restricts the shards to those episode indices (e.g. the training split); default all.
-    ``threads`` episodes are decoded at once; the files written do not depend on it.
+    ``threads`` episodes are decoded at once; the files written do not depend on it. ``modality_json``: the
+    modality mapping kept outside the dataset (modality_json_path); the episode caches are keyed by its content.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    ds = LeRobotDataset(dataset_root)
+    ds = LeRobotDataset(dataset_root, modality_json)
+    if progress:
+        print(f"shards: {ds.root}: {ds.modality_source}")
     out = Path(out_dir)
     cache_dir = out / "episodes"
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +436,7 @@ def build_shards(
     manifest = {
         "format_version": SHARD_FORMAT_VERSION,
         "dataset": str(Path(dataset_root).resolve()),
+        "modality_json": str(ds.modality_json.resolve()),
         "modality_config": cfg.to_dict(),
         "image_edge": image_edge,
         "frame_encoding": FRAME_ENCODING,

@@ -295,8 +295,10 @@ def test_report_json_and_summary(demo, demo_cfg, tmp_path):
     C._duplicate_task(demo)
     report = validate_dataset(demo, demo_cfg)
     d = report.to_dict()
-    assert set(d) == {"dataset", "codebase_version", "ok", "errors", "warnings", "summary"}
+    assert set(d) == {"dataset", "codebase_version", "modality_json", "modality_json_external", "ok", "errors",
+                      "warnings", "summary"}
     assert d["ok"] is False and d["codebase_version"] == "v2.1" and d["dataset"] == str(demo)
+    assert d["modality_json"] == str(demo / "meta" / "modality.json") and d["modality_json_external"] is False
     assert d["summary"]["errors"] == len(d["errors"]) >= 2
     assert d["summary"]["episodes"] == 4 and d["summary"]["frames"] > 0
     for entry in d["errors"] + d["warnings"]:

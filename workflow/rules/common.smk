@@ -45,13 +45,14 @@ def base_model_input():
 
 
 def fetch_arguments():
-    """`groot-ft fetch-base-model`'s arguments: the base model, its revision and the tokenizer key."""
+    """`groot-ft fetch-base-model`'s arguments: the base model, its revision and the tokenizer key (a list, so that
+    `{params.args:q}` quotes each one: a local path may hold spaces)."""
     args = [config["base_model_path"]]
     if config["tokenizer_path"]:
-        args.append(f"--tokenizer {config['tokenizer_path']}")
+        args += ["--tokenizer", config["tokenizer_path"]]
     if config["base_model_revision"]:
-        args.append(f"--revision {config['base_model_revision']}")
-    return " ".join(args)
+        args += ["--revision", config["base_model_revision"]]
+    return args
 
 
 def choice_pattern(values):
@@ -86,6 +87,34 @@ def run_dirs():
         }
         for sub, spec in SPEC.items()
     }
+
+
+def modality_json(wildcards):
+    """The dataset's modality mapping kept outside it (modality_json_path) as an input of every rule that reads the
+    dataset, so editing it reruns them; [] when the dataset's own meta/modality.json is read (in the listing)."""
+    spec = SPEC[wildcards.sub]
+    if spec.modality_json_path is None:
+        return []
+    if not Path(spec.modality_json_path).is_file():
+        raise WorkflowError(
+            f"modality_json_path {spec.modality_json_path!r} (dataset {spec.path}) is not a file; point it at the "
+            f"dataset's GR00T modality mapping (`groot-ft modality init DATASET --out-modality-json FILE` proposes one)"
+        )
+    return [spec.modality_json_path]
+
+
+def modality_json_flag(wildcards):
+    """`--modality-json FILE` for a dataset whose mapping lives outside it, else nothing (a list for `:q`)."""
+    return ["--modality-json", *modality_json(wildcards)] if SPEC[wildcards.sub].modality_json_path else []
+
+
+def mixture_modality_json_flag(tag):
+    """`groot-ft stats --modality-json` for the datasets of one embodiment merged by stats_mixture (`-`: the dataset's
+    own meta/modality.json); nothing when every dataset of the embodiment has its own."""
+    members = [spec for spec in SPECS if spec.embodiment_tag == tag]
+    if not any(spec.modality_json_path for spec in members):
+        return []
+    return ["--modality-json", *[spec.modality_json_path or "-" for spec in members]]
 
 
 # The rules that read a dataset depend on this listing of its files (rule dataset_listing), not on the files.

@@ -14,5 +14,5 @@ if IS_DEMO:
         conda:
             "../../envs/groot-ft.yaml"
         shell:
-            "groot-ft demo-data {output.dataset} --episodes {params.episodes} --codec {params.codec} "
-            "--seed {params.seed} --version {params.version} > {log} 2>&1"
+            "groot-ft demo-data {output.dataset:q} --episodes {params.episodes} --codec {params.codec} "
+            "--seed {params.seed} --version {params.version} > {log:q} 2>&1"

@@ -5,6 +5,8 @@ rule eval_open_loop:
         model=f"{OUT}/model.safetensors",
         processor=f"{OUT}/processor_config.json",
         run=RUN_JSON,
+        # read through run.json (`--run` names it), an input so that editing it reruns the evaluation
+        mapping=modality_json,
     output:
         metrics=f"{OUT}/eval/open_loop{{sub}}/metrics.json",
         plots=report(
@@ -24,6 +26,6 @@ rule eval_open_loop:
         "../../envs/groot-ft.yaml"
     shell:
         "export HF_HUB_OFFLINE=1; "
-        "groot-ft eval-open-loop {params.out_dir} --dataset {params.dataset} --embodiment-tag {params.tag} "
-        "--out {output.plots} --run {input.run} "
-        "--num-episodes {params.num} > {log} 2>&1 && mv {output.plots}/metrics.json {output.metrics}"
+        "groot-ft eval-open-loop {params.out_dir:q} --dataset {params.dataset:q} --embodiment-tag {params.tag:q} "
+        "--out {output.plots:q} --run {input.run:q} "
+        "--num-episodes {params.num} > {log:q} 2>&1 && mv {output.plots:q}/metrics.json {output.metrics:q}"

@@ -16,4 +16,4 @@ if BASE_MODEL_JSON:
         conda:
             "../../envs/groot-ft.yaml"
         shell:
-            "groot-ft fetch-base-model {params.args} --out {output.info} > {log} 2>&1"
+            "groot-ft fetch-base-model {params.args:q} --out {output.info:q} > {log:q} 2>&1"

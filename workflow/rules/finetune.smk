@@ -8,6 +8,8 @@ rule run_config:
     input:
         validation=[f"{OUT}/validation{sub}/report.json" for sub in SPEC],
         base_model=base_model_input(),
+        # the mappings kept outside the datasets (modality_json_path): the fit check reads them
+        mappings=sorted({spec.modality_json_path for spec in SPECS if spec.modality_json_path}),
     output:
         config=f"{OUT}/experiment_cfg/config.yaml",
         run=RUN_JSON,
@@ -29,6 +31,8 @@ rule finetune:
         config=f"{OUT}/experiment_cfg/config.yaml",
         run=RUN_JSON,
         modality=sorted({spec.modality_config_path for spec in SPECS}),
+        # the statistics are cut per group with these (modality_json_path; run.json names them)
+        mappings=sorted({spec.modality_json_path for spec in SPECS if spec.modality_json_path}),
         deepspeed=config["deepspeed_config"],
         shards=shard_manifests(),
         stats=training_stats(),
@@ -50,6 +54,6 @@ rule finetune:
     shell:
         # the base model was fetched on the submit node (rule fetch_base_model): the job never needs the network
         "export HF_HUB_OFFLINE=1; "
-        "{params.launcher} --use_deepspeed --deepspeed_config_file {input.deepspeed} "
+        "{params.launcher} --use_deepspeed --deepspeed_config_file {input.deepspeed:q} "
         "--num_processes {params.processes} --main_process_port {params.port} "
-        "-m groot_ft.train --config {input.config} --run {input.run} > {log} 2>&1"
+        "-m groot_ft.train --config {input.config:q} --run {input.run:q} > {log:q} 2>&1"

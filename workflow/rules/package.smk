@@ -15,7 +15,7 @@ rule final_model:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "groot-ft package {params.out} --processor-files-only > {log} 2>&1"
+        "groot-ft package {params.out:q} --processor-files-only > {log:q} 2>&1"
 
 
 # package: plots, the model card (README.md), the release copy without optimizer states, and manifest.json with
@@ -45,5 +45,5 @@ rule package:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "groot-ft package {params.out} --stats {params.stats} --validation {input.validation} --run {input.run} "
-        "> {log} 2>&1"
+        "groot-ft package {params.out:q} --stats {params.stats:q} --validation {input.validation:q} --run {input.run:q} "
+        "> {log:q} 2>&1"

@@ -11,6 +11,7 @@ rule stats:
     input:
         dataset=DATASET_LISTING,
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
+        mapping=modality_json,
         validation=f"{OUT}/validation{{sub}}/report.json",
     output:
         stats=f"{OUT}/stats{{sub}}/stats.json",
@@ -30,13 +31,14 @@ rule stats:
         f"{OUT}/logs/stats{{sub}}.log",
     params:
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
+        mapping=modality_json_flag,
         out=f"{OUT}/stats{{sub}}",
         cache=lambda wildcards: stats_cache(wildcards.sub),
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "groot-ft stats {params.dataset} --modality-config {input.modality} --out {params.out} "
-        "--cache {params.cache} > {log} 2>&1"
+        "groot-ft stats {params.dataset:q} --modality-config {input.modality:q} {params.mapping:q} "
+        "--out {params.out:q} --cache {params.cache:q} > {log:q} 2>&1"
 
 
 
@@ -69,21 +71,26 @@ rule stats_mixture:
             f"{OUT}/stats{spec.subdir}/stats.json" for spec in SPECS if spec.embodiment_tag == wildcards.tag
         ],
         modality=lambda wildcards: next(s.modality_config_path for s in SPECS if s.embodiment_tag == wildcards.tag),
+        mapping=lambda wildcards: [s.modality_json_path for s in SPECS
+                                   if s.embodiment_tag == wildcards.tag and s.modality_json_path],
     output:
         stats=f"{OUT}/stats_mixture/{{tag}}/stats.json",
         relative_stats=f"{OUT}/stats_mixture/{{tag}}/relative_stats.json",
     log:
         f"{OUT}/logs/stats_mixture_{{tag}}.log",
     params:
-        datasets=lambda wildcards: " ".join(s.path for s in SPECS if s.embodiment_tag == wildcards.tag),
-        ratios=lambda wildcards: " ".join(str(s.mix_ratio) for s in SPECS if s.embodiment_tag == wildcards.tag),
-        caches=lambda wildcards: " ".join(stats_cache(s.subdir) for s in SPECS if s.embodiment_tag == wildcards.tag),
+        # lists: `:q` quotes each element, so paths with spaces survive the shell
+        datasets=lambda wildcards: [s.path for s in SPECS if s.embodiment_tag == wildcards.tag],
+        ratios=lambda wildcards: [str(s.mix_ratio) for s in SPECS if s.embodiment_tag == wildcards.tag],
+        caches=lambda wildcards: [stats_cache(s.subdir) for s in SPECS if s.embodiment_tag == wildcards.tag],
+        # one mapping per dataset (`-`: its own meta/modality.json), only when some dataset keeps it outside
+        mappings=lambda wildcards: mixture_modality_json_flag(wildcards.tag),
         out=f"{OUT}/stats_mixture/{{tag}}",
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "groot-ft stats {params.datasets} --mix-ratios {params.ratios} --cache {params.caches} "
-        "--modality-config {input.modality} --out {params.out} --no-report > {log} 2>&1"
+        "groot-ft stats {params.datasets:q} --mix-ratios {params.ratios:q} --cache {params.caches:q} "
+        "{params.mappings:q} --modality-config {input.modality:q} --out {params.out:q} --no-report > {log:q} 2>&1"
 
 
 use rule stats_mixture as stats_mixture_absolute_actions with:

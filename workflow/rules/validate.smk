@@ -21,6 +21,7 @@ rule validate:
     input:
         dataset=DATASET_LISTING,
         modality=lambda wildcards: SPEC[wildcards.sub].modality_config_path,
+        mapping=modality_json,
     output:
         report=f"{OUT}/validation{{sub}}/report.json",
         summary=report(
@@ -32,11 +33,13 @@ rule validate:
         f"{OUT}/logs/validate{{sub}}.log",
     params:
         dataset=lambda wildcards: SPEC[wildcards.sub].path,
+        mapping=modality_json_flag,
         # an undeclared copy: Snakemake deletes a failed job's outputs, but users need the report most then
         kept_report=lambda wildcards: f"{OUT}/logs/validation_report{'_'.join(wildcards.sub.split('/'))}.json",
     conda:
         "../../envs/groot-ft.yaml"
     shell:
         # tee shows the summary on the terminal and keeps it in the log even when validation fails
-        "groot-ft validate {params.dataset} --modality-config {input.modality} --report {params.kept_report} "
-        "2>&1 | tee {log}; cp {params.kept_report} {output.report}; cp {log} {output.summary}"
+        "groot-ft validate {params.dataset:q} --modality-config {input.modality:q} {params.mapping:q} "
+        "--report {params.kept_report:q} 2>&1 | tee {log:q}; cp {params.kept_report:q} {output.report:q}; "
+        "cp {log:q} {output.summary:q}"

@@ -2,9 +2,7 @@
 that every dataset fits the model (action horizon, state/action dims, embodiment id) before any stage trains, and
 the resolved run description (experiment_cfg/run.json: datasets, hold-out episodes, paths) every later step reads."""
 
-import json
 import sys
-from pathlib import Path
 
 from groot_ft.config import ConfigError, FinetuneConfig, RunDescription
 from groot_ft.data.lerobot import LeRobotDataset
@@ -23,9 +21,12 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
     limits = ModelLimits.of(cfg.base_model_path if base is None else str(base))
     problems = []
     for spec in snakemake.params.specs:  # noqa: F821
-        modality_json = json.loads((Path(spec.path) / "meta" / "modality.json").read_text())
+        # the mapping every stage reads: modality_json_path when the dataset's lives outside it
+        view = LeRobotDataset(spec.path, spec.modality_json_path)
+        print(f"{spec.path}: {view.modality_source}", file=log)
         problems += fit_problems(spec.path, spec.embodiment_tag, load_modality_config(spec.modality_config_path),
-                                 modality_json, limits)
+                                 view.modality, limits,
+                                 str(view.modality_json) if view.modality_json_external else "meta/modality.json")
     if problems:
         message = "the data does not fit the model:\n  - " + "\n  - ".join(problems)
         print(f"error: {message}", file=log)

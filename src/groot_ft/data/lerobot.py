@@ -136,12 +136,24 @@ _READ_WHOLE_BYTES = 8 << 20
 
 
 class LeRobotDataset:
-    """Read-only view of a LeRobot v2.0/v2.1/v3.0 dataset with GR00T's ``meta/modality.json``."""
+    """Read-only view of a LeRobot v2.0/v2.1/v3.0 dataset with GR00T's ``meta/modality.json``.
 
-    def __init__(self, root: str | Path):
+    ``modality_json``: the GR00T modality mapping kept outside the dataset (config key ``modality_json_path``), for
+    a dataset that has none and must not be written into; it replaces the dataset's own ``meta/modality.json``.
+    """
+
+    def __init__(self, root: str | Path, modality_json: str | Path | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset directory does not exist")
+        self.modality_json_external = modality_json is not None
+        own = self.root / "meta" / "modality.json"
+        self.modality_json: Path = Path(modality_json) if modality_json is not None else own
+        if self.modality_json_external and not self.modality_json.is_file():
+            what = "does not exist" if not self.modality_json.exists() else "is not a file"
+            raise DatasetError(f"{self.modality_json}: the modality mapping given for {self.root} (modality_json_path "
+                               f"/ --modality-json) {what}; point it at a GR00T meta/modality.json file "
+                               f"(`groot-ft modality init` proposes one)")
         self.info: dict[str, Any] = read_json(self.root / "meta" / "info.json")
         if not isinstance(self.info, dict):
             raise DatasetError(f"{self.root / 'meta/info.json'}: must hold a JSON object")
@@ -243,9 +255,27 @@ class LeRobotDataset:
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{self.root / 'meta/tasks.jsonl'}: every line needs task_index and task ({exc})") from None
 
+    @property
+    def modality_source(self) -> str:
+        """Which modality mapping this view reads, for logs: every stage says it, so an external mapping given by
+        mistake (or forgotten) is visible."""
+        if self.modality_json_external:
+            return (f"modality mapping: {self.modality_json} (modality_json_path; "
+                    f"{self.root}/meta/modality.json is not read)")
+        return f"modality mapping: {self.modality_json} (the dataset's own)"
+
     @cached_property
     def modality(self) -> dict[str, Any]:
-        return read_json(self.root / "meta" / "modality.json")
+        if not self.modality_json_external and not self.modality_json.is_file():
+            raise DatasetError(f"{self.modality_json}: file is missing; a plain LeRobot dataset has no GR00T modality "
+                               f"mapping: propose one with `groot-ft modality init {self.root} --out-modality-json "
+                               f"FILE` and give it with --modality-json FILE (config: modality_json_path), which "
+                               f"leaves the dataset untouched, or copy it into meta/")
+        mapping = read_json(self.modality_json)
+        if not isinstance(mapping, dict):
+            raise DatasetError(f"{self.modality_json}: a modality mapping must hold a JSON object, got "
+                               f"{type(mapping).__name__}")
+        return mapping
 
     @property
     def num_frames(self) -> int:
@@ -371,7 +401,7 @@ class LeRobotDataset:
         groups = self.modality.get(modality, {})
         if key not in groups:
             raise DatasetError(
-                f"{self.root / 'meta/modality.json'}: {modality}.{key} is not defined "
+                f"{self.modality_json}: {modality}.{key} is not defined "
                 f"(defined: {', '.join(groups) or 'none'}); add it or fix the modality config"
             )
         entry = groups[key]
@@ -382,7 +412,7 @@ class LeRobotDataset:
         entry = self.modality.get("video", {}).get(key)
         if entry is None:
             raise DatasetError(
-                f"{self.root / 'meta/modality.json'}: video.{key} is not defined "
+                f"{self.modality_json}: video.{key} is not defined "
                 f"(defined: {', '.join(self.modality.get('video', {})) or 'none'})"
             )
         return entry.get("original_key", f"observation.images.{key}")
@@ -399,7 +429,7 @@ class LeRobotDataset:
         annotations = self.modality.get("annotation", {})
         if name not in annotations:
             raise DatasetError(
-                f"{self.root / 'meta/modality.json'}: annotation.{name} is not defined "
+                f"{self.modality_json}: annotation.{name} is not defined "
                 f"(defined: {', '.join(annotations) or 'none'})"
             )
         return (annotations[name] or {}).get("original_key", key)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -572,6 +573,11 @@ def run_modality_init(args: argparse.Namespace) -> int:
         sys.stdout.write(_dump_yaml(proposal.modality_config))
     for note in proposal.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.out_config is not None and args.out_modality_json is not None:
+        q = shlex.quote
+        print(f"next, after reviewing both files: snakemake --cores all --config dataset={q(args.dataset)} "
+              f"modality_config_path={q(str(args.out_config))} modality_json_path={q(str(args.out_modality_json))}",
+              file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from groot_ft.data.lerobot import DatasetError
+from groot_ft.data.lerobot import DatasetError, LeRobotDataset
 from groot_ft.modality import load_modality_config
 from groot_ft.stats.common import NUMERICS, StatsError
 from groot_ft.stats.compute import run_stats
@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, nargs="+",
                         help="incremental per-episode cache directory, one per dataset (default: OUT/cache[/i])")
     parser.add_argument("--mix-ratios", type=float, nargs="+", help="mixture weight of each dataset (default 1 each)")
+    parser.add_argument("--modality-json", nargs="+", metavar="FILE",
+                        help="the modality mapping of each dataset kept outside it (modality_json_path), one per "
+                        "dataset; `-` reads that dataset's own meta/modality.json (the default for all)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every episode and keep no cache")
     parser.add_argument("--numerics", choices=NUMERICS, default="upstream",
                         help="mean/std/quantile arithmetic of the written files (default: upstream's float32)")
@@ -40,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     datasets = args.dataset
-    for name, given in (("--cache", args.cache), ("--mix-ratios", args.mix_ratios)):
+    for name, given in (("--cache", args.cache), ("--mix-ratios", args.mix_ratios),
+                        ("--modality-json", args.modality_json)):
         if given is not None and len(given) != len(datasets):
             parser.error(f"{name} has {len(given)} values for {len(datasets)} dataset(s); give one per dataset")
     if args.no_cache:
@@ -54,10 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--out {args.out} is inside the dataset {dataset}; statistics are never written into it")
         if cache is not None and Path(cache).resolve().is_relative_to(dataset.resolve()):
             parser.error(f"--cache {cache} is inside the dataset {dataset}; nothing is written into it")
+    mappings = [None if m == "-" else Path(m) for m in args.modality_json or ["-"] * len(datasets)]
     cfg = load_modality_config(args.modality_config) if args.modality_config else None
     try:
-        results = [run_stats(d, cfg, numerics=args.numerics, cache_dir=c, progress=args.progress)
-                   for d, c in zip(datasets, caches)]
+        views = [LeRobotDataset(d, m) for d, m in zip(datasets, mappings)]
+        for view in views:
+            print(f"stats: {view.root}: {view.modality_source}")
+        results = [run_stats(v, cfg, numerics=args.numerics, cache_dir=c, progress=args.progress)
+                   for v, c in zip(views, caches)]
         if len(results) > 1:
             stats, relative = merge_mixture_stats(list(zip(results, args.mix_ratios or [1.0] * len(results))))
             for path in write_stats(args.out, stats, relative):
@@ -77,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = summary_flags(result.stats) + summary_flags(result.relative or {})
     if not args.no_report:
         for path in write_stats_report(
-            args.out, result.stats, result.relative, flags, result.histograms, extra=result.summary()
+            args.out, result.stats, result.relative, flags, result.histograms,
+            extra={**result.summary(), "modality_json": str(views[0].modality_json),
+                   "modality_json_external": views[0].modality_json_external}
         ):
             print(path)
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}

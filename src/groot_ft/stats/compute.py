@@ -248,6 +248,7 @@ def run_stats(
     histogram_bins: int = DEFAULT_HISTOGRAM_BINS,
     prefetch_values: int = _PREFETCH_VALUES,
     threads: int | None = None,
+    modality_json: str | Path | None = None,
 ) -> StatsResult:
     """Compute the statistics of a dataset (both numerics), streaming episodes in episode-index order.
 
@@ -256,11 +257,12 @@ def run_stats(
     ``hist_budget_bytes``, the bound on all quantile histograms together); ``raw_limit`` is a tuning/testing knob
     of :class:`~groot_ft.quantiles.RadixSelect` (0 = histograms only); episodes are read ahead on a
     worker thread up to ``prefetch_values`` values (0: no read-ahead), and different keys are fed on up to
-    ``threads`` threads (default: one per CPU; results do not depend on it).
+    ``threads`` threads (default: one per CPU; results do not depend on it). ``modality_json``: the modality
+    mapping kept outside the dataset (for a path ``dataset``; a :class:`LeRobotDataset` brings its own).
     """
     if numerics not in NUMERICS:
         raise ValueError(f"numerics must be one of {NUMERICS}, got {numerics!r}")
-    ds = dataset if isinstance(dataset, LeRobotDataset) else LeRobotDataset(dataset)
+    ds = dataset if isinstance(dataset, LeRobotDataset) else LeRobotDataset(dataset, modality_json)
     plan = make_plan(ds, modality_config)
     episodes = [e.index for e in sorted(ds.episodes, key=lambda e: e.index)]
     if not episodes:

@@ -147,7 +147,7 @@ def _relative_specs(dataset: LeRobotDataset, cfg: EmbodimentModalityConfig) -> l
         s = dataset.group_slice("state", cfg.reference_state_key(key))
         if a.dim != s.dim:
             raise StatsError(
-                f"{dataset.root / 'meta/modality.json'}: RELATIVE action.{key} has {a.dim} dims but its reference "
+                f"{dataset.modality_json}: RELATIVE action.{key} has {a.dim} dims but its reference "
                 f"state.{cfg.reference_state_key(key)} has {s.dim}; they must match to subtract"
             )
         specs.append(_RelativeSpec(key, a.column, a.start, a.end, s.column, s.start, s.end))

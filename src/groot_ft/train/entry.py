@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from groot_ft.data.lerobot import DatasetError
     from groot_ft.hub import BaseModelError
     from groot_ft.modality import ModalityConfigError
     from groot_ft.model import TokenizerNotFoundError
@@ -48,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             run = RunDescription.load(args.run)
             dirs = [(d.path, d.stats_dir, d.shards_dir, d.eval_shards_dir or "-") for d in run.datasets]
+            mappings = [d.modality_json_path for d in run.datasets]
         else:
             dirs = list(zip(args.dataset, args.stats, args.shards, args.eval_shards))
         specs = cfg.dataset_specs(dirs[0][0] if not cfg.datasets and dirs else None)
+        if not args.run:  # without a run description the config names each dataset's mapping
+            mappings = [spec.modality_json_path for spec in specs]
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sources = [
-        SourceDirs(spec, Path(dataset), Path(stats), Path(shards), None if ev == "-" else Path(ev))
-        for spec, (dataset, stats, shards, ev) in zip(specs, dirs)
+        SourceDirs(spec, Path(dataset), Path(stats), Path(shards), None if ev == "-" else Path(ev),
+                   None if mapping is None else Path(mapping))
+        for spec, (dataset, stats, shards, ev), mapping in zip(specs, dirs, mappings)
     ]
     try:
         return Trainer(cfg, sources, config_path=Path(args.config)).train()
-    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError) as exc:
+    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # a problem with the run's inputs, not a crash: no traceback
         return 2

@@ -30,6 +30,8 @@ def write_run_files(cfg, config_path: Path | None, sources, output_dir: Path, mo
             "datasets": [
                 {
                     "path": str(s.dataset),
+                    # the mapping package fingerprints with the dataset; None: the dataset's own meta/modality.json
+                    "modality_json_path": None if s.modality_json is None else str(s.modality_json),
                     "embodiment_tag": s.spec.embodiment_tag,
                     "mix_ratio": s.spec.mix_ratio,
                     "modality_config": processor.modality_configs[s.spec.embodiment_tag].to_dict(),

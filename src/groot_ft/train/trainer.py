@@ -48,6 +48,7 @@ class SourceDirs:
     stats_dir: Path
     shards_dir: Path
     eval_shards_dir: Path | None = None
+    modality_json: Path | None = None  # the dataset's modality mapping kept outside it (modality_json_path)
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,9 @@ class Trainer:
         for s in self.sources:  # datasets of one embodiment share one (merged) statistics directory
             tag = s.spec.embodiment_tag
             if tag not in self.statistics:
-                self.statistics[tag], _ = statistics_from_stats_dir(
-                    s.stats_dir, LeRobotDataset(s.dataset).modality, self.modality_cfgs[tag])
+                view = LeRobotDataset(s.dataset, s.modality_json)
+                print0(f"{s.dataset}: {view.modality_source}")
+                self.statistics[tag], _ = statistics_from_stats_dir(s.stats_dir, view.modality, self.modality_cfgs[tag])
         self.processor, self.processor_provenance = build_run_processor(
             processor_base,
             requested,

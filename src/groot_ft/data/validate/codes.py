@@ -190,5 +190,6 @@ def modality_missing_hint(dataset: str | Path) -> str:
         "A plain LeRobot export has no GR00T mapping; propose one from meta/info.json's feature names with "
         f"`groot-ft modality init {root} --out-config config/modality/my_robot.yaml "
         "--out-modality-json config/modality/my_robot.modality.json`, review it, and keep the mapping file outside "
-        "the dataset, pointed at by the run's config (nothing needs to be written into the dataset)."
+        "the dataset: point the run config's modality_json_path (or --modality-json) at it, so nothing is written "
+        "into the dataset."
     )

@@ -32,10 +32,15 @@ class Aggregate:
 
 
 class Ctx:
-    def __init__(self, root: Path, cfg: EmbodimentModalityConfig | None, deep: bool, tol: float):
+    def __init__(self, root: Path, cfg: EmbodimentModalityConfig | None, deep: bool, tol: float,
+                 modality_json: Path | None = None):
         self.root = root
         self.root_resolved = root.resolve()
         self.cfg = cfg
+        # the modality mapping kept outside the dataset (modality_json_path), or None for meta/modality.json; findings
+        # about it name it as given (``modality_file``), since it is not relative to the root
+        self.modality_json = modality_json
+        self.modality_file = str(modality_json) if modality_json is not None else "meta/modality.json"
         self.deep = deep
         self.tol = float(tol)
         self.findings: list[Finding] = []
@@ -121,16 +126,14 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def load_json(ctx: Ctx, rel: str, *, required: bool, missing_hint: str | None = None) -> Any:
-    """Parsed JSON of ``root/rel``; ``MISSING`` (after reporting) when absent or malformed.
-
-    ``missing_hint`` replaces META_MISSING's default hint for a file that a command can create (modality.json).
-    """
-    path = ctx.root / rel
+def load_json(ctx: Ctx, rel: str, *, required: bool, path: Path | None = None, hint: str | None = None) -> Any:
+    """Parsed JSON of ``root/rel`` (or of ``path``, a file outside the dataset reported as ``rel``); ``MISSING``
+    (after reporting, with ``hint`` if given) when absent or malformed."""
+    path = ctx.root / rel if path is None else path
     if not path.is_file():
         if required:
             what = "is missing" if not path.exists() else "is not a regular file"
-            ctx.add("META_MISSING", f"{rel} {what}", file=rel, hint=missing_hint)
+            ctx.add("META_MISSING", f"{rel} {what}", file=rel, hint=hint)
         return MISSING
     try:
         text = path.read_text(encoding="utf-8")

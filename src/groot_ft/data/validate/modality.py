@@ -13,8 +13,14 @@ from groot_ft.data.validate.info import numpy_dtype
 
 
 def check_modality(ctx: Ctx) -> dict[str, Any] | None:
-    rel = "meta/modality.json"
-    modality = load_json(ctx, rel, required=True, missing_hint=modality_missing_hint(ctx.root))
+    """The mapping in force: the external one (``ctx.modality_json``) when given, else the dataset's own."""
+    rel = ctx.modality_file
+    if ctx.modality_json is not None:
+        hint = ("The modality mapping named by modality_json_path / --modality-json is not there; fix the path, or "
+                "propose one with `groot-ft modality init DATASET --out-modality-json FILE`.")
+    else:
+        hint = modality_missing_hint(ctx.root)
+    modality = load_json(ctx, rel, required=True, path=ctx.modality_json, hint=hint)
     if modality is MISSING:
         return None
     if not isinstance(modality, dict):
@@ -90,7 +96,7 @@ def check_modality(ctx: Ctx) -> dict[str, Any] | None:
 
 
 def check_slices(ctx: Ctx, section: str, default_column: str, groups: dict[str, dict[str, Any]]) -> None:
-    rel = "meta/modality.json"
+    rel = ctx.modality_file
     by_column: dict[str, list[tuple[int, int, str]]] = {}
     for key, entry in groups.items():
         where = f"{section}.{key}"
@@ -183,7 +189,7 @@ def check_config(ctx: Ctx, modality: dict[str, Any] | None) -> None:
     cfg = ctx.cfg
     if cfg is None or modality is None:
         return
-    rel = "meta/modality.json"
+    rel = ctx.modality_file
     src = cfg.source
     for section in ("state", "action", "video"):
         defined = modality.get(section, {})

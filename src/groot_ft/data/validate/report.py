@@ -56,6 +56,9 @@ class ValidationReport:
     episodes: int | None = None
     frames: int | None = None
     deep: bool = False
+    # the modality mapping that was checked, and whether it lives outside the dataset (modality_json_path)
+    modality_json: str | None = None
+    modality_json_external: bool = False
 
     @property
     def errors(self) -> list[Finding]:
@@ -83,6 +86,8 @@ class ValidationReport:
         return {
             "dataset": self.dataset,
             "codebase_version": self.codebase_version,
+            "modality_json": self.modality_json,
+            "modality_json_external": self.modality_json_external,
             "ok": self.ok,
             "errors": [f.to_dict() for f in errors],
             "warnings": [f.to_dict() for f in warnings],
@@ -117,6 +122,9 @@ class ValidationReport:
             + ")",
             f"  {len(errors)} error(s), {len(warnings)} warning(s)" + (f"; {', '.join(size)}" if size else ""),
         ]
+        if self.modality_json_external:
+            lines.insert(1, f"  modality mapping: {self.modality_json} (modality_json_path; the dataset's "
+                            f"meta/modality.json is not read)")
         for findings in (errors, warnings):
             groups: dict[str, list[Finding]] = {}
             for f in findings:

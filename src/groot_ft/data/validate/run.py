@@ -26,18 +26,24 @@ def validate_dataset(
     *,
     deep: bool = False,
     timestamp_tolerance_s: float = 1e-4,
+    modality_json: str | os.PathLike[str] | None = None,
 ) -> ValidationReport:
     """Check a LeRobot v2.0/v2.1/v3.0 dataset (GR00T flavour) and return every problem found.
 
     ``modality_config`` (the embodiment's config) adds checks that every key it uses exists in ``modality.json`` and
     decides which cameras are "used". ``deep=True`` decodes every video frame instead of trusting container metadata.
     ``timestamp_tolerance_s`` bounds ``|diff(timestamp) - 1/fps|`` (LeRobot's ``tolerance_s``).
+    ``modality_json``: the modality mapping kept outside the dataset (``modality_json_path``); it is checked instead
+    of ``meta/modality.json``, whose absence is then no finding.
     Never modifies the dataset and never raises on bad input.
     """
     root_path = Path(root)
-    report = ValidationReport(dataset=str(root_path), deep=deep)
+    external = Path(modality_json) if modality_json is not None else None
+    report = ValidationReport(dataset=str(root_path), deep=deep,
+                              modality_json=str(external if external is not None else root_path / "meta/modality.json"),
+                              modality_json_external=external is not None)
     try:
-        ctx = Ctx(root_path, modality_config, deep, timestamp_tolerance_s)
+        ctx = Ctx(root_path, modality_config, deep, timestamp_tolerance_s, external)
     except Exception as exc:  # noqa: BLE001 - e.g. an unresolvable path
         report.findings.append(
             Finding("INTERNAL", ERROR, f"cannot open {root_path}: {exc}", None, None, None, CODES["INTERNAL"][1])
@@ -89,8 +95,9 @@ def syntax_only(ctx: Ctx) -> None:
         if rows is not None:
             for _ in rows:
                 pass
-    for rel in ("meta/modality.json", "meta/stats.json", "meta/relative_stats.json"):
+    for rel in ("meta/stats.json", "meta/relative_stats.json"):
         load_json(ctx, rel, required=False)
+    load_json(ctx, ctx.modality_file, required=False, path=ctx.modality_json)
 
 
 def run_checks(ctx: Ctx, layout: Layout, report: ValidationReport) -> None:
@@ -111,9 +118,9 @@ def run_checks(ctx: Ctx, layout: Layout, report: ValidationReport) -> None:
     with ctx.guard("meta/info.json"):
         check_totals(ctx, layout, episodes, tasks)
     modality = None
-    with ctx.guard("meta/modality.json"):
+    with ctx.guard(ctx.modality_file):
         modality = check_modality(ctx)
-    with ctx.guard("meta/modality.json"):
+    with ctx.guard(ctx.modality_file):
         check_config(ctx, modality)
     plan = EpisodePlan.build(ctx, layout, modality, tasks)
     report.episodes = len(episodes)
