@@ -11,10 +11,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from groot_ft.errors import UserError, describe_json_error, describe_yaml_error
 from groot_ft.io import atomic_write_text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid run config; the message lists every problem with its key."""
 
 
@@ -135,7 +136,7 @@ class FinetuneConfig:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         return cls.from_dict(data, source=str(path))
@@ -270,7 +271,7 @@ class RunDescription:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the run description ({exc.strerror})") from exc
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+            raise ConfigError(f"{path}: not valid JSON ({describe_json_error(exc)})") from exc
         if not isinstance(data, dict) or data.get("version") != RUN_DESCRIPTION_VERSION:
             raise ConfigError(f"{path}: not a version {RUN_DESCRIPTION_VERSION} run description "
                               f"(written by the workflow's run_config rule)")

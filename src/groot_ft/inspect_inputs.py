@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from groot_ft.errors import UserError
 
-class InspectError(ValueError):
+
+class InspectError(UserError, ValueError):
     """A problem with inspect's inputs; the message names the file, key or episode."""
 
 

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel
 
 from .collator import Gr00tCollator
 from .configuration import Gr00tN1d6Config
-from .factory import TokenizerNotFoundError, checkpoint_tokenizer, create_model, save_model
+from .factory import ModelNotFoundError, TokenizerNotFoundError, checkpoint_tokenizer, create_model, save_model
 from .modeling import Gr00tN1d6, Gr00tN1d6Output
 from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer, load_tokenizer
@@ -46,6 +46,7 @@ __all__ = [
     "create_model",
     "checkpoint_tokenizer",
     "load_tokenizer",
+    "ModelNotFoundError",
     "TokenizerNotFoundError",
     "save_model",
     "IMG_CONTEXT_TOKEN",

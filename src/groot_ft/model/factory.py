@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from groot_ft.errors import UserError
 from groot_ft.hub import has_tokenizer
 from groot_ft.io import share_like_umask
 
@@ -24,8 +25,12 @@ from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_toke
 DEFAULT_SEED = 0
 
 
-class TokenizerNotFoundError(FileNotFoundError):
+class TokenizerNotFoundError(UserError, FileNotFoundError):
     """A model whose vocabulary needs a tokenizer that was not found; the message says where to get it."""
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """A model path that is neither a preset nor a model directory; the message names the path and the presets."""
 
 EMBED_KEY = "backbone.model.language_model.model.embed_tokens.weight"
 LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
@@ -98,9 +103,9 @@ def create_model(
 
     path = Path(base_model_path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{base_model_path!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory with "
-            "config.json"
+        raise ModelNotFoundError(
+            f"{os.fspath(base_model_path)}: neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory "
+            "with config.json (an output_dir, a checkpoint-N directory or a downloaded checkpoint)"
         )
     # The tokenizer first: a checkpoint that cannot be fed correctly fails before gigabytes of weights are read.
     tokenizer = checkpoint_tokenizer(path, Gr00tN1d6Config.from_pretrained(os.fspath(path)), tokenizer)
