@@ -341,6 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_names(parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """Every command line of ``groot-ft``, nested ones spelled out (``modality init``), read from the parser itself
+    so that the bad-input test (tests/test_cli_errors.py) notices a new command without a case."""
+    names: list[str] = []
+    # argparse has no public way to list subparsers; its subparsers action is the one whose `choices` are parsers
+    for action in (parser or build_parser())._actions:
+        choices = action.choices if isinstance(action.choices, dict) else {}
+        for name, sub in choices.items():
+            if isinstance(sub, argparse.ArgumentParser):
+                nested = command_names(sub)
+                names += [f"{name} {n}" for n in nested] if nested else [name]
+    return names
+
+
 @exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
     """Run ``groot-ft`` with ``argv``; a user error becomes one ``error:`` message and exit 2 (``groot_ft.errors``)."""

@@ -32,6 +32,13 @@ class UserError(Exception):
     """A problem with the user's input, not a bug: printed as one message, never as a traceback."""
 
 
+class UserKeyError(UserError, KeyError):
+    """A name the user gave (an embodiment tag, say) that is not there; still a KeyError for callers that look it up."""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes the message as if it were the missing key
+        return str(self.args[0]) if self.args else ""
+
+
 def describe_os_error(exc: OSError) -> str:
     """``PATH: reason`` for a file-system error (Python's own text, ``[Errno 2] ...: 'PATH'``, is for programmers)."""
     if exc.filename is None or exc.strerror is None:

@@ -210,6 +210,8 @@ def load_check(directory: Path) -> int:
 def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                    validation_report: str | Path | None = None, datasets: list[str] | None = None) -> list[str]:
     out = Path(output_dir)
+    if not out.is_dir():  # else every piece of the tree would be listed as missing
+        raise PackageError(f"{out}: no such directory; pass the run's output_dir")
     missing = check_tree(out)
     if missing:
         raise PackageError(f"{out}: output tree incomplete; missing:\n  - " + "\n  - ".join(missing) +

@@ -21,14 +21,11 @@ import numpy as np
 import torch
 
 from groot_ft.embodiment import normalize_tag
-from groot_ft.errors import UserError
+from groot_ft.errors import UserKeyError
 
 
-class UnknownEmbodimentError(UserError, KeyError):
-    """The model has no modality config for the asked embodiment tag (a KeyError, as a lookup of the tag)."""
-
-    def __str__(self) -> str:  # KeyError's own str() quotes the message like a key
-        return str(self.args[0]) if self.args else ""
+class UnknownEmbodimentError(UserKeyError):
+    """The model has no modality config for the asked embodiment tag."""
 
 
 class Gr00tPolicy:

@@ -29,6 +29,10 @@ class TokenizerNotFoundError(UserError, FileNotFoundError):
     """A model whose vocabulary needs a tokenizer that was not found; the message says where to get it."""
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint directory that cannot be used as it is (missing weights, a tokenizer that does not fit it)."""
+
+
 class ModelNotFoundError(UserError, FileNotFoundError):
     """A model path that is neither a preset nor a model directory; the message names the path and the presets."""
 
@@ -124,16 +128,16 @@ def create_model(
     missing = sorted(k for k in info["missing_keys"] if not k.endswith("action_head.mask_token"))
     if missing:
         shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
-        raise ValueError(f"{path}: checkpoint lacks weights for {shown}")
+        raise CheckpointError(f"{path}: checkpoint lacks weights for {shown}")
 
     image_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     if image_id != model.config.image_token_index:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: tokenizer {IMG_CONTEXT_TOKEN} id {image_id} != config {model.config.image_token_index}"
         )
     if len(tokenizer) > model.config.text_config.vocab_size:
         vocab = model.config.text_config.vocab_size
-        raise ValueError(f"{path}: tokenizer has {len(tokenizer)} tokens > vocab_size {vocab}")
+        raise CheckpointError(f"{path}: tokenizer has {len(tokenizer)} tokens > vocab_size {vocab}")
     if _resolve_bf16(bf16_weights, model.config):
         model.apply_bf16_weights()
     return model, tokenizer
