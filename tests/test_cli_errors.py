@@ -35,6 +35,8 @@ class Inputs:
     corrupt: Path  # a dataset whose first episode's front video is truncated (not a container any more)
     corrupt_video: Path
     bad_info: Path  # a dataset whose meta/info.json is not JSON
+    bad_parquet: Path  # a dataset whose first episode's parquet is truncated
+    bad_rep_yaml: Path  # a modality config with an unknown action representation
     bad_config: Path  # a run config that is not YAML
     bad_key_config: Path  # a run config with an unknown key and a wrongly typed one
     bad_run: Path  # a run description that is not JSON
@@ -55,6 +57,11 @@ def inputs(demo_dataset, tmp_path_factory) -> Inputs:
     corrupt = Path(shutil.copytree(demo_dataset, tmp / "corrupt"))
     corrupt_video = sorted(corrupt.glob("videos/**/episode_000000.mp4"))[0]
     corrupt_video.write_bytes(corrupt_video.read_bytes()[:1500])
+    bad_parquet = Path(shutil.copytree(demo_dataset, tmp / "bad_parquet", ignore=shutil.ignore_patterns("*.mp4")))
+    parquet = sorted(bad_parquet.glob("data/**/episode_000000.parquet"))[0]
+    parquet.write_bytes(parquet.read_bytes()[:300])
+    bad_rep_yaml = tmp / "sideways.yaml"
+    bad_rep_yaml.write_text(DEMO_MODALITY.read_text().replace("rep: RELATIVE", "rep: SIDEWAYS"))
     bad_info = tmp / "bad_info"
     (bad_info / "meta").mkdir(parents=True)
     (bad_info / "meta" / "info.json").write_text('{"codebase_version": "v2.1",\n')
@@ -64,8 +71,8 @@ def inputs(demo_dataset, tmp_path_factory) -> Inputs:
     bad_key_config.write_text(f"dataset: {demo_dataset}\nlearning_rat: 1e-4\nmax_steps: many\n")
     bad_run = tmp / "run.json"
     bad_run.write_text('{"version": 1, "datasets": [\n')
-    return Inputs(tmp, demo_dataset, tmp / "no such dataset", bad_yaml, corrupt, corrupt_video, bad_info, bad_config,
-                  bad_key_config, bad_run)
+    return Inputs(tmp, demo_dataset, tmp / "no such dataset", bad_yaml, corrupt, corrupt_video, bad_info, bad_parquet,
+                  bad_rep_yaml, bad_config, bad_key_config, bad_run)
 
 
 # One case per `groot-ft` command (its name as `command_names()` spells it), with the bad input a user most likely
@@ -95,6 +102,11 @@ COMMAND_CASES: dict[str, Callable[[Inputs], Case]] = {
 EXTRA_CASES: dict[str, Callable[[Inputs], Case]] = {
     "stats, missing dataset": lambda i: Case(["stats", str(i.missing), "--out", str(i.tmp / "s2")],
                                              [str(i.missing), "does not exist"]),
+    "stats, truncated parquet": lambda i: Case(["stats", str(i.bad_parquet), "--out", str(i.tmp / "s5")],
+                                               [str(i.bad_parquet / "data"), "episode_000000.parquet", "episode 0"]),
+    "shards, unknown action representation": lambda i: Case(
+        ["shards", str(i.demo), "--modality-config", str(i.bad_rep_yaml), "--out", str(i.tmp / "shards4"),
+         "--image-edge", "48"], [str(i.bad_rep_yaml), "action.action_configs[0].rep", "SIDEWAYS"]),
     "validate, missing modality config": lambda i: Case(
         ["validate", str(i.demo), "--modality-config", str(i.missing)], [str(i.missing), "cannot read"]),
     "shards, bad run description": lambda i: Case(
