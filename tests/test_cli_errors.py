@@ -210,3 +210,10 @@ def test_a_bug_keeps_its_traceback():
 
     with pytest.raises(ValueError, match="a bug"):
         command()
+
+    @exits_on_user_error
+    def no_path() -> int:  # an OSError that names no path is not the file system refusing the user's input
+        raise ConnectionResetError("a socket went away")
+
+    with pytest.raises(ConnectionResetError):
+        no_path()

@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decides the processor's image size: a preset, a directory, or a hub repo id (read offline "
                    "from the hub cache)")
     p.add_argument("--base-model-revision", help="the hub revision of --base-model-path (branch, tag or commit)")
-    p.add_argument("--image-edge", type=int, help="override the stored frames' shortest edge")
+    p.add_argument("--image-edge", type=positive_int, help="override the stored frames' shortest edge")
     p.add_argument("--shard-size", type=positive_int, default=1024)
     p.add_argument("--episode-sampling-rate", type=positive_float, default=0.1)
     p.add_argument("--seed", type=int, default=42)

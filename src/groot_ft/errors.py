@@ -8,8 +8,9 @@ error (a JSON/YAML decode error, PyAV's error on a corrupt video) into one of th
 
 Each entry point (``groot-ft`` and its subcommands, ``python -m groot_ft.stats``, ``python -m groot_ft.train``,
 ``python -m groot_ft.data.modality_init``) wraps its ``main`` in :func:`exits_on_user_error`: a ``UserError``, or an
-``OSError`` of the file system (missing file, permission denied, disk full), becomes ``error: <message>`` on stderr
-and exit status :data:`EXIT_USER_ERROR`. Any other exception is a bug and keeps its traceback.
+``OSError`` in which the file system refused a named path (missing, permission denied, disk full), becomes
+``error: <message>`` on stderr and exit status :data:`EXIT_USER_ERROR`. Any other exception, an ``OSError`` that
+names no path included, is a bug and keeps its traceback.
 
 Exit statuses: 0 success; :data:`EXIT_FINDINGS` (1) the command ran and found problems (``validate``, ``verify``);
 :data:`EXIT_USER_ERROR` (2) the command could not run on what it was given (argparse's usage errors exit 2 as well).
@@ -39,10 +40,14 @@ class UserKeyError(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class OutputExistsError(UserError, FileExistsError):
+    """An output path that is taken (a non-empty directory, an existing file) and that we refuse to overwrite."""
+
+
 def describe_os_error(exc: OSError) -> str:
     """``PATH: reason`` for a file-system error (Python's own text, ``[Errno 2] ...: 'PATH'``, is for programmers)."""
     if exc.filename is None or exc.strerror is None:
-        return str(exc)  # raised with a message of our own (e.g. "OUT: refusing to write into a non-empty directory")
+        return str(exc)
     where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
     return f"{where}: {exc.strerror}"
 
@@ -88,6 +93,8 @@ def exits_on_user_error(main: F) -> F:
         except UserError as exc:
             message = str(exc)
         except OSError as exc:
+            if exc.filename is None:  # not the file system refusing a path the user named: keep the traceback
+                raise
             # The environment refused (a missing path, permissions, a full disk): the path and reason say it all.
             message = describe_os_error(exc)
         print(f"error: {message}", file=sys.stderr)

@@ -49,7 +49,7 @@ from groot_ft.data.modality_groups import (
     split_groups,
     unique_name,
 )
-from groot_ft.errors import UserError, exits_on_user_error
+from groot_ft.errors import OutputExistsError, UserError, exits_on_user_error
 from groot_ft.io import atomic_write_text
 
 __all__ = [
@@ -434,9 +434,9 @@ def write_proposal(
         raise ModalityInitError("--out-modality-json and --out-config name the same file; give two different files")
     for path, _ in targets:
         if path.is_dir():
-            raise IsADirectoryError(f"{path}: is a directory; give a file path")
+            raise OutputExistsError(f"{path}: is a directory; give a file path")
         if (path.exists() or path.is_symlink()) and not force:
-            raise FileExistsError(f"{path}: already exists; refusing to overwrite it (use --force / force=True)")
+            raise OutputExistsError(f"{path}: already exists; refusing to overwrite it (use --force / force=True)")
     written = []
     for path, text in targets:
         atomic_write_text(path, text)
