@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 import groot_ft
 from groot_ft.cli import command_names
 from groot_ft.errors import EXIT_FINDINGS, EXIT_USER_ERROR, exits_on_user_error
-from tests.conftest import DEMO_MODALITY
+from tests.conftest import DEMO_MODALITY, PROJECT_ROOT
 
 SRC = Path(groot_ft.__file__).resolve().parents[1]
 PACKAGE = SRC / "groot_ft"
@@ -40,6 +41,7 @@ class Inputs:
     bad_config: Path  # a run config that is not YAML
     bad_key_config: Path  # a run config with an unknown key and a wrongly typed one
     bad_run: Path  # a run description that is not JSON
+    bad_deepspeed_config: Path  # a valid run config whose deepspeed_config file is not JSON
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,15 @@ def inputs(demo_dataset, tmp_path_factory) -> Inputs:
     bad_key_config.write_text(f"dataset: {demo_dataset}\nlearning_rat: 1e-4\nmax_steps: many\n")
     bad_run = tmp / "run.json"
     bad_run.write_text('{"version": 1, "datasets": [\n')
+    bad_deepspeed = tmp / "zero2.json"
+    bad_deepspeed.write_text('{"zero_optimization": {"stage": 2},\n')
+    config = yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text())
+    config.update(dataset=str(demo_dataset), output_dir=str(tmp / "run"), base_model_path="tiny", num_gpus=1,
+                  deepspeed_config=str(bad_deepspeed))
+    bad_deepspeed_config = tmp / "deepspeed_run.yaml"
+    bad_deepspeed_config.write_text(yaml.safe_dump(config))
     return Inputs(tmp, demo_dataset, tmp / "no such dataset", bad_yaml, corrupt, corrupt_video, bad_info, bad_parquet,
-                  bad_rep_yaml, bad_config, bad_key_config, bad_run)
+                  bad_rep_yaml, bad_config, bad_key_config, bad_run, bad_deepspeed_config)
 
 
 # One case per `groot-ft` command (its name as `command_names()` spells it), with the bad input a user most likely
@@ -135,8 +144,11 @@ EXTRA_MODULE_CASES: dict[str, tuple[str, Callable[[Inputs], Case]]] = {
     "train, unknown and mistyped keys": ("groot_ft.train", lambda i: Case(
         ["--config", str(i.bad_key_config), "--run", str(i.bad_run)],
         [str(i.bad_key_config), "learning_rat", "max_steps"])),
+    "train, malformed DeepSpeed config": ("groot_ft.train", lambda i: Case(
+        ["--config", str(i.bad_deepspeed_config), "--dataset", str(i.demo), "--stats", str(i.tmp / "stats"),
+         "--shards", str(i.tmp / "shards")], [str(i.tmp / "zero2.json"), "DeepSpeed config", "not valid JSON"])),
     "train, bad run description": ("groot_ft.train", lambda i: Case(
-        ["--config", str(PACKAGE.parents[1] / "config" / "config.yaml"), "--run", str(i.bad_run)],
+        ["--config", str(PROJECT_ROOT / "config" / "config.yaml"), "--run", str(i.bad_run)],
         [str(i.bad_run), "not valid JSON"])),
 }
 
