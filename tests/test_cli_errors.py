@@ -42,6 +42,7 @@ class Inputs:
     bad_key_config: Path  # a run config with an unknown key and a wrongly typed one
     bad_run: Path  # a run description that is not JSON
     bad_deepspeed_config: Path  # a valid run config whose deepspeed_config file is not JSON
+    bad_model: Path  # a model directory whose config.json is not JSON
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ def inputs(demo_dataset, tmp_path_factory) -> Inputs:
                   deepspeed_config=str(bad_deepspeed))
     bad_deepspeed_config = tmp / "deepspeed_run.yaml"
     bad_deepspeed_config.write_text(yaml.safe_dump(config))
+    bad_model = tmp / "checkpoint-2"
+    bad_model.mkdir()
+    (bad_model / "config.json").write_text('{"model_type": "Gr00tN1d6",\n')
     return Inputs(tmp, demo_dataset, tmp / "no such dataset", bad_yaml, corrupt, corrupt_video, bad_info, bad_parquet,
-                  bad_rep_yaml, bad_config, bad_key_config, bad_run, bad_deepspeed_config)
+                  bad_rep_yaml, bad_config, bad_key_config, bad_run, bad_deepspeed_config, bad_model)
 
 
 # One case per `groot-ft` command (its name as `command_names()` spells it), with the bad input a user most likely
@@ -124,6 +128,10 @@ EXTRA_CASES: dict[str, Callable[[Inputs], Case]] = {
     "shards, bad flag value": lambda i: Case(
         ["shards", str(i.demo), "--modality-config", str(DEMO_MODALITY), "--out", str(i.tmp / "shards3"),
          "--eval-episodes", "three"], ["--eval-episodes", "'three'"]),
+    "inspect, malformed model config": lambda i: Case(
+        ["inspect", "--base-model", str(i.bad_model), "--dataset", str(i.demo), "--embodiment-tag", "new_embodiment",
+         "--modality-config", str(DEMO_MODALITY), "--out", str(i.tmp / "inspect2")],
+        [str(i.bad_model / "config.json"), "model config", "not valid JSON"]),
     "eval-open-loop, model not there": lambda i: Case(
         ["eval-open-loop", str(i.missing), "--dataset", str(i.demo), "--embodiment-tag", "new_embodiment",
          "--out", str(i.tmp / "eval2"), "--num-episodes", "1"], [str(i.missing), "neither a preset"]),

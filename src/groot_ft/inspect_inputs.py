@@ -67,7 +67,7 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     ds = LeRobotDataset(dataset_root)
     user_cfg = load_modality_config(modality_config) if modality_config else None
 
-    from groot_ft.model import Gr00tCollator, Gr00tN1d6Config, build_tokenizer, checkpoint_tokenizer, preset
+    from groot_ft.model import Gr00tCollator, build_tokenizer, checkpoint_tokenizer, load_model_config, preset
     from groot_ft.model.tokenizer import IMG_CONTEXT_TOKEN, load_tokenizer
     from groot_ft.run_processor import build_run_processor, resolve_modality_configs
 
@@ -84,7 +84,7 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
             tokenizer.source = f"byte tokenizer (preset {base_model!r})"
         config.image_token_index = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     else:
-        config = Gr00tN1d6Config.from_pretrained(os.fspath(base_dir))
+        config = load_model_config(base_dir)
         tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
     provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)}", f"tokenizer: {tokenizer.source}"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from groot_ft.errors import UserError
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.hub import has_tokenizer
 from groot_ft.io import share_like_umask
 
@@ -35,6 +35,17 @@ class CheckpointError(UserError, ValueError):
 
 class ModelNotFoundError(UserError, FileNotFoundError):
     """A model path that is neither a preset nor a model directory; the message names the path and the presets."""
+
+
+def load_model_config(directory: str | os.PathLike[str]) -> Gr00tN1d6Config:
+    """The ``config.json`` of a model directory. A file that is not JSON, or not a GR00T config, is a CheckpointError
+    naming it (transformers' own error names neither the line nor the field)."""
+    path = Path(directory) / "config.json"
+    read_json_file(path, "the model config")  # a syntax error, with its line and column
+    try:
+        return Gr00tN1d6Config.from_pretrained(os.fspath(directory))
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a GR00T N1.6 model config ({exc})") from exc
 
 EMBED_KEY = "backbone.model.language_model.model.embed_tokens.weight"
 LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
@@ -112,7 +123,7 @@ def create_model(
             "with config.json (an output_dir, a checkpoint-N directory or a downloaded checkpoint)"
         )
     # The tokenizer first: a checkpoint that cannot be fed correctly fails before gigabytes of weights are read.
-    tokenizer = checkpoint_tokenizer(path, Gr00tN1d6Config.from_pretrained(os.fspath(path)), tokenizer)
+    tokenizer = checkpoint_tokenizer(path, load_model_config(path), tokenizer)
     keys = _checkpoint_keys(path)
     load_kwargs = {}
     if keys is not None and EMBED_KEY not in keys and LM_HEAD_KEY in keys:
