@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from groot_ft.errors import UserError, describe_json_error, describe_yaml_error
+from groot_ft.errors import UserError, describe_yaml_error, read_json_file
 from groot_ft.io import atomic_write_text
 
 
@@ -135,6 +135,8 @@ class FinetuneConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a config: not UTF-8 text (byte {exc.start})") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
         if not isinstance(data, dict):
@@ -263,15 +265,8 @@ class RunDescription:
 
     @classmethod
     def load(cls, path: str | Path) -> RunDescription:
-        import json
-
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the run description ({exc.strerror})") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({describe_json_error(exc)})") from exc
+        data = read_json_file(path, "the run description")
         if not isinstance(data, dict) or data.get("version") != RUN_DESCRIPTION_VERSION:
             raise ConfigError(f"{path}: not a version {RUN_DESCRIPTION_VERSION} run description "
                               f"(written by the workflow's run_config rule)")

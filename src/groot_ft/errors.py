@@ -74,6 +74,8 @@ def read_json_file(path: str | Path, what: str) -> Any:
         text = path.read_text()
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: {what} is not UTF-8 text (byte {exc.start}); is this the right file?") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

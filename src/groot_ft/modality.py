@@ -218,6 +218,8 @@ def load_modality_config(path: str | Path) -> EmbodimentModalityConfig:
         text = path.read_text()
     except OSError as exc:
         raise ModalityConfigError(f"{path}: cannot read modality config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ModalityConfigError(f"{path}: not a modality config: not UTF-8 text (byte {exc.start})") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
