@@ -65,6 +65,7 @@ def inputs(demo_dataset, tmp_path_factory) -> Inputs:
     parquet.write_bytes(parquet.read_bytes()[:300])
     bad_rep_yaml = tmp / "sideways.yaml"
     bad_rep_yaml.write_text(DEMO_MODALITY.read_text().replace("rep: RELATIVE", "rep: SIDEWAYS"))
+    assert "SIDEWAYS" in bad_rep_yaml.read_text(), f"{DEMO_MODALITY} has no RELATIVE action to break"
     bad_info = tmp / "bad_info"
     (bad_info / "meta").mkdir(parents=True)
     (bad_info / "meta" / "info.json").write_text('{"codebase_version": "v2.1",\n')
