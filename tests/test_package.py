@@ -184,7 +184,7 @@ def test_repackaging_is_deterministic_and_bad_input_changes_nothing(damaged, pre
         k: v for k, v in before.items() if k not in ("created", "release")}
     snapshot = {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file() and "logs" not in p.parts}
     capsys.readouterr()
-    assert cli(["package", str(damaged), "--dataset", str(damaged / "nowhere")]) == 1
+    assert cli(["package", str(damaged), "--dataset", str(damaged / "nowhere")]) == 2  # bad input
     err = capsys.readouterr().err
     assert f"{damaged / 'nowhere'}: the run's dataset is not there" in err and "--dataset" in err
     assert {p: p.read_bytes() for p in damaged.rglob("*") if p.is_file() and "logs" not in p.parts} == snapshot

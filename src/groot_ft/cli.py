@@ -14,7 +14,10 @@
     groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
 
 Training itself is ``accelerate launch ... -m groot_ft.train`` (see the ``groot_ft/train/`` package).
-Errors go to stderr with the file and field they concern; the exit code is non-zero.
+
+Exit status: 0 success; 1 the command ran and found problems (validate, verify); 2 bad input (a usage error, or a
+config, modality config, dataset, video, base model or path that cannot be used): one ``error: ...`` paragraph on
+stderr naming the file and key, never a traceback (see ``groot_ft.errors``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from groot_ft.errors import EXIT_FINDINGS, exits_on_user_error, read_json_file
 
 
 def _modality(path: str | None):
@@ -68,25 +73,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.report:
         report.write_json(args.report)
     print(report.summary_text())
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_FINDINGS
 
 
 def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
     """The processor's working image size: from a model directory's files (a hub repo id is resolved offline to its
     snapshot in the hub cache), else from the named preset."""
-    import json
-
-    from groot_ft.hub import resolve_base_model
+    from groot_ft.hub import BaseModelError, resolve_base_model
 
     resolved = resolve_base_model(base_model_path, revision=revision)
     root = resolved if resolved is not None else Path(base_model_path)
-    if (root / "processor_config.json").is_file():
-        return int(json.loads((root / "processor_config.json").read_text())["processor_kwargs"]["shortest_image_edge"])
-    # A square image_size (small presets) is the working size; upstream's geometry (image_size null) works at the
-    # processor's shortest_image_edge and leaves the rest to the collator's smart_resize.
-    if (root / "config.json").is_file():
-        config = json.loads((root / "config.json").read_text())
-        return int(config.get("image_size") or config["shortest_image_edge"])
+    path = root / "processor_config.json"
+    try:
+        if path.is_file():
+            return int(read_json_file(path, "the processor config")["processor_kwargs"]["shortest_image_edge"])
+        # A square image_size (small presets) is the working size; upstream's geometry (image_size null) works at the
+        # processor's shortest_image_edge and leaves the rest to the collator's smart_resize.
+        path = root / "config.json"
+        if path.is_file():
+            config = read_json_file(path, "the model config")
+            return int(config.get("image_size") or config["shortest_image_edge"])
+    except (KeyError, TypeError, ValueError) as exc:  # a model directory written by something else
+        raise BaseModelError(f"{path}: no image size (processor_kwargs.shortest_image_edge, or image_size / "
+                             f"shortest_image_edge in config.json): {exc!r}; pass --image-edge") from exc
     from groot_ft.model import preset
 
     config = preset(base_model_path)
@@ -94,11 +103,36 @@ def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
 
 
 def parse_eval_episodes(text: str) -> int | list[int]:
-    """``3`` is a count; ``3,7`` (or ``5,`` for a single index) lists episode indices."""
+    """``3`` is a count; ``3,7`` (or ``5,`` for a single index) lists episode indices. An argparse ``type``, so a bad
+    value is a usage error that names the flag."""
     text = text.strip()
-    if "," in text:
-        return [int(x) for x in text.split(",") if x.strip()]
-    return int(text)
+    try:
+        if "," in text:
+            return [int(x) for x in text.split(",") if x.strip()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a count (3) nor a comma list of episode indices "
+                                         f"(3,7 or 5,)") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def cmd_eval_open_loop(args: argparse.Namespace) -> int:
@@ -112,7 +146,7 @@ def cmd_eval_open_loop(args: argparse.Namespace) -> int:
         train, evaluation = entry.train_episodes, entry.held_out_episodes
     else:
         indices = [e.index for e in LeRobotDataset(args.dataset).episodes]
-        held = parse_eval_episodes(args.eval_episodes)
+        held = args.eval_episodes
         train, evaluation = split_episodes(indices, held, args.seed) if held else (indices, [])
     episodes = (evaluation or train)[: args.num_episodes]
     metrics = evaluate_open_loop(args.model, args.dataset, args.embodiment_tag, args.out, episodes,
@@ -136,7 +170,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
     if args.split != "all" and entry is not None:  # the split run_config resolved once
         episodes = entry.train_episodes if args.split == "train" else entry.held_out_episodes
     elif args.split != "all":
-        held = parse_eval_episodes(args.eval_episodes)
+        held = args.eval_episodes
         train, evaluation = split_episodes([e.index for e in LeRobotDataset(args.dataset).episodes], held, args.seed)
         episodes = train if args.split == "train" else evaluation
     manifest = build_shards(
@@ -198,18 +232,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from groot_ft.manifest import ManifestError
-    from groot_ft.package import PackageError, package_output, place_processor_files
+    from groot_ft.package import package_output, place_processor_files
 
-    try:
-        if args.processor_files_only:
-            lines = place_processor_files(args.output_dir) or [f"{args.output_dir}: processor files already in place"]
-        else:
-            lines = package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation,
-                                   datasets=args.dataset, modality_jsons=args.modality_json, run=args.run)
-    except (PackageError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    if args.processor_files_only:
+        lines = place_processor_files(args.output_dir) or [f"{args.output_dir}: processor files already in place"]
+    else:
+        lines = package_output(args.output_dir, stats_dir=args.stats, validation_report=args.validation,
+                               datasets=args.dataset, modality_jsons=args.modality_json, run=args.run)
     for line in lines:
         print(line)
     return 0
@@ -220,7 +249,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     result = verify_output(args.output_dir)
     print(result.summary())
-    return 0 if result.ok else 1
+    return 0 if result.ok else EXIT_FINDINGS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-data", help="write the synthetic demo dataset (LeRobot v2.1, real mp4 video)")
     p.add_argument("out")
-    p.add_argument("--episodes", type=int, default=24)
+    p.add_argument("--episodes", type=positive_int, default=24)
     p.add_argument("--codec", choices=["h264", "av1"], default="h264")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", choices=["v2.1", "v3.0"], default="v2.1", help="LeRobot dataset format to write")
@@ -238,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert-v3", help="write a LeRobot v3.0 copy of a v2.x dataset (the source is only read)")
     p.add_argument("source")
     p.add_argument("out")
-    p.add_argument("--data-files-size-in-mb", type=float, default=100)
-    p.add_argument("--video-files-size-in-mb", type=float, default=200)
+    p.add_argument("--data-files-size-in-mb", type=positive_float, default=100)
+    p.add_argument("--video-files-size-in-mb", type=positive_float, default=200)
     p.set_defaults(func=cmd_convert_v3)
 
     p = sub.add_parser("validate", help="check a dataset; exit 1 on errors")
@@ -264,20 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decides the processor's image size: a preset, a directory, or a hub repo id (read offline "
                    "from the hub cache)")
     p.add_argument("--base-model-revision", help="the hub revision of --base-model-path (branch, tag or commit)")
-    p.add_argument("--image-edge", type=int, help="override the stored frames' shortest edge")
-    p.add_argument("--shard-size", type=int, default=1024)
-    p.add_argument("--episode-sampling-rate", type=float, default=0.1)
+    p.add_argument("--image-edge", type=positive_int, help="override the stored frames' shortest edge")
+    p.add_argument("--shard-size", type=positive_int, default=1024)
+    p.add_argument("--episode-sampling-rate", type=positive_float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--split", choices=["all", "train", "eval"], default="all",
                    help="which side of the eval hold-out to shard (see --eval-episodes)")
-    p.add_argument("--eval-episodes", default="0",
+    p.add_argument("--eval-episodes", type=parse_eval_episodes, default="0",
                    help="held-out episodes: a count (seeded choice) or a comma list of indices, e.g. 3,7,")
     p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the split of DATASET from it "
                    "instead of --eval-episodes, and its modality mapping (modality_json_path)")
     p.add_argument("--modality-json", metavar="FILE",
                    help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
                    "DATASET/meta/modality.json; default: the one --run records")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="episodes decoded at once (the shards are identical for any value)")
     p.set_defaults(func=cmd_shards)
 
@@ -286,15 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--embodiment-tag", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--eval-episodes", default="0", help="the run's hold-out (count or comma list), as in training")
+    p.add_argument("--eval-episodes", type=parse_eval_episodes, default="0",
+                   help="the run's hold-out (count or comma list), as in training")
     p.add_argument("--seed", type=int, default=42, help="the run's seed (decides which episodes were held out)")
     p.add_argument("--run", help="the run description (experiment_cfg/run.json): take the held-out episodes of "
                    "--dataset from it instead of --eval-episodes/--seed, and its modality mapping (modality_json_path)")
     p.add_argument("--modality-json", metavar="FILE",
                    help="the dataset's GR00T modality mapping kept outside it (modality_json_path), read instead of "
                    "DATASET/meta/modality.json; default: the one --run records")
-    p.add_argument("--num-episodes", type=int, default=2)
-    p.add_argument("--max-steps", type=int, help="replay at most this many steps per episode")
+    p.add_argument("--num-episodes", type=positive_int, default=2)
+    p.add_argument("--max-steps", type=positive_int, help="replay at most this many steps per episode")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_eval_open_loop)
 
@@ -347,21 +377,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_names(parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """Every command line of ``groot-ft``, nested ones spelled out (``modality init``), read from the parser itself
+    so that the bad-input test (tests/test_cli_errors.py) notices a new command without a case."""
+    names: list[str] = []
+    # argparse has no public way to list subparsers; its subparsers action is the one whose `choices` are parsers
+    for action in (parser or build_parser())._actions:
+        choices = action.choices if isinstance(action.choices, dict) else {}
+        for name, sub in choices.items():
+            if isinstance(sub, argparse.ArgumentParser):
+                nested = command_names(sub)
+                names += [f"{name} {n}" for n in nested] if nested else [name]
+    return names
+
+
+@exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
+    """Run ``groot-ft`` with ``argv``; a user error becomes one ``error:`` message and exit 2 (``groot_ft.errors``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["stats"]:  # its own parser (groot_ft.stats.cli) owns every flag, --help included
         from groot_ft.stats.cli import main as stats_main
 
         return stats_main(argv[1:])
     args = build_parser().parse_args(argv)
-    from groot_ft.data.lerobot import DatasetError
-    from groot_ft.modality import ModalityConfigError
-
-    try:
-        return args.func(args)
-    except (DatasetError, ModalityConfigError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

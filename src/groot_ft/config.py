@@ -11,10 +11,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from groot_ft.errors import UserError, describe_yaml_error, read_json_file
 from groot_ft.io import atomic_write_text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid run config; the message lists every problem with its key."""
 
 
@@ -161,8 +162,10 @@ class FinetuneConfig:
                 layer = yaml.safe_load(path.read_text()) or {}
             except OSError as exc:
                 raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}: not a config: not UTF-8 text (byte {exc.start})") from exc
             except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+                raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
             if not isinstance(layer, dict):
                 raise ConfigError(f"{path}: expected a mapping of config keys")
             data = merge_config(data, layer)
@@ -313,15 +316,8 @@ class RunDescription:
 
     @classmethod
     def load(cls, path: str | Path) -> RunDescription:
-        import json
-
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the run description ({exc.strerror})") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+        data = read_json_file(path, "the run description")
         if not isinstance(data, dict) or data.get("version") != RUN_DESCRIPTION_VERSION:
             raise ConfigError(f"{path}: not a version {RUN_DESCRIPTION_VERSION} run description "
                               f"(written by the workflow's run_config rule)")

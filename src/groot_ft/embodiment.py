@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from groot_ft.errors import UserKeyError
+
 # Upstream's EMBODIMENT_TAG_TO_PROJECTOR_INDEX. A checkpoint's embodiment_id.json wins over this table;
 # tags it lacks are filled from here.
 EMBODIMENT_TAG_TO_ID: dict[str, int] = {
@@ -28,7 +30,7 @@ def embodiment_id(tag: str, mapping: dict[str, int] | None = None) -> int:
     table = {**EMBODIMENT_TAG_TO_ID, **(mapping or {})}
     if tag not in table:
         known = ", ".join(sorted(table))
-        raise KeyError(f"unknown embodiment_tag {tag!r}; known tags: {known} (use new_embodiment for a new robot)")
+        raise UserKeyError(f"unknown embodiment_tag {tag!r}; known tags: {known} (use new_embodiment for a new robot)")
     value = table[tag]
     if not 0 <= value < MAX_NUM_EMBODIMENTS:
         raise ValueError(f"embodiment id {value} for {tag!r} must be in [0, {MAX_NUM_EMBODIMENTS})")

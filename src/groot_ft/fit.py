@@ -7,12 +7,12 @@ silently truncated action) hours later. :func:`fit_problems` lists every such pr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groot_ft.embodiment import EMBODIMENT_TAG_TO_ID, embodiment_id
+from groot_ft.errors import read_json_file
 from groot_ft.modality import EmbodimentModalityConfig
 
 
@@ -32,13 +32,13 @@ class ModelLimits:
         """From a model directory's config.json (+ embodiment_id.json), else from the named preset."""
         root = Path(base_model_path)
         if (root / "config.json").is_file():
-            config = json.loads((root / "config.json").read_text())
+            config = read_json_file(root / "config.json", "the base model's config")
             ids_file = root / "embodiment_id.json"
-            ids = json.loads(ids_file.read_text()) if ids_file.is_file() else {}
+            ids = read_json_file(ids_file, "the base model's embodiment ids") if ids_file.is_file() else {}
             source = str(root / "config.json")
             processor_file = root / "processor_config.json"  # its settings apply when fine-tuning from it
             if processor_file.is_file():
-                kwargs = json.loads(processor_file.read_text()).get("processor_kwargs", {})
+                kwargs = read_json_file(processor_file, "the base model's processor config").get("processor_kwargs", {})
                 sincos = bool(kwargs.get("apply_sincos_state_encoding", False))
             else:
                 sincos = bool(config.get("apply_sincos_state_encoding", False))

@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from groot_ft.errors import UserError
+
 # The files a tokenizer directory may hold (Qwen3 / Eagle: BPE vocab + merges, added tokens, chat template).
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -38,7 +40,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of a true environment variable
 
 
-class BaseModelError(ValueError):
+class BaseModelError(UserError, ValueError):
     """The base model (or tokenizer) cannot be found; the message says what to do."""
 
 

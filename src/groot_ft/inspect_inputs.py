@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from groot_ft.errors import UserError
 
-class InspectError(ValueError):
+
+class InspectError(UserError, ValueError):
     """A problem with inspect's inputs; the message names the file, key or episode."""
 
 
@@ -61,11 +63,16 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     from groot_ft.embodiment import normalize_tag
     from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
     from groot_ft.modality import load_modality_config
-    from groot_ft.model import Gr00tCollator, Gr00tN1d6Config, build_tokenizer, checkpoint_tokenizer, preset
+
+    tag = normalize_tag(embodiment_tag)
+    # the user's own files first: a wrong dataset path or modality config fails before seconds of torch imports
+    ds = LeRobotDataset(dataset_root, modality_json)
+    user_cfg = load_modality_config(modality_config) if modality_config else None
+
+    from groot_ft.model import Gr00tCollator, build_tokenizer, checkpoint_tokenizer, load_model_config, preset
     from groot_ft.model.tokenizer import IMG_CONTEXT_TOKEN, load_tokenizer
     from groot_ft.run_processor import build_run_processor, resolve_modality_configs
 
-    tag = normalize_tag(embodiment_tag)
     base_dir = resolve_base_model(base_model)
     tokenizer_dir = resolve_tokenizer_dir(tokenizer_path)
     tokenizer = None
@@ -79,13 +86,11 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
             tokenizer.source = f"byte tokenizer (preset {base_model!r})"
         config.image_token_index = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     else:
-        config = Gr00tN1d6Config.from_pretrained(os.fspath(base_dir))
+        config = load_model_config(base_dir)
         tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
     provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)}", f"tokenizer: {tokenizer.source}"]
 
-    ds = LeRobotDataset(dataset_root, modality_json)
     provenance.append(ds.modality_source)
-    user_cfg = load_modality_config(modality_config) if modality_config else None
     # the config in force decides which dataset columns the statistics are cut from
     probe_cfg = resolve_modality_configs(base_dir, {tag: user_cfg})[tag]
     stats, stats_source = _statistics(ds, Path(stats_dir) if stats_dir else None, probe_cfg)

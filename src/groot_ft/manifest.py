@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.io import sha256_file
 
 FORMAT = "groot-ft-manifest/2"
@@ -34,7 +35,7 @@ DATASET_PATTERNS = ("meta/**/*", "data/**/*.parquet", "videos/**/*.mp4")
 OPTIMIZER_MARKERS = ("training_state", "optim_states", "optimizer.pt", "optimizer.bin", "scheduler.pt", "rng_state")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(UserError, RuntimeError):
     """A manifest input is missing or unreadable; the message names the file and what to do."""
 
 
@@ -134,7 +135,7 @@ def dataset_fingerprint(root: str | Path, hasher: Hasher | None = None,
         size = path.stat().st_size
         h.update(f"<modality_json_path>\t{size}\t{digest}\n".encode())
         mapping = {"path": str(path.resolve()), "sha256": digest, "bytes": size}
-    info = json.loads((root / "meta" / "info.json").read_text())
+    info = read_json_file(root / "meta" / "info.json", "the dataset's info.json")
     return {
         "path": str(root.resolve()),
         "modality_json": mapping,

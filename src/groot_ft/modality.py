@@ -20,10 +20,12 @@ from typing import Any
 
 import yaml
 
+from groot_ft.errors import UserError, describe_json_error, describe_yaml_error
+
 MODALITIES = ("video", "state", "action", "language")
 
 
-class ModalityConfigError(ValueError):
+class ModalityConfigError(UserError, ValueError):
     """A modality config that cannot be used; the message names the file and field."""
 
 
@@ -216,8 +218,12 @@ def load_modality_config(path: str | Path) -> EmbodimentModalityConfig:
         text = path.read_text()
     except OSError as exc:
         raise ModalityConfigError(f"{path}: cannot read modality config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ModalityConfigError(f"{path}: not a modality config: not UTF-8 text (byte {exc.start})") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ModalityConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ModalityConfigError(f"{path}: not valid JSON ({describe_json_error(exc)})") from exc
+    except yaml.YAMLError as exc:
+        raise ModalityConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
     return parse_embodiment_config(data, source=str(path))

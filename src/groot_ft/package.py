@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from groot_ft import manifest as mf
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from groot_ft.model_card import render_model_card
 
@@ -32,7 +33,7 @@ RUN_ONLY_FILES = {"manifest.json", "training_log.jsonl", "wandb_config.json"}
 RUN_DESCRIPTION = "experiment_cfg/run.json"
 
 
-class PackageError(RuntimeError):
+class PackageError(UserError, RuntimeError):
     """The output tree is incomplete; the message lists every missing piece."""
 
 
@@ -99,7 +100,7 @@ def plot_stats(stats_dir: Path | None, out_png: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    stats = json.loads((stats_dir / "stats.json").read_text()) if stats_dir else {}
+    stats = read_json_file(stats_dir / "stats.json", "the statistics (--stats)") if stats_dir else {}
     features = [k for k in ("observation.state", "action") if k in stats]
     fig, axes = plt.subplots(1, max(1, len(features)), figsize=(6 * max(1, len(features)), 3.8), squeeze=False)
     for ax, name in zip(axes[0], features):
@@ -244,6 +245,8 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
                    validation_report: str | Path | None = None, datasets: list[str] | None = None,
                    modality_jsons: list[str] | None = None, run: str | Path | None = None) -> list[str]:
     out = Path(output_dir)
+    if not out.is_dir():  # else every piece of the tree would be listed as missing
+        raise PackageError(f"{out}: no such directory; pass the run's output_dir")
     missing = check_tree(out)
     if missing:
         raise PackageError(f"{out}: output tree incomplete; missing:\n  - " + "\n  - ".join(missing) +
@@ -264,7 +267,8 @@ def package_output(output_dir: str | Path, stats_dir: str | Path | None = None,
         "git": git,
         "package_versions": mf.package_versions(),
         "metrics": training_metrics(out),
-        "validation": json.loads(Path(validation_report).read_text()).get("summary") if validation_report else None,
+        "validation": (read_json_file(validation_report, "the validation report (--validation)").get("summary")
+                       if validation_report else None),
     }
 
     lines = place_processor_files(out)

@@ -21,6 +21,11 @@ import numpy as np
 import torch
 
 from groot_ft.embodiment import normalize_tag
+from groot_ft.errors import UserKeyError
+
+
+class UnknownEmbodimentError(UserKeyError):
+    """The model has no modality config for the asked embodiment tag."""
 
 
 class Gr00tPolicy:
@@ -58,7 +63,7 @@ class Gr00tPolicy:
         self.processor = processor.eval()
         if self.embodiment_tag not in self.processor.modality_configs:
             known = ", ".join(sorted(self.processor.modality_configs))
-            raise KeyError(f"{self.model_path or 'this model'}: no modality config for embodiment "
+            raise UnknownEmbodimentError(f"{self.model_path or 'this model'}: no modality config for embodiment "
                            f"{self.embodiment_tag!r} (it knows: {known}); fine-tune on that embodiment first")
         self.modality_config = self.processor.modality_configs[self.embodiment_tag]
         self.collator = Gr00tCollator(self.tokenizer, self.model.config)

@@ -7,13 +7,13 @@ the per-sample processor; nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.modality import EmbodimentModalityConfig, parse_embodiment_config
 
 STAT_NAMES = ("min", "max", "mean", "std", "q01", "q99")
@@ -21,7 +21,7 @@ DEFAULT_STATE_COLUMN = "observation.state"
 DEFAULT_ACTION_COLUMN = "action"
 
 
-class ProcessorError(ValueError):
+class ProcessorError(UserError, ValueError):
     """A processor input, config or statistics problem; the message names the tag, modality and key."""
 
 
@@ -124,6 +124,7 @@ def statistics_from_stats_dir(
     """:func:`statistics_from_dataset_stats` of the ``stats.json`` (+ ``relative_stats.json`` when present) in
     ``stats_dir``: a ``groot-ft stats`` output or a dataset's ``meta/``. Also returns the files it read."""
     stats_path, rel_path = Path(stats_dir) / "stats.json", Path(stats_dir) / "relative_stats.json"
-    relative = json.loads(rel_path.read_text()) if rel_path.is_file() else None
-    stats = statistics_from_dataset_stats(json.loads(stats_path.read_text()), relative, modality_json, modality_config)
+    relative = read_json_file(rel_path, "the relative-action statistics") if rel_path.is_file() else None
+    stats = statistics_from_dataset_stats(read_json_file(stats_path, "the statistics (stats.json)"), relative,
+                                          modality_json, modality_config)
     return stats, [stats_path] + ([rel_path] if relative is not None else [])

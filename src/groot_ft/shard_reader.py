@@ -8,7 +8,6 @@ the dataset reader.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pyarrow as pa
 import simplejpeg
 from PIL import Image
 
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.modality import EmbodimentModalityConfig
 
 SHARD_FORMAT_VERSION = 1
@@ -48,10 +48,11 @@ class ShardSet:
     @classmethod
     def open(cls, root: str | Path) -> ShardSet:
         root = Path(root)
-        manifest = json.loads((root / "manifest.json").read_text())
-        if manifest.get("format_version") != SHARD_FORMAT_VERSION:
-            raise ValueError(f"{root}/manifest.json: shard format {manifest.get('format_version')} is not "
-                             f"{SHARD_FORMAT_VERSION}; rebuild the shards")
+        manifest = read_json_file(root / "manifest.json", "the shard manifest (written last by `groot-ft shards`)")
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if found != SHARD_FORMAT_VERSION:
+            raise UserError(f"{root}/manifest.json: shard format {found} is not {SHARD_FORMAT_VERSION}; rebuild the "
+                            f"shards")
         return cls(root, manifest)
 
     @property

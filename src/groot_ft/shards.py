@@ -42,7 +42,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from groot_ft.data.lerobot import LeRobotDataset, VideoSegment
+from groot_ft.data.lerobot import DatasetError, LeRobotDataset, VideoSegment
+from groot_ft.errors import UserError
 from groot_ft.io import GroupCommit, atomic_write_bytes, atomic_write_json
 from groot_ft.modality import EmbodimentModalityConfig
 from groot_ft.shard_frames import (  # noqa: F401 (re-exported: importable from here as before)
@@ -78,8 +79,9 @@ def plan_shards(
     episodes = sorted(episode_lengths)
     total = sum(len(valid_steps(episode_lengths[e], cfg)) for e in episodes)
     if total == 0:
-        raise ValueError(
-            f"no episode is longer than the action horizon ({cfg.action_horizon} steps); nothing to train on"
+        raise DatasetError(
+            f"no episode is longer than the action horizon ({cfg.action_horizon} steps); nothing to train on: add "
+            f"longer episodes or shorten action.delta_indices in the modality config"
         )
     num_shards = math.ceil(total / shard_size)
     num_splits = max(1, int(round(1 / episode_sampling_rate)))
@@ -98,7 +100,7 @@ def plan_shards(
             shards[target].append((int(e), part))
             sizes[target] += len(part)
     if (sizes == 0).any():
-        raise ValueError(
+        raise UserError(
             f"{int((sizes == 0).sum())} of {num_shards} shards would be empty; lower episode_sampling_rate's "
             f"inverse or raise shard_size"
         )
@@ -408,7 +410,8 @@ def build_shards(
         known = {ep.index for ep in ds.episodes}
         missing = sorted(set(episodes) - known)
         if missing:
-            raise ValueError(f"{dataset_root}: episodes {missing} do not exist")
+            raise DatasetError(f"{dataset_root}: episodes {missing} do not exist (check the run description's or "
+                               f"--eval-episodes' episode indices)")
         chosen = sorted(set(episodes))
     infos, episodes_rebuilt = _refresh_caches(ds, chosen, cfg, image_edge, cache_dir, threads, progress)
     wanted = {f"episode_{e:06d}.arrow" for e in chosen}

@@ -4,23 +4,22 @@ the resolved run description (experiment_cfg/run.json: datasets, hold-out episod
 
 import sys
 
-from groot_ft.config import ConfigError, FinetuneConfig, RunDescription
+from groot_ft.config import FinetuneConfig, RunDescription
 from groot_ft.data.lerobot import LeRobotDataset
+from groot_ft.errors import UserError
 from groot_ft.fit import ModelLimits, fit_problems
-from groot_ft.hub import BaseModelError, resolve_base_model
+from groot_ft.hub import resolve_base_model
 from groot_ft.modality import load_modality_config
 
-with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
-    sys.stderr = log
+
+def write_run_config(log) -> None:
     cfg = FinetuneConfig.from_dict(dict(snakemake.params.run_config), source="workflow config")  # noqa: F821
-    try:  # a hub repo id: its snapshot in the cache, which rule fetch_base_model filled
-        base = resolve_base_model(cfg.base_model_path, revision=cfg.base_model_revision)
-    except BaseModelError as exc:
-        print(f"error: {exc}", file=log)
-        raise SystemExit(f"run_config: {exc}")
+    # a hub repo id: its snapshot in the cache, which rule fetch_base_model filled
+    base = resolve_base_model(cfg.base_model_path, revision=cfg.base_model_revision)
     limits = ModelLimits.of(cfg.base_model_path if base is None else str(base))
+    specs = snakemake.params.specs  # noqa: F821
     problems = []
-    for spec in snakemake.params.specs:  # noqa: F821
+    for spec in specs:
         # the mapping every stage reads: modality_json_path when the dataset's lives outside it
         view = LeRobotDataset(spec.path, spec.modality_json_path)
         print(f"{spec.path}: {view.modality_source}", file=log)
@@ -28,17 +27,19 @@ with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
                                  view.modality, limits,
                                  str(view.modality_json) if view.modality_json_external else "meta/modality.json")
     if problems:
-        message = "the data does not fit the model:\n  - " + "\n  - ".join(problems)
-        print(f"error: {message}", file=log)
-        raise SystemExit(f"run_config: {message}")
-    specs = snakemake.params.specs  # noqa: F821
+        raise UserError("the data does not fit the model:\n  - " + "\n  - ".join(problems))
     # the hold-out split, computed here once: shards (train and eval) and open-loop evaluation read it from run.json
     episodes = {spec.name: [e.index for e in LeRobotDataset(spec.path).episodes] for spec in specs}
-    try:
-        run = RunDescription.resolve(cfg, specs, episodes, snakemake.params.dirs, snakemake.params.output_dir)  # noqa: F821
-    except ConfigError as exc:
-        print(f"error: {exc}", file=log)
-        raise SystemExit(f"run_config: {exc}")
+    run = RunDescription.resolve(cfg, specs, episodes, snakemake.params.dirs, snakemake.params.output_dir)  # noqa: F821
     cfg.save_yaml(snakemake.output.config)  # noqa: F821
     run.save(snakemake.output.run)  # noqa: F821
-    print(f"wrote {snakemake.output.config}; {len(snakemake.params.specs)} dataset(s) fit {limits.source}", file=log)  # noqa: F821
+    print(f"wrote {snakemake.output.config}; {len(specs)} dataset(s) fit {limits.source}", file=log)  # noqa: F821
+
+
+with open(snakemake.log[0], "w") as log:  # noqa: F821 - injected by Snakemake
+    sys.stderr = log
+    try:
+        write_run_config(log)
+    except UserError as exc:  # the user's inputs, not a bug: the message, no traceback
+        print(f"error: {exc}", file=log)
+        raise SystemExit(f"run_config: {exc}")

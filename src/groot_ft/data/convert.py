@@ -58,6 +58,7 @@ from groot_ft.data.lerobot import (
     v3_video_columns,
 )
 from groot_ft.data.video import CODECS, ENCODER_ALIASES, quiet_svt, read_frames
+from groot_ft.errors import OutputExistsError
 
 __all__ = [
     "DEFAULT_DATA_FILES_SIZE_IN_MB",
@@ -161,7 +162,8 @@ def write_v3_dataset(
         if codec not in CODECS:
             raise ValueError(f"unsupported codec {codec!r}; choose one of {sorted(CODECS)}")
     if out.resolve().is_relative_to(src.root.resolve()):
-        raise ValueError(f"{out}: the v3 dataset cannot be written inside the source dataset {src.root}")
+        raise DatasetError(f"{out}: the v3 dataset cannot be written inside the source dataset {src.root}; choose "
+                           f"an OUT outside it")
     _refuse_existing(out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,9 +201,9 @@ def write_v3_dataset(
 def _refuse_existing(out: Path) -> None:
     if out.is_dir():
         if any(out.iterdir()):
-            raise FileExistsError(f"{out}: refusing to write a dataset into a non-empty directory")
+            raise OutputExistsError(f"{out}: refusing to write a dataset into a non-empty directory")
     elif out.exists() or out.is_symlink():
-        raise FileExistsError(f"{out}: exists and is not a directory")
+        raise OutputExistsError(f"{out}: exists and is not a directory")
 
 
 # --------------------------------------------------------------------------------------------------------- data

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from groot_ft.data.video import CODECS, encode_video
+from groot_ft.errors import OutputExistsError
 
 __all__ = [
     "CAMERAS",
@@ -487,6 +488,6 @@ def _write_v3_demo(
 def _refuse_existing(out: Path) -> None:
     if out.is_dir():
         if any(out.iterdir()):
-            raise FileExistsError(f"{out}: refusing to write the demo dataset into a non-empty directory")
+            raise OutputExistsError(f"{out}: refusing to write the demo dataset into a non-empty directory")
     elif out.exists() or out.is_symlink():
-        raise FileExistsError(f"{out}: exists and is not a directory")
+        raise OutputExistsError(f"{out}: exists and is not a directory")

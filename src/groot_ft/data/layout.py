@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from groot_ft.errors import UserError
+
 V2_VERSIONS = ("v2.0", "v2.1")
 V3_VERSIONS = ("v3.0",)
 SUPPORTED_VERSIONS = V2_VERSIONS + V3_VERSIONS
@@ -123,7 +125,7 @@ def v3_task_column(schema: pa.Schema) -> str | None:
     return None
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be read; the message names the file and what to do."""
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from groot_ft.config import ConfigError
 from groot_ft.modality import EmbodimentModalityConfig
 from groot_ft.shard_reader import ShardReader, ShardSet
 
@@ -87,7 +88,7 @@ class ShardedMixtureDataset(IterableDataset):
         self.start_batch = start_batch
         total = sum(s.shards.manifest["samples"] for s in sources)
         if total < batch_size * world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{', '.join(str(s.shards.root) for s in sources)}: {total} samples cannot fill one batch of "
                 f"{batch_size} on each of {world_size} processes; lower global_batch_size or add data"
             )

@@ -21,6 +21,8 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise DatasetError(f"{path}: file is missing") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); restore the file") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 
@@ -31,6 +33,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file is missing") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}); restore the file") from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             raise DatasetError(f"{path}:{lineno}: blank line; JSONL needs one JSON object per line")

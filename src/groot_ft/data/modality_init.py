@@ -59,6 +59,7 @@ from groot_ft.data.modality_groups import (
     split_groups,
     unique_name,
 )
+from groot_ft.errors import OutputExistsError, UserError, exits_on_user_error
 from groot_ft.io import atomic_write_text
 
 __all__ = [
@@ -82,7 +83,7 @@ DEFAULT_LANGUAGE_ANNOTATION = "human.task_description"
 
 
 
-class ModalityInitError(ValueError):
+class ModalityInitError(UserError, ValueError):
     """The dataset's metadata cannot yield a usable proposal; the message says what is missing."""
 
 
@@ -493,12 +494,12 @@ def write_proposal(
     if config_out is not None:
         targets.append((Path(config_out), proposal.config_yaml()))
     if len({p.resolve() for p, _ in targets}) != len(targets):
-        raise ValueError("the modality.json and config outputs must be different files")
+        raise ModalityInitError("--out-modality-json and --out-config name the same file; give two different files")
     for path, _ in targets:
         if path.is_dir():
-            raise IsADirectoryError(f"{path}: is a directory; give a file path")
+            raise OutputExistsError(f"{path}: is a directory; give a file path")
         if (path.exists() or path.is_symlink()) and not force:
-            raise FileExistsError(f"{path}: already exists; refusing to overwrite it (use --force / force=True)")
+            raise OutputExistsError(f"{path}: already exists; refusing to overwrite it (use --force / force=True)")
     written = []
     for path, text in targets:
         atomic_write_text(path, text)
@@ -545,22 +546,19 @@ def add_modality_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_modality_init(args: argparse.Namespace) -> int:
-    """Run ``modality init`` from parsed arguments; 0 on success, 2 on usage/IO errors (message on stderr)."""
-    try:
-        proposal = propose_modality(args.dataset, action_horizon=args.action_horizon, relative=args.relative)
-        if args.out_config is None and args.out_modality_json is None:
-            sys.stdout.write(proposal.to_yaml())
-            sys.stderr.write(proposal.table_text())
-            return 0
-        written = write_proposal(
-            proposal,
-            modality_json_out=args.out_modality_json,
-            config_out=args.out_config,
-            force=args.force,
-        )
-    except (ModalityInitError, FileExistsError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Run ``modality init`` from parsed arguments; 0 on success. A ModalityInitError or a refused output path
+    propagates to the entry point, which prints it and exits 2 (``groot_ft.errors``)."""
+    proposal = propose_modality(args.dataset, action_horizon=args.action_horizon, relative=args.relative)
+    if args.out_config is None and args.out_modality_json is None:
+        sys.stdout.write(proposal.to_yaml())
+        sys.stderr.write(proposal.table_text())
+        return 0
+    written = write_proposal(
+        proposal,
+        modality_json_out=args.out_modality_json,
+        config_out=args.out_config,
+        force=args.force,
+    )
     # the table and notes go to stderr, so that the YAML on stdout stays machine-readable
     sys.stderr.write(proposal.table_text())
     for path in written:
@@ -581,6 +579,7 @@ def run_modality_init(args: argparse.Namespace) -> int:
     return 0
 
 
+@exits_on_user_error
 def main_modality_init(argv: Sequence[str] | None = None) -> int:
     """``groot-ft modality init`` as a standalone entry point."""
     parser = argparse.ArgumentParser(

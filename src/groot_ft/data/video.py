@@ -30,6 +30,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from groot_ft.errors import UserError
+
 __all__ = [
     "CODECS",
     "VideoError",
@@ -49,12 +51,19 @@ CODECS: dict[str, tuple[str, int, str]] = {
 ENCODER_ALIASES = {"libx264": "h264", "libsvtav1": "av1"}
 
 
-class VideoError(RuntimeError):
+class VideoError(UserError, RuntimeError):
     """A video file that cannot be opened, probed or decoded as asked. ``path`` holds the offending file."""
 
     def __init__(self, path: str | os.PathLike[str], message: str) -> None:
         self.path = Path(path)
         super().__init__(f"{self.path}: {message}")
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's reason alone ("Invalid data found when processing input"): PyAV's text repeats the errno and the
+    path, which VideoError's message already starts with."""
+    reason = getattr(exc, "strerror", None)
+    return str(reason) if reason else str(exc)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ def open_video(path: Path) -> Iterator[av.container.InputContainer]:
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(path, f"cannot open as a video container ({exc})") from exc
+        raise VideoError(path, f"cannot open as a video container ({_ffmpeg_reason(exc)})") from exc
     try:
         yield container
     finally:
@@ -239,7 +248,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                 source = "packets"
                 num_frames = sum(1 for p in container.demux(stream) if p.size and p.pts is not None)
         except av.FFmpegError as exc:
-            raise VideoError(path, f"cannot demux video packets ({exc})") from exc
+            raise VideoError(path, f"cannot demux video packets ({_ffmpeg_reason(exc)})") from exc
         fps = _stream_fps(stream)
         if stream.duration and stream.time_base:
             duration = float(stream.duration * stream.time_base)
@@ -279,7 +288,7 @@ def count_decodable_frames(path: str | os.PathLike[str]) -> int:
             for _ in container.decode(stream):
                 count += 1
         except av.FFmpegError as exc:
-            raise VideoError(path, f"decoding failed after {count} frames ({exc})") from exc
+            raise VideoError(path, f"decoding failed after {count} frames ({_ffmpeg_reason(exc)})") from exc
         return count
 
 
@@ -315,7 +324,7 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | np.ndarra
                     break
         except av.FFmpegError as exc:
             target = "" if stop is None else f", before reaching requested frame index {stop}"
-            raise VideoError(path, f"decoding failed after {seen} frames{target} ({exc})") from exc
+            raise VideoError(path, f"decoding failed after {seen} frames{target} ({_ffmpeg_reason(exc)})") from exc
     if wanted is None:
         if not everything:
             raise VideoError(path, "video stream has no decodable frames")
@@ -369,7 +378,7 @@ def read_frames_at_timestamps(
                 if t > horizon:
                     break
         except av.FFmpegError as exc:
-            raise VideoError(path, f"decoding failed ({exc})") from exc
+            raise VideoError(path, f"decoding failed ({_ffmpeg_reason(exc)})") from exc
     for j, (dt, slot) in enumerate(best):
         if slot < 0:
             raise VideoError(path, f"no frame within {tolerance_s} s of timestamp {sorted_q[j]:.6f} s")

@@ -20,7 +20,15 @@ from transformers import AutoConfig, AutoModel
 
 from .collator import Gr00tCollator
 from .configuration import Gr00tN1d6Config
-from .factory import TokenizerNotFoundError, checkpoint_tokenizer, create_model, save_model
+from .factory import (
+    CheckpointError,
+    ModelNotFoundError,
+    TokenizerNotFoundError,
+    checkpoint_tokenizer,
+    create_model,
+    load_model_config,
+    save_model,
+)
 from .modeling import Gr00tN1d6, Gr00tN1d6Output
 from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer, load_tokenizer
@@ -44,8 +52,11 @@ __all__ = [
     "preset",
     "PRESETS",
     "create_model",
+    "load_model_config",
     "checkpoint_tokenizer",
     "load_tokenizer",
+    "CheckpointError",
+    "ModelNotFoundError",
     "TokenizerNotFoundError",
     "save_model",
     "IMG_CONTEXT_TOKEN",

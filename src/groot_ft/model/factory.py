@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from groot_ft.errors import UserError, read_json_file
 from groot_ft.hub import has_tokenizer
 from groot_ft.io import share_like_umask
 
@@ -24,8 +25,27 @@ from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_toke
 DEFAULT_SEED = 0
 
 
-class TokenizerNotFoundError(FileNotFoundError):
+class TokenizerNotFoundError(UserError, FileNotFoundError):
     """A model whose vocabulary needs a tokenizer that was not found; the message says where to get it."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint directory that cannot be used as it is (missing weights, a tokenizer that does not fit it)."""
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """A model path that is neither a preset nor a model directory; the message names the path and the presets."""
+
+
+def load_model_config(directory: str | os.PathLike[str]) -> Gr00tN1d6Config:
+    """The ``config.json`` of a model directory. A file that is not JSON, or not a GR00T config, is a CheckpointError
+    naming it (transformers' own error names neither the line nor the field)."""
+    path = Path(directory) / "config.json"
+    read_json_file(path, "the model config")  # a syntax error, with its line and column
+    try:
+        return Gr00tN1d6Config.from_pretrained(os.fspath(directory))
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a GR00T N1.6 model config ({exc})") from exc
 
 EMBED_KEY = "backbone.model.language_model.model.embed_tokens.weight"
 LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
@@ -98,12 +118,12 @@ def create_model(
 
     path = Path(base_model_path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{base_model_path!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory with "
-            "config.json"
+        raise ModelNotFoundError(
+            f"{os.fspath(base_model_path)}: neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory "
+            "with config.json (an output_dir, a checkpoint-N directory or a downloaded checkpoint)"
         )
     # The tokenizer first: a checkpoint that cannot be fed correctly fails before gigabytes of weights are read.
-    tokenizer = checkpoint_tokenizer(path, Gr00tN1d6Config.from_pretrained(os.fspath(path)), tokenizer)
+    tokenizer = checkpoint_tokenizer(path, load_model_config(path), tokenizer)
     keys = _checkpoint_keys(path)
     load_kwargs = {}
     if keys is not None and EMBED_KEY not in keys and LM_HEAD_KEY in keys:
@@ -119,16 +139,16 @@ def create_model(
     missing = sorted(k for k in info["missing_keys"] if not k.endswith("action_head.mask_token"))
     if missing:
         shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
-        raise ValueError(f"{path}: checkpoint lacks weights for {shown}")
+        raise CheckpointError(f"{path}: checkpoint lacks weights for {shown}")
 
     image_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     if image_id != model.config.image_token_index:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: tokenizer {IMG_CONTEXT_TOKEN} id {image_id} != config {model.config.image_token_index}"
         )
     if len(tokenizer) > model.config.text_config.vocab_size:
         vocab = model.config.text_config.vocab_size
-        raise ValueError(f"{path}: tokenizer has {len(tokenizer)} tokens > vocab_size {vocab}")
+        raise CheckpointError(f"{path}: tokenizer has {len(tokenizer)} tokens > vocab_size {vocab}")
     if _resolve_bf16(bf16_weights, model.config):
         model.apply_bf16_weights()
     return model, tokenizer

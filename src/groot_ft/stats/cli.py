@@ -12,16 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from groot_ft.data.lerobot import DatasetError, LeRobotDataset
+from groot_ft.data.lerobot import LeRobotDataset
+from groot_ft.errors import exits_on_user_error
 from groot_ft.modality import load_modality_config
-from groot_ft.stats.common import NUMERICS, StatsError
+from groot_ft.stats.common import NUMERICS
 from groot_ft.stats.compute import run_stats
 from groot_ft.stats.mixture import merge_mixture_stats
 from groot_ft.stats.report import summary_flags, write_stats, write_stats_report
 
 
+@exits_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `groot-ft stats` with ``argv`` (default: ``sys.argv[1:]``); 0 on success, 1 on statistics errors."""
+    """Run `groot-ft stats` with ``argv`` (default: ``sys.argv[1:]``); 0 on success; a user error (modality config,
+    dataset, video, statistics) is one ``error:`` message and exit 2 (``groot_ft.errors``)."""
     parser = argparse.ArgumentParser(
         prog="groot-ft stats",
         description="Compute GR00T stats.json / relative_stats.json of a dataset (plus stats_report.json and plots), "
@@ -60,21 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--cache {cache} is inside the dataset {dataset}; nothing is written into it")
     mappings = [None if m == "-" else Path(m) for m in args.modality_json or ["-"] * len(datasets)]
     cfg = load_modality_config(args.modality_config) if args.modality_config else None
-    try:
-        views = [LeRobotDataset(d, m) for d, m in zip(datasets, mappings)]
-        for view in views:
-            print(f"stats: {view.root}: {view.modality_source}")
-        results = [run_stats(v, cfg, numerics=args.numerics, cache_dir=c, progress=args.progress)
-                   for v, c in zip(views, caches)]
-        if len(results) > 1:
-            stats, relative = merge_mixture_stats(list(zip(results, args.mix_ratios or [1.0] * len(results))))
-            for path in write_stats(args.out, stats, relative):
-                print(path)
-            for d, r, w in zip(datasets, results, args.mix_ratios or [1.0] * len(results)):
-                print(f"stats: {d}: mix ratio {w}, {r.episodes} episodes, {r.recomputed} recomputed, {r.cached} from cache")
-            return 0
-    except (StatsError, DatasetError) as exc:
-        parser.exit(1, f"error: {exc}\n")
+    views = [LeRobotDataset(d, m) for d, m in zip(datasets, mappings)]
+    for view in views:
+        print(f"stats: {view.root}: {view.modality_source}")
+    results = [run_stats(v, cfg, numerics=args.numerics, cache_dir=c, progress=args.progress)
+               for v, c in zip(views, caches)]
+    if len(results) > 1:
+        stats, relative = merge_mixture_stats(list(zip(results, args.mix_ratios or [1.0] * len(results))))
+        for path in write_stats(args.out, stats, relative):
+            print(path)
+        for d, r, w in zip(datasets, results, args.mix_ratios or [1.0] * len(results)):
+            print(f"stats: {d}: mix ratio {w}, {r.episodes} episodes, {r.recomputed} recomputed, {r.cached} from cache")
+        return 0
     result, cache = results[0], caches[0]
     for path in write_stats(args.out, result.stats, result.relative):
         print(path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from groot_ft.errors import UserError
+
 STATS_FILENAME = "stats.json"
 RELATIVE_STATS_FILENAME = "relative_stats.json"
 STAT_KEYS = ("mean", "std", "min", "max", "q01", "q99")  # upstream's order in stats.json
@@ -15,7 +17,7 @@ NUMERICS = ("upstream", "float64")
 CACHE_FORMAT = "groot_ft.stats.episode/1"  # part of every cache key (groot_ft.stats.plan.StatsPlan.fingerprint)
 
 
-class StatsError(ValueError):
+class StatsError(UserError, ValueError):
     """Statistics cannot be computed; the message names the column/group, episode and what to do."""
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from groot_ft.config import ConfigError, FinetuneConfig, RunDescription
+from groot_ft.errors import exits_on_user_error
 from groot_ft.train import __doc__ as USAGE
 
 
@@ -35,44 +35,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    from groot_ft.data.lerobot import DatasetError
-    from groot_ft.hub import BaseModelError
-    from groot_ft.modality import ModalityConfigError
-    from groot_ft.model import TokenizerNotFoundError
-    from groot_ft.processor import ProcessorError
+    """Train; a user error (config, run description, base model, tokenizer, processor, modality, dataset, video) is
+    one ``error:`` message and exit 2 on each process (``groot_ft.errors``), any other exception a traceback."""
+    args = parse_args(argv)
+    cfg = FinetuneConfig.from_yaml(args.config)
+    if args.run:
+        run = RunDescription.load(args.run)
+        dirs = [(d.path, d.stats_dir, d.shards_dir, d.eval_shards_dir or "-") for d in run.datasets]
+        mappings = [d.modality_json_path for d in run.datasets]
+    else:
+        dirs = list(zip(args.dataset, args.stats, args.shards, args.eval_shards))
+    specs = cfg.dataset_specs(dirs[0][0] if not cfg.datasets and dirs else None)
+    if not args.run:  # without a run description the config names each dataset's mapping
+        mappings = [spec.modality_json_path for spec in specs]
+    if args.run and [s.name for s in specs] != [d.name for d in run.datasets]:
+        raise ConfigError(f"{args.run} describes datasets {[d.name for d in run.datasets]} but the config "
+                          f"{args.config} names {[s.name for s in specs]}")
+    if len(specs) != len(dirs):
+        raise ConfigError(f"the config {args.config} names {len(specs)} dataset(s) but {len(dirs)} --dataset were "
+                          f"given")
+    # imported only now: the trainer pulls in torch and the model, seconds that a config error need not wait for
     from groot_ft.train.trainer import SourceDirs, Trainer
 
-    args = parse_args(argv)
-    try:
-        cfg = FinetuneConfig.from_yaml(args.config)
-        if args.run:
-            run = RunDescription.load(args.run)
-            dirs = [(d.path, d.stats_dir, d.shards_dir, d.eval_shards_dir or "-") for d in run.datasets]
-            mappings = [d.modality_json_path for d in run.datasets]
-        else:
-            dirs = list(zip(args.dataset, args.stats, args.shards, args.eval_shards))
-        specs = cfg.dataset_specs(dirs[0][0] if not cfg.datasets and dirs else None)
-        if not args.run:  # without a run description the config names each dataset's mapping
-            mappings = [spec.modality_json_path for spec in specs]
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.run and [s.name for s in specs] != [d.name for d in run.datasets]:
-        print(f"error: {args.run} describes datasets {[d.name for d in run.datasets]} but the config names "
-              f"{[s.name for s in specs]}", file=sys.stderr)
-        return 2
-    if len(specs) != len(dirs):
-        print(f"error: the config names {len(specs)} dataset(s) but {len(dirs)} --dataset were given",
-              file=sys.stderr)
-        return 2
     sources = [
         SourceDirs(spec, Path(dataset), Path(stats), Path(shards), None if ev == "-" else Path(ev),
                    None if mapping is None else Path(mapping))
         for spec, (dataset, stats, shards, ev), mapping in zip(specs, dirs, mappings)
     ]
-    try:
-        return Trainer(cfg, sources, config_path=Path(args.config)).train()
-    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # a problem with the run's inputs, not a crash: no traceback
-        return 2
+    return Trainer(cfg, sources, config_path=Path(args.config)).train()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
-from groot_ft.config import FinetuneConfig
+from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.errors import read_json_file
 
 
 def resolve_deepspeed_config(path: str | Path, cfg: FinetuneConfig, per_device: int, use_bf16: bool) -> dict:
     """Fill upstream-style "auto" values from the run config so DeepSpeed and our loop agree."""
-    ds = json.loads(Path(path).read_text())
+    ds = read_json_file(path, "the DeepSpeed config (deepspeed_config)")
+    if not isinstance(ds, dict):
+        raise ConfigError(f"{path}: the DeepSpeed config (deepspeed_config) must be a JSON object")
     fills = {
         "train_micro_batch_size_per_gpu": per_device,
         "train_batch_size": cfg.global_batch_size,
