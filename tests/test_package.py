@@ -226,7 +226,7 @@ def test_run_description_names_the_datasets_and_stays_out_of_the_release(damaged
     assert _verify(damaged, capsys)[0] == 0
     (damaged / "experiment_cfg" / "run.json").write_text("{}")
     capsys.readouterr()
-    assert cli(["package", str(damaged), "--run", str(damaged / "experiment_cfg" / "run.json")]) == 1
+    assert cli(["package", str(damaged), "--run", str(damaged / "experiment_cfg" / "run.json")]) == 2
     assert "run.json: not a version 1 run description" in capsys.readouterr().err
 
 
