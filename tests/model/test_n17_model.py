@@ -317,3 +317,36 @@ def test_trainable_flags_follow_upstream():
     assert not model.action_head.vl_self_attention.training and model.action_head.model.training
     with pytest.raises(ValueError, match="unknown trainable flags"):
         model.set_trainable(tune_vision=True)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    """Dropout in the DiT and VL self-attention: checkpointing must replay the same masks; the top LLM layer trains."""
+    model = tiny_model(tune_top_llm_layers=1)
+    batch = make_batch(model.config)
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        model.train()
+        torch.manual_seed(0)
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert model.action_head.vl_self_attention.transformer_blocks[0].gradient_checkpointing
+    ckpt_loss, ckpt_grads = loss_and_grads()
+    assert torch.equal(loss, ckpt_loss) and grads.keys() == ckpt_grads.keys()
+    assert any(n.startswith("backbone.model.model.language_model.layers.2.") for n in grads)
+    for name in grads:
+        assert torch.allclose(grads[name], ckpt_grads[name], atol=1e-6), name
+
+
+def test_a_bf16_cast_model_trains_and_samples():
+    model = tiny_model().to(torch.bfloat16)
+    batch = make_batch(model.config)
+    model.train()
+    loss = model(**batch).loss
+    loss.backward()
+    assert loss.dtype == torch.bfloat16 and torch.isfinite(loss)
+    assert model.get_action(**batch)["action_pred"].dtype == torch.bfloat16
