@@ -6,9 +6,10 @@
   Values that differ from upstream's class defaults are those of the released config as LeRobot 0.6.1 mirrors it
   (``GR00T_N1_7_DEFAULTS``: ``select_layer`` 16, 32 DiT layers, ``vl_self_attention_cfg``, ``state_dropout_prob``
   0.2, ``use_flash_attention`` false).
-- ``n1.7-tiny``: the same structure at toy widths for CPU tests (2.34 M parameters, most of them the 32 embodiment slots of the action encoder): a 2-block vision tower with
-  8-px patches and one deepstack merger, a 4-layer LLM truncated to 3, 2 VL self-attention blocks, a 4-block DiT,
-  32 / 32 / 16 padding, on this project's 260-token byte tokenizer (``<IMG_CONTEXT>`` is the image token).
+- ``n1.7-tiny``: the same structure at toy widths for CPU tests (2.34 M parameters, most of them in the 32
+  embodiment slots of the action encoder): a 2-block vision tower with 8-px patches and one deepstack merger, a
+  4-layer LLM truncated to 3, 2 VL self-attention blocks, a 4-block DiT, 32 / 32 / 16 padding, on this project's
+  260-token byte tokenizer (``<IMG_CONTEXT>`` is the image token).
 """
 
 from __future__ import annotations
