@@ -122,6 +122,13 @@ def test_released_config_json_parses_with_the_cosmos_reason2_geometry(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == RELEASED_3B_PARAMETERS
 
 
+def test_a_lerobot_saved_config_json_parses_with_its_extra_keys(tmp_path):
+    """LeRobot 0.6.1's GR00TN17Config writes two keys NVIDIA's does not (``dtype``, ``rtc_ramp_rate``): kept as is."""
+    data = released_config_json() | {"dtype": "bfloat16", "rtc_ramp_rate": 6.0}
+    config = Gr00tN1d7Config.from_pretrained(write_config(tmp_path, data))
+    assert config.rtc_ramp_rate == 6.0 and config.select_layer == 16
+
+
 def test_released_config_equals_the_preset_in_geometry(tmp_path):
     released = Gr00tN1d7Config.from_pretrained(write_config(tmp_path, released_config_json()))
     preset = n17_preset("n1.7-3b")

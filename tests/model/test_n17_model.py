@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, Qwen2VLImageProcessorPil, Qwen3VLForConditionalGeneration
+from transformers import AutoModel, Qwen2VLImageProcessorPil, Qwen3VLForConditionalGeneration, Qwen3VLModel
 
 from groot_ft.model.n17 import Gr00tN1d7, images_to_patches, n17_preset, rtc_velocity_weights
 from groot_ft.model.n17.backbone import truncated_vlm_config
@@ -125,6 +125,42 @@ def test_left_padding_does_not_change_a_samples_backbone_features(built):
             batch["image_grid_thw"][2 * i : 2 * i + 2],
         )["backbone_features"]
     assert torch.allclose(together[i, real], alone[0], atol=1e-5)
+
+
+def test_truncation_keeps_the_first_layers_of_the_full_llm(built):
+    """Upstream pops the LLM layers above select_layer: the features equal the untruncated Qwen3-VL's hidden state
+    after layer select_layer - 1 when both hold the same weights."""
+    model, batch = built
+    model.eval()
+    config = model.config
+    full = Qwen3VLModel(config.vlm_config).eval()  # all 4 tiny LLM layers
+    result = full.load_state_dict(model.backbone.model.model.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert sorted({k.split(".")[2] for k in result.missing_keys}) == ["3"]  # only the popped layer is new
+    image_mask = batch["input_ids"] == IMG_CONTEXT_ID
+    with torch.no_grad():
+        ours = model.backbone(batch["input_ids"], batch["attention_mask"], batch["pixel_values"],
+                              batch["image_grid_thw"])["backbone_features"]
+        hidden = full(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"],
+                      mm_token_type_ids=image_mask.int(), use_cache=False, output_hidden_states=True).hidden_states
+    assert len(hidden) == 5  # embeddings + 4 layers
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(ours[real], hidden[config.select_layer][real], atol=1e-5)
+
+
+def test_vl_self_attention_has_no_mask_as_upstream(built):
+    """Upstream's VL self-attention attends over every position, padding included: what a padded position holds
+    reaches the real tokens (the DiT's cross-attention, by contrast, masks padding)."""
+    model, _ = built
+    model.eval()
+    attention = model.action_head.vl_self_attention
+    x = torch.randn(1, 6, model.config.backbone_embedding_dim)
+    changed = x.clone()
+    # Position 0 stands for left padding; a random change (a uniform shift would be normed away by norm1).
+    changed[0, 0] = torch.randn(x.shape[-1])
+    with torch.no_grad():
+        assert not torch.allclose(attention(x)[0, 1:], attention(changed)[0, 1:])
 
 
 def test_deepstack_and_vision_tower_receive_gradients_when_tuned():
