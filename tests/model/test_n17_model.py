@@ -386,3 +386,16 @@ def test_a_bf16_cast_model_trains_and_samples():
     loss.backward()
     assert loss.dtype == torch.bfloat16 and torch.isfinite(loss)
     assert model.get_action(**batch)["action_pred"].dtype == torch.bfloat16
+
+
+def test_text_only_batches_run_and_image_tokens_need_pixels(built):
+    model, _ = built
+    batch = make_batch(model.config, images_per_sample=0)
+    del batch["pixel_values"], batch["image_grid_thw"]
+    model.train()
+    assert torch.isfinite(model(**batch).loss)
+    assert model.get_action(**batch)["action_pred"].shape == (3, 16, 32)
+    with_images = make_batch(model.config)
+    del with_images["pixel_values"]
+    with pytest.raises(ValueError, match="image tokens but no pixel_values"):
+        model(**with_images)
