@@ -1,7 +1,7 @@
 """GR00T N1.6-style VLA model: config, network, tokenizer, collator, and the factory the trainer uses.
 
-Importing this package registers ``Gr00tN1d6`` with ``AutoConfig`` / ``AutoModel`` (so ``AutoModel.from_pretrained``
-works on saved checkpoints after ``import groot_ft.model``).
+Importing this package registers ``Gr00tN1d6`` and ``Gr00tN1d7`` (GR00T N1.7, :mod:`.n17`) with ``AutoConfig`` /
+``AutoModel`` (so ``AutoModel.from_pretrained`` works on saved checkpoints after ``import groot_ft.model``).
 
     model, tokenizer = create_model("tiny")              # or "mid", "n1.6-3b", a checkpoint directory (ours or a
                                                          # local copy of upstream's), plus tune_* overrides
@@ -30,6 +30,7 @@ from .factory import (
     save_model,
 )
 from .modeling import Gr00tN1d6, Gr00tN1d6Output
+from .n17 import Gr00tN1d7, Gr00tN1d7Config  # importing n17 registers Gr00tN1d7 with the Auto classes
 from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer, load_tokenizer
 
@@ -47,6 +48,8 @@ __all__ = [
     "Gr00tN1d6Config",
     "Gr00tN1d6",
     "Gr00tN1d6Output",
+    "Gr00tN1d7Config",
+    "Gr00tN1d7",
     "Gr00tCollator",
     "build_tokenizer",
     "preset",

@@ -1,0 +1,208 @@
+"""`Gr00tN1d7`: the Qwen3-VL backbone + the N1.7 flow-matching action head as a transformers ``PreTrainedModel``.
+
+``model(**batch).loss`` trains, ``model.get_action(**batch)["action_pred"]`` samples (normalised, padded actions),
+optionally with real-time chunking (``previous_action=..., options={...}``). Batches hold Qwen3-VL inputs:
+``input_ids``, ``attention_mask``, ``pixel_values`` (flattened patches) + ``image_grid_thw``, and ``state``
+(B, state_history_length, max_state_dim), ``embodiment_id``, ``action`` / ``action_mask`` (B, horizon, dims).
+Weights are fp32. The module tree gives upstream's tensor names (see :mod:`.backbone`, :mod:`.action_head`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from ..layers import CategorySpecificLinear
+from .action_head import Gr00tN1d7ActionHead
+from .backbone import Qwen3VLBackbone
+from .configuration import Gr00tN1d7Config
+
+TRAINABLE_FLAGS = ("tune_llm", "tune_visual", "tune_top_llm_layers", "tune_projector", "tune_diffusion_model", "tune_vlln")
+
+
+@dataclass
+class Gr00tN1d7Output(ModelOutput):
+    """``loss``: masked flow-matching MSE (scalar). ``action_loss``: its masked elementwise terms (B, H, D)."""
+
+    loss: torch.FloatTensor | None = None
+    action_loss: torch.FloatTensor | None = None
+    action_mask: torch.FloatTensor | None = None
+
+
+def eval_frozen_children(module: nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen into eval() (no dropout), recursing into mixed ones."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            eval_frozen_children(child)
+
+
+class Gr00tN1d7(PreTrainedModel):
+    config_class = Gr00tN1d7Config
+    config: Gr00tN1d7Config
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["Qwen3VLTextDecoderLayer", "Qwen3VLVisionBlock", "BasicTransformerBlock", "VLSelfAttentionBlock"]
+    # A mean over valid elements: keep the Trainer from passing num_items_in_batch.
+    accepts_loss_kwargs = False
+    # The Qwen3-VL LM head (tied to embed_tokens upstream) is never used for GR00T's features and is not built.
+    _keys_to_ignore_on_load_unexpected = [r"^backbone\.model\.lm_head\."]
+
+    def __init__(self, config: Gr00tN1d7Config):
+        super().__init__(config)
+        config.validate_architecture()
+        self.backbone = Qwen3VLBackbone(config)
+        self.action_head = Gr00tN1d7ActionHead(config)
+        self.post_init()
+        self.apply_trainable_flags()
+
+    # --- weights ----------------------------------------------------------------------------------------------------
+    def _init_weights(self, module: nn.Module) -> None:
+        # Linear / Embedding / LayerNorm: transformers' defaults; the Qwen3-VL sub-model gets its own initialiser.
+        super()._init_weights(module)
+        if isinstance(module, CategorySpecificLinear):
+            # As N1.6 here (not upstream's flat 0.02): std 1/sqrt(fan_in) keeps tiny models trainable from scratch.
+            init.normal_(module.W, mean=0.0, std=module.in_features**-0.5)
+            init.zeros_(module.b)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.model.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.model.model.set_input_embeddings(value)
+
+    # --- trainable parameters ---------------------------------------------------------------------------------------
+    def apply_trainable_flags(self) -> None:
+        """requires_grad from the tune_* flags, as upstream's Qwen3Backbone / Gr00tN1d7ActionHead set them."""
+        cfg = self.config
+        vlm = self.backbone.model
+        vlm.language_model.requires_grad_(cfg.tune_llm)
+        vlm.visual.requires_grad_(cfg.tune_visual)  # the vision tower with its merger and deepstack mergers
+        if cfg.tune_top_llm_layers > 0:
+            for layer in vlm.language_model.layers[-cfg.tune_top_llm_layers :]:
+                layer.requires_grad_(True)
+        head = self.action_head
+        for module in (head.state_encoder, head.action_encoder, head.action_decoder, head.position_embedding):
+            if module is not None:
+                module.requires_grad_(cfg.tune_projector)
+        head.model.requires_grad_(cfg.tune_diffusion_model)
+        head.vlln.requires_grad_(cfg.tune_vlln)
+        head.vl_self_attention.requires_grad_(cfg.tune_vlln)
+        self.train(self.training)  # re-applies eval() to whatever is frozen now
+
+    def set_trainable(self, **flags) -> None:
+        """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
+        unknown = set(flags) - set(TRAINABLE_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown trainable flags {sorted(unknown)}; known: {TRAINABLE_FLAGS}")
+        for key, value in flags.items():
+            setattr(self.config, key, value)
+        self.config.validate_architecture()
+        self.apply_trainable_flags()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            eval_frozen_children(self)
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading replaces parameters, which resets requires_grad; re-apply the (possibly overridden) flags.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.apply_trainable_flags()
+        return loaded
+
+    # --- forward / inference ----------------------------------------------------------------------------------------
+    @property
+    def head_dtype(self) -> torch.dtype:
+        return self.action_head.action_decoder.layer1.W.dtype
+
+    def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.to(device=self.device, dtype=self.head_dtype)
+
+    def _backbone(self, input_ids, attention_mask, pixel_values, image_grid_thw) -> dict[str, torch.Tensor]:
+        device = self.device
+        out = self.backbone(
+            input_ids.to(device),
+            attention_mask.to(device),
+            None if pixel_values is None else pixel_values.to(device),
+            None if image_grid_thw is None else image_grid_thw.to(device),
+        )
+        out["backbone_features"] = out["backbone_features"].to(self.head_dtype)
+        return out
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        state: torch.Tensor,
+        embodiment_id: torch.LongTensor,
+        action: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+    ) -> Gr00tN1d7Output:
+        """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce)."""
+        if action_mask is None:
+            action_mask = torch.ones_like(action)
+        out = self.action_head(
+            self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw),
+            state=self._float(state),
+            action=self._float(action),
+            action_mask=self._float(action_mask),
+            embodiment_id=embodiment_id.to(self.device).long(),
+        )
+        return Gr00tN1d7Output(loss=out["loss"], action_loss=out["action_loss"], action_mask=out["action_mask"])
+
+    @torch.no_grad()
+    def get_action(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        state: torch.Tensor,
+        embodiment_id: torch.LongTensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        action: torch.Tensor | None = None,  # accepted (and ignored) so a training batch can be passed as is
+        action_mask: torch.Tensor | None = None,
+        num_inference_timesteps: int | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        previous_action: torch.Tensor | None = None,
+        options: Mapping[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Sample an action chunk: ``{"action_pred": (B, action_horizon, max_action_dim)}`` (normalised, padded).
+
+        Real-time chunking: pass the previous chunk as ``previous_action`` and ``options`` with ``action_horizon``,
+        ``rtc_overlap_steps``, ``rtc_frozen_steps``, ``rtc_ramp_rate`` (see ``Gr00tN1d7ActionHead.get_action``).
+        Upstream switches RTC on when the inputs hold an ``action``; here ``action`` is ignored so a training batch
+        can be sampled from, and the previous chunk is named explicitly.
+        """
+        was_training = self.training
+        self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
+        try:
+            pred = self.action_head.get_action(
+                self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw),
+                state=self._float(state),
+                embodiment_id=embodiment_id.to(self.device).long(),
+                num_inference_timesteps=num_inference_timesteps,
+                generator=generator,
+                noise=noise,
+                previous_action=previous_action,
+                options=options,
+            )
+        finally:
+            if was_training:
+                self.train()
+        return {"action_pred": pred}
