@@ -515,7 +515,7 @@ class Gr00tProcessor:
         for tag in self.modality_configs:
             ids[tag] = self._embodiment_id(tag)
         files = {
-            PROCESSOR_CONFIG_NAME: {"processor_class": PROCESSOR_CLASS, "processor_kwargs": self.processor_kwargs()},
+            PROCESSOR_CONFIG_NAME: {"processor_class": self.processor_class, "processor_kwargs": self.processor_kwargs()},
             STATISTICS_NAME: self._statistics,
             EMBODIMENT_ID_NAME: ids,
         }
@@ -537,7 +537,7 @@ class Gr00tProcessor:
         that cannot be used (say, a base checkpoint's pretraining tag) only warn here and raise when that tag is used.
         """
         directory = Path(pretrained_dir)
-        kwargs, configs = read_processor_config(directory)
+        kwargs, configs = read_processor_config(directory, cls.processor_class)
         modality_configs: dict[str, Any] = dict(configs)
         stats_path = directory / STATISTICS_NAME
         statistics = _read_json(stats_path) if stats_path.exists() else {}
@@ -570,15 +570,18 @@ class Gr00tProcessor:
         return processor
 
 
-def read_processor_config(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, EmbodimentModalityConfig]]:
+def read_processor_config(
+    directory: str | os.PathLike[str], expected_class: str = PROCESSOR_CLASS
+) -> tuple[dict[str, Any], dict[str, EmbodimentModalityConfig]]:
     """``processor_config.json`` of ``directory`` (ours or upstream's): its constructor arguments without the
-    modality configs, and those parsed per (normalised) embodiment tag."""
+    modality configs, and those parsed per (normalised) embodiment tag. Another ``processor_class`` than
+    ``expected_class`` (e.g. an N1.7 file read as N1.6) warns."""
     path = Path(directory) / PROCESSOR_CONFIG_NAME
     config = _read_json(path)
     if not isinstance(config, Mapping) or not isinstance(config.get("processor_kwargs"), Mapping):
         raise ProcessorError(f"{path}: expected {{processor_class, processor_kwargs}}")
-    if config.get("processor_class") not in (None, PROCESSOR_CLASS):
-        warnings.warn(f"{path}: processor_class {config.get('processor_class')!r} is not {PROCESSOR_CLASS!r}; "
+    if config.get("processor_class") not in (None, expected_class):
+        warnings.warn(f"{path}: processor_class {config.get('processor_class')!r} is not {expected_class!r}; "
                       "reading it anyway", stacklevel=3)
     kwargs = dict(config["processor_kwargs"])
     modality_configs = {}

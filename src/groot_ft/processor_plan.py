@@ -192,7 +192,9 @@ def build_plan(
         relative = use_relative_action and ac.rep is ActionRepresentation.RELATIVE
         if relative:
             stats = _group_stats(tag, tag_stats, "relative_action", key)
-            group = _make_group(tag, "relative_action", key, stats, key in action_mean_std, steps, use_percentiles)
+            # min/max even with use_percentiles: upstream's StateActionProcessor replaces a relative key's
+            # normalisation parameters with its raw relative_action statistics, whose "min"/"max" it then reads.
+            group = _make_group(tag, "relative_action", key, stats, key in action_mean_std, steps, False)
             group.relative = True
             group.reference_key = cfg.reference_state_key(key)
             ref_dim = state_dims.get(group.reference_key)

@@ -3,9 +3,10 @@
 Importing this package registers ``Gr00tN1d6`` and ``Gr00tN1d7`` (GR00T N1.7, :mod:`.n17`) with ``AutoConfig`` /
 ``AutoModel`` (so ``AutoModel.from_pretrained`` works on saved checkpoints after ``import groot_ft.model``).
 
-    model, tokenizer = create_model("tiny")              # or "mid", "n1.6-3b", a checkpoint directory (ours or a
-                                                         # local copy of upstream's), plus tune_* overrides
-    collate = Gr00tCollator(tokenizer, model.config)
+    model, tokenizer = create_model("tiny")              # or "mid", "n1.6-3b", "n1.7-tiny", "n1.7-3b", a checkpoint
+                                                         # directory (ours or a local copy of upstream's N1.6 or
+                                                         # N1.7), plus tune_* overrides
+    collate = make_collator(tokenizer, model.config)     # Gr00tCollator, or N1.7's for an n1.7-* / Gr00tN1d7 base
     batch = collate(samples)                             # list of processor samples -> dict of tensors
     loss = model(**batch).loss
     actions = model.get_action(**batch)["action_pred"]   # (B, action_horizon, max_action_dim), normalised + padded
@@ -35,6 +36,16 @@ from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_TOKEN, build_tokenizer, load_tokenizer
 
 
+def make_collator(tokenizer, config, **kwargs):
+    """The collator for a model's config: :class:`Gr00tCollator` for N1.6, ``Gr00tN17Collator`` (Qwen3-VL inputs)
+    for ``model_type`` ``Gr00tN1d7``; ``kwargs`` go to its constructor."""
+    if getattr(config, "model_type", None) == Gr00tN1d7Config.model_type:
+        from .n17.collator import Gr00tN17Collator
+
+        return Gr00tN17Collator(tokenizer, config, **kwargs)
+    return Gr00tCollator(tokenizer, config, **kwargs)
+
+
 def _register_auto_classes() -> None:
     # exist_ok=True guards double registration: re-importing or reloading this package re-registers the current
     # class objects instead of raising "already used by a Transformers config".
@@ -51,6 +62,7 @@ __all__ = [
     "Gr00tN1d7Config",
     "Gr00tN1d7",
     "Gr00tCollator",
+    "make_collator",
     "build_tokenizer",
     "preset",
     "PRESETS",

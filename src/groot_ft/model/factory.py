@@ -19,6 +19,9 @@ from groot_ft.io import share_like_umask
 
 from .configuration import Gr00tN1d6Config
 from .modeling import Gr00tN1d6
+from .n17.factory import create_n17_model, load_n17_config, model_family
+from .n17.configuration import Gr00tN1d7Config
+from .n17.presets import N17_PRESETS
 from .presets import PRESETS, preset
 from .tokenizer import IMG_CONTEXT_ID, IMG_CONTEXT_TOKEN, VOCAB_SIZE, build_tokenizer, load_tokenizer
 
@@ -37,11 +40,13 @@ class ModelNotFoundError(UserError, FileNotFoundError):
     """A model path that is neither a preset nor a model directory; the message names the path and the presets."""
 
 
-def load_model_config(directory: str | os.PathLike[str]) -> Gr00tN1d6Config:
-    """The ``config.json`` of a model directory. A file that is not JSON, or not a GR00T config, is a CheckpointError
+def load_model_config(directory: str | os.PathLike[str]) -> Gr00tN1d6Config | Gr00tN1d7Config:
+    """The ``config.json`` of a model directory (an N1.7 one gives a ``Gr00tN1d7Config``). A file that is not JSON, or not a GR00T config, is a CheckpointError
     naming it (transformers' own error names neither the line nor the field)."""
     path = Path(directory) / "config.json"
     read_json_file(path, "the model config")  # a syntax error, with its line and column
+    if model_family(directory) == "n1.7":
+        return load_n17_config(directory)
     try:
         return Gr00tN1d6Config.from_pretrained(os.fspath(directory))
     except (OSError, ValueError, TypeError) as exc:
@@ -81,8 +86,8 @@ def create_model(
 ):
     """Return ``(model, tokenizer)``.
 
-    ``base_model_path`` is a preset name (``"tiny"``, ``"mid"``, ``"n1.6-3b"``): a fresh model initialised under
-    ``seed``; or a checkpoint directory (ours or upstream's): loaded in fp32 with ``from_pretrained``. Missing weights
+    ``base_model_path`` is a preset name (``"tiny"``, ``"mid"``, ``"n1.6-3b"``; ``"n1.7-tiny"``, ``"n1.7-3b"``): a
+    fresh model initialised under ``seed``; or a checkpoint directory (ours or upstream's): loaded in fp32 with ``from_pretrained``. Missing weights
     raise (except a ``mask_token`` created for ``state_dropout_prob > 0``). ``config_overrides`` (e.g.
     ``tune_llm=True``, ``state_dropout_prob=0.5``) replace config fields in both cases; architecture fields only make
     sense for presets.
@@ -92,7 +97,13 @@ def create_model(
     available. ``tokenizer``: a tokenizer or a directory to load one from (``tokenizer_path``); by default the
     checkpoint's own files beside its config.json, the byte tokenizer for presets and for models built on it, and
     otherwise :class:`TokenizerNotFoundError` (see :func:`checkpoint_tokenizer`). ``tokenizer.source`` says which.
+
+    GR00T N1.7 (an ``n1.7-*`` preset, or ``model_type`` ``Gr00tN1d7`` in config.json) is built or loaded by
+    :func:`groot_ft.model.n17.factory.create_n17_model` with the same arguments (fp32 weights, Qwen3-VL tokenizer).
     """
+    if model_family(base_model_path) == "n1.7":  # an N1.7 preset, or config.json's model_type Gr00tN1d7
+        return create_n17_model(base_model_path, seed, bf16_weights=bf16_weights, tokenizer=tokenizer,
+                                **config_overrides)
     if isinstance(tokenizer, (str, os.PathLike)):
         source = os.fspath(tokenizer)
         tokenizer = load_tokenizer(source)
@@ -119,7 +130,8 @@ def create_model(
     path = Path(base_model_path)
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(
-            f"{os.fspath(base_model_path)}: neither a preset ({', '.join(sorted(PRESETS))}) nor a model directory "
+            f"{os.fspath(base_model_path)}: neither a preset ({', '.join(sorted([*PRESETS, *N17_PRESETS]))}) nor a "
+            "model directory "
             "with config.json (an output_dir, a checkpoint-N directory or a downloaded checkpoint)"
         )
     # The tokenizer first: a checkpoint that cannot be fed correctly fails before gigabytes of weights are read.

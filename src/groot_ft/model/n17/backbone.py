@@ -95,8 +95,12 @@ class Qwen3VLBackbone(nn.Module):
         attention_mask: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         image_mask = input_ids == self.image_token_id
+        if mm_token_type_ids is not None and not torch.equal(mm_token_type_ids.bool(), image_mask):
+            # the collator's token types must mark exactly the image tokens the features are written into
+            raise ValueError("mm_token_type_ids must be 1 exactly on the image tokens of input_ids")
         vlm = self.model.model
         kwargs = {}
         if pixel_values is not None and pixel_values.shape[0] > 0:

@@ -131,13 +131,15 @@ class Gr00tN1d7(PreTrainedModel):
     def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else x.to(device=self.device, dtype=self.head_dtype)
 
-    def _backbone(self, input_ids, attention_mask, pixel_values, image_grid_thw) -> dict[str, torch.Tensor]:
+    def _backbone(self, input_ids, attention_mask, pixel_values, image_grid_thw,
+                  mm_token_type_ids=None) -> dict[str, torch.Tensor]:
         device = self.device
         out = self.backbone(
             input_ids.to(device),
             attention_mask.to(device),
             None if pixel_values is None else pixel_values.to(device),
             None if image_grid_thw is None else image_grid_thw.to(device),
+            None if mm_token_type_ids is None else mm_token_type_ids.to(device),
         )
         out["backbone_features"] = out["backbone_features"].to(self.head_dtype)
         return out
@@ -152,12 +154,13 @@ class Gr00tN1d7(PreTrainedModel):
         action_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
+        mm_token_type_ids: torch.LongTensor | None = None,
     ) -> Gr00tN1d7Output:
         """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce)."""
         if action_mask is None:
             action_mask = torch.ones_like(action)
         out = self.action_head(
-            self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw),
+            self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids),
             state=self._float(state),
             action=self._float(action),
             action_mask=self._float(action_mask),
@@ -174,6 +177,7 @@ class Gr00tN1d7(PreTrainedModel):
         embodiment_id: torch.LongTensor,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.LongTensor | None = None,
+        mm_token_type_ids: torch.LongTensor | None = None,
         action: torch.Tensor | None = None,  # accepted (and ignored) so a training batch can be passed as is
         action_mask: torch.Tensor | None = None,
         num_inference_timesteps: int | None = None,
@@ -193,7 +197,7 @@ class Gr00tN1d7(PreTrainedModel):
         self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
         try:
             pred = self.action_head.get_action(
-                self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw),
+                self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids),
                 state=self._float(state),
                 embodiment_id=embodiment_id.to(self.device).long(),
                 num_inference_timesteps=num_inference_timesteps,

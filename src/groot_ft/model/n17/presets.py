@@ -8,8 +8,12 @@
   0.2, ``use_flash_attention`` false).
 - ``n1.7-tiny``: the same structure at toy widths for CPU tests (2.34 M parameters, most of them in the 32
   embodiment slots of the action encoder): a 2-block vision tower with 8-px patches and one deepstack merger, a
-  4-layer LLM truncated to 3, 2 VL self-attention blocks, a 4-block DiT, 32 / 32 / 16 padding, on this project's
-  260-token byte tokenizer (``<IMG_CONTEXT>`` is the image token).
+  4-layer LLM truncated to 3, 2 VL self-attention blocks, a 4-block DiT, 32 / 32 / 16 padding, on the 263-token
+  byte tokenizer of :mod:`.tokenizer` (Qwen3-VL's control-token strings; ``<|image_pad|>`` is the image token),
+  with 48-px frames (9 image tokens each).
+
+Both carry the N1.7 processor's image settings (``shortest_image_edge``, ``crop_fraction`` 0.95), which the shards
+and the processor read for a preset base model.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ import copy
 import dataclasses
 from typing import Any
 
-from ..tokenizer import IMG_CONTEXT_ID, SPECIAL_TOKENS, VOCAB_SIZE
 from .configuration import COSMOS_REASON2_2B_CONFIG, Gr00tN1d7Config
+from .tokenizer import (
+    TINY_IMAGE_TOKEN_ID,
+    TINY_VIDEO_TOKEN_ID,
+    TINY_VISION_END_ID,
+    TINY_VISION_START_ID,
+    TINY_VOCAB_SIZE,
+)
 
 RELEASED_3B_PARAMETERS = 3_144_016_000
 
@@ -31,6 +41,8 @@ def _n17_3b() -> dict[str, Any]:
         "tune_top_llm_layers": 0,
         "use_flash_attention": False,
         "state_dropout_prob": 0.2,
+        "shortest_image_edge": 256,
+        "crop_fraction": 0.95,
         "diffusion_model_cfg": {"num_layers": 32},
         "vl_self_attention_cfg": {
             "positional_embeddings": None,
@@ -47,14 +59,14 @@ def _n17_tiny() -> dict[str, Any]:
     return {
         "model_name": "groot-ft/n1.7-tiny",
         "vlm_config": {
-            # Byte-tokenizer ids: <img> / </img> frame the image tokens; one spare id past the tokenizer for video.
-            "image_token_id": IMG_CONTEXT_ID,
-            "vision_start_token_id": SPECIAL_TOKENS.index("<img>"),
-            "vision_end_token_id": SPECIAL_TOKENS.index("</img>"),
-            "video_token_id": VOCAB_SIZE,
+            # The tiny byte tokenizer's ids of Qwen3-VL's control tokens.
+            "image_token_id": TINY_IMAGE_TOKEN_ID,
+            "vision_start_token_id": TINY_VISION_START_ID,
+            "vision_end_token_id": TINY_VISION_END_ID,
+            "video_token_id": TINY_VIDEO_TOKEN_ID,
             "tie_word_embeddings": True,
             "text_config": {
-                "vocab_size": VOCAB_SIZE + 4,
+                "vocab_size": TINY_VOCAB_SIZE + 1,  # 264: one id to spare
                 "hidden_size": 64,
                 "intermediate_size": 128,
                 "num_hidden_layers": 4,
@@ -95,6 +107,8 @@ def _n17_tiny() -> dict[str, Any]:
         "input_embedding_dim": 96,
         "max_seq_len": 64,
         "state_dropout_prob": 0.2,
+        "shortest_image_edge": 48,
+        "crop_fraction": 0.95,
         "diffusion_model_cfg": {
             "num_layers": 4,
             "num_attention_heads": 4,
