@@ -46,18 +46,24 @@ class BaseModelError(UserError, ValueError):
 
 @functools.cache
 def preset_names() -> tuple[str, ...]:
-    """The model presets (``groot_ft.model.presets.PRESETS``), read without importing torch."""
-    source = Path(__file__).parent / "model" / "presets.py"
+    """The model presets (``groot_ft.model.presets.PRESETS`` and N1.7's ``N17_PRESETS``), read without importing
+    torch."""
+    return _preset_dict_keys("presets.py", "PRESETS") + _preset_dict_keys("n17/presets.py", "N17_PRESETS")
+
+
+def _preset_dict_keys(relative: str, name: str) -> tuple[str, ...]:
+    source = Path(__file__).parent / "model" / relative
     try:
         for node in ast.parse(source.read_text()).body:
-            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PRESETS" for t in node.targets)
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
                     and isinstance(node.value, ast.Dict)):
                 return tuple(k.value for k in node.value.keys if isinstance(k, ast.Constant))
     except (OSError, SyntaxError):
         pass
-    from groot_ft.model.presets import PRESETS  # imports torch; only if the source could not be read
+    import importlib  # imports torch; only if the source could not be read
 
-    return tuple(PRESETS)
+    module = importlib.import_module("groot_ft.model." + relative.removesuffix(".py").replace("/", "."))
+    return tuple(getattr(module, name))
 
 
 def hub_cache_dir() -> Path:

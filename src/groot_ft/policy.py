@@ -32,12 +32,12 @@ class Gr00tPolicy:
     def __init__(self, model_path: str | Path, embodiment_tag: str, device: str | torch.device = "cpu",
                  seed: int | None = 0):
         from groot_ft.model import create_model
-        from groot_ft.processor import Gr00tProcessor
+        from groot_ft.processor_n17 import load_processor
 
         self.model_path = Path(model_path)
         # create_model checks for missing weights and also reads upstream checkpoints (which ship no tokenizer)
         model, tokenizer = create_model(self.model_path, bf16_weights=False)
-        processor = Gr00tProcessor.from_pretrained(self.model_path)
+        processor = load_processor(self.model_path)  # N1.6's or N1.7's, as processor_config.json names it
         self._attach(model, tokenizer, processor, embodiment_tag, device, seed)
 
     @classmethod
@@ -51,7 +51,7 @@ class Gr00tPolicy:
         return policy
 
     def _attach(self, model, tokenizer, processor, embodiment_tag, device, seed) -> None:
-        from groot_ft.model import Gr00tCollator
+        from groot_ft.model import make_collator
 
         self.embodiment_tag = normalize_tag(embodiment_tag)
         self.device = torch.device(device)
@@ -66,7 +66,7 @@ class Gr00tPolicy:
             raise UnknownEmbodimentError(f"{self.model_path or 'this model'}: no modality config for embodiment "
                            f"{self.embodiment_tag!r} (it knows: {known}); fine-tune on that embodiment first")
         self.modality_config = self.processor.modality_configs[self.embodiment_tag]
-        self.collator = Gr00tCollator(self.tokenizer, self.model.config)
+        self.collator = make_collator(self.tokenizer, self.model.config)
         self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
 
     def _split(self, observation: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:

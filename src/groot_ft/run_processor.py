@@ -35,6 +35,7 @@ from typing import Any
 from groot_ft.embodiment import normalize_tag
 from groot_ft.modality import EmbodimentModalityConfig
 from groot_ft.processor import PROCESSOR_CONFIG_NAME, Gr00tProcessor, ProcessorError, read_processor_config
+from groot_ft.processor_n17 import processor_class_for
 
 # settings that come from the base checkpoint's processor_config.json (or the preset) and cannot be overridden
 INHERITED_SETTINGS = (
@@ -152,12 +153,17 @@ def build_run_processor(
     if missing:
         raise ProcessorError(f"no dataset statistics for embodiment {', '.join(missing)}")
     lines: list[str] = []
+    # N1.7 (model_type Gr00tN1d7) has its own processor class and defaults (percentiles, 132 / 132 / 40)
+    processor_cls = processor_class_for(model_config)
+    if processor_cls is not Gr00tProcessor:
+        lines.append(f"processor: {processor_cls.processor_class} (the model config's model_type "
+                     f"{model_config.model_type})")
 
     if base_dir is None:
         lines.append("base model: a preset (no processor files)")
         if shortest_image_edge is None:
             raise ProcessorError("a preset base model needs shortest_image_edge (the shards' image size)")
-        processor = Gr00tProcessor(
+        processor = processor_cls(
             modality_configs=resolved,
             statistics=None,
             max_state_dim=model_config.max_state_dim,
@@ -190,7 +196,7 @@ def build_run_processor(
         overrides = {tag: cfg for tag, cfg in requested.items() if cfg is not None}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            processor = Gr00tProcessor.from_pretrained(
+            processor = processor_cls.from_pretrained(
                 base_dir,
                 modality_configs=overrides,
                 color_jitter_params=None if color_jitter_params is None else dict(color_jitter_params),

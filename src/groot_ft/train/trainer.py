@@ -142,7 +142,7 @@ class Trainer:
         from groot_ft.data.lerobot import LeRobotDataset
         from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
         from groot_ft.modality import load_modality_config
-        from groot_ft.model import Gr00tCollator, create_model
+        from groot_ft.model import create_model, make_collator
         from groot_ft.processor_stats import statistics_from_stats_dir
         from groot_ft.run_processor import build_run_processor, resolve_modality_configs
         from groot_ft.shards import ShardSet
@@ -192,7 +192,7 @@ class Trainer:
         for line in self.processor_provenance:
             print0(f"processor: {line}")
         self.processor.train()
-        self.collator = Gr00tCollator(self.tokenizer, self.model.config)
+        self.collator = make_collator(self.tokenizer, self.model.config)  # N1.6's or N1.7's, by model_type
 
     def _resume_point(self) -> int:
         """The step of the newest checkpoint trained on these exact inputs (stale ones are removed), or 0."""
