@@ -12,7 +12,13 @@ writes into ``DIR`` (replaced as a whole, never left half-written):
 * ``prompt.txt``: the decoded token sequence;
 * ``images/NN_<camera>_t<offset>.png``: each image as it reaches the vision tower (after the processor's crop and
   resize and the collator's resize, before normalisation);
+* ``token_ids.txt``: the token ids, one line;
 * ``provenance.txt``: where the tokenizer, modality config, processor settings and statistics came from.
+
+For a GR00T N1.7 base (``n1.7-tiny``, ``n1.7-3b``, or a ``Gr00tN1d7`` checkpoint), ``pixel_values`` are Qwen3-VL's
+flattened patches (N_patches, 3 * 2 * 16 * 16) beside ``image_grid_thw`` (N_images, 3) and ``mm_token_type_ids``
+(1, L), and ``provenance.txt`` also gives each image's geometry (camera frame -> processor crop -> smart_resize ->
+patch grid -> tokens), the image-processor bounds and the chat-template check.
 
 Statistics: ``--stats DIR`` (a ``groot-ft stats`` output: stats.json and, for relative actions, relative_stats.json),
 else the dataset's own ``meta/stats.json`` (+ ``meta/relative_stats.json``), as upstream reads them.
@@ -69,7 +75,15 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     ds = LeRobotDataset(dataset_root, modality_json)
     user_cfg = load_modality_config(modality_config) if modality_config else None
 
-    from groot_ft.model import Gr00tCollator, build_tokenizer, checkpoint_tokenizer, load_model_config, preset
+    from groot_ft.model import (
+        build_tokenizer,
+        checkpoint_tokenizer,
+        load_model_config,
+        make_collator,
+        preset,
+    )
+    from groot_ft.model.n17 import N17_PRESETS, n17_preset
+    from groot_ft.model.n17.factory import n17_tokenizer
     from groot_ft.model.tokenizer import IMG_CONTEXT_TOKEN, load_tokenizer
     from groot_ft.run_processor import build_run_processor, resolve_modality_configs
 
@@ -79,7 +93,10 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     if tokenizer_dir is not None:
         tokenizer = load_tokenizer(tokenizer_dir)
         tokenizer.source = f"{tokenizer_dir} (tokenizer_path)"
-    if base_dir is None:
+    if base_dir is None and base_model in N17_PRESETS:
+        config = n17_preset(base_model)
+        tokenizer = n17_tokenizer(config, None, tokenizer)
+    elif base_dir is None:
         config = preset(base_model)
         if tokenizer is None:
             tokenizer = build_tokenizer()
@@ -87,8 +104,13 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
         config.image_token_index = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
     else:
         config = load_model_config(base_dir)
-        tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
-    provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)}", f"tokenizer: {tokenizer.source}"]
+        if config.model_type == "Gr00tN1d7":
+            tokenizer = n17_tokenizer(config, base_dir, tokenizer)
+        else:
+            tokenizer = checkpoint_tokenizer(base_dir, config, tokenizer)
+    n17 = config.model_type == "Gr00tN1d7"
+    provenance = [f"base model: {base_dir or 'preset ' + repr(base_model)} ({config.model_type})",
+                  f"tokenizer: {tokenizer.source}"]
 
     provenance.append(ds.modality_source)
     # the config in force decides which dataset columns the statistics are cut from
@@ -97,7 +119,8 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     processor, lines = build_run_processor(
         base_dir, {tag: user_cfg}, {tag: stats}, color_jitter_params=None, random_rotation_angle=None,
         override_pretraining_statistics=True, model_config=config,
-        shortest_image_edge=None if base_dir is not None else config.image_size or config.shortest_image_edge,
+        shortest_image_edge=None if base_dir is not None
+        else getattr(config, "image_size", None) or config.shortest_image_edge,
     )
     provenance += lines + [stats_source]
     processor.eval()
@@ -122,12 +145,28 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     }
     sample = processor(observation, tag)
 
-    collator = Gr00tCollator(tokenizer, config)
+    if n17:
+        from groot_ft.model.n17.collator import image_processing_for
+
+        collator = make_collator(tokenizer, config, image_processing=image_processing_for(config, tokenizer_dir))
+        provenance += [f"image bounds: {collator.image_processing.source}", f"chat template: "
+                       f"{collator.chat_template_check}"]
+    else:
+        collator = make_collator(tokenizer, config)
     resized = collator.resized_images(sample["images"])
     batch = collator([sample])
     names = [f"{i:02d}_{cam}_t{d:+d}.png" for i, (d, cam) in
              enumerate((d, cam) for d in cfg.video.delta_indices for cam in cfg.video.modality_keys)]
     images = [(name, image.transpose(1, 2, 0)) for name, image in zip(names, resized)]
+    if n17:
+        # each image's way to the vision tower: the camera frame, the processor's crop, the Qwen3-VL resize
+        for name, cam, processed, final in zip(names, [c for _ in cfg.video.delta_indices
+                                                        for c in cfg.video.modality_keys], sample["images"], resized):
+            raw = observation["video"][cam].shape[1:3]
+            h, w = final.shape[1:]
+            provenance.append(f"image {name}: {raw[0]}x{raw[1]} -> processor {processed.shape[1]}x"
+                              f"{processed.shape[2]} -> smart_resize {h}x{w} -> patches {h // collator.patch_size}x"
+                              f"{w // collator.patch_size} -> {collator.image_tokens(h, w)} tokens")
     prompt = tokenizer.decode(batch["input_ids"][0])
     return Inspection(batch=batch, prompt=prompt, images=images, provenance=provenance)
 
@@ -149,7 +188,10 @@ def write_inspection(inspection: Inspection, out_dir: str | os.PathLike) -> Path
         "state": batch["state"][0],
         "embodiment_id": batch["embodiment_id"],
     }
-    if "image_sizes" in batch:
+    if "image_grid_thw" in batch:  # N1.7: Qwen3-VL's flattened patches, as the model's forward takes them
+        for key in ("pixel_values", "image_grid_thw", "mm_token_type_ids"):
+            tensors[key] = batch[key]
+    elif "image_sizes" in batch:
         tensors["pixel_values"], tensors["image_sizes"] = batch["pixel_values"], batch["image_sizes"]
     else:
         tensors["pixel_values"] = batch["pixel_values"][None]
@@ -158,6 +200,7 @@ def write_inspection(inspection: Inspection, out_dir: str | os.PathLike) -> Path
     save_file({k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()},
               str(tmp / "inputs.safetensors"))
     (tmp / "prompt.txt").write_text(inspection.prompt)
+    (tmp / "token_ids.txt").write_text(" ".join(map(str, batch["input_ids"][0].tolist())) + "\n")
     (tmp / "provenance.txt").write_text("\n".join(inspection.provenance) + "\n")
     for name, image in inspection.images:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp / "images" / name)
