@@ -159,13 +159,14 @@ def test_a_directory_without_config_json_is_refused(tmp_path, hub_cache):
 
 def test_a_preset_needs_nothing_and_does_not_import_torch():
     code = ("import sys; from groot_ft.hub import resolve_base_model; "
-            "assert [resolve_base_model(p) for p in ('tiny', 'mid', 'n1.6-3b')] == [None] * 3; "
+            "assert [resolve_base_model(p) for p in ('tiny', 'mid', 'n1.6-3b', 'n1.7-tiny', 'n1.7-3b')] == [None] * 5; "
             "assert 'torch' not in sys.modules and 'huggingface_hub' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     from groot_ft.hub import preset_names
     from groot_ft.model import PRESETS
+    from groot_ft.model.n17 import N17_PRESETS
 
-    assert set(preset_names()) == set(PRESETS)
+    assert set(preset_names()) == set(PRESETS) | set(N17_PRESETS)
 
 
 def test_the_tokenizer_key_takes_a_directory_or_a_cached_hub_repo(tmp_path, hub_cache):
