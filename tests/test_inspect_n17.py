@@ -28,7 +28,7 @@ def test_inspect_n17_tiny_on_the_demo(demo_dataset, tmp_path, capsys):
     assert cli_main(argv) == 0, capsys.readouterr().err
     provenance = (out / "provenance.txt").read_text()
     assert "(Gr00tN1d7)" in provenance and "N1.7 tiny byte tokenizer" in provenance
-    assert "processor: Gr00tN1d7Processor" in provenance
+    assert "processor class: Gr00tN1d7Processor" in provenance
     # demo frames are 96x96: the processor's 48-px edge, crop 0.95, back to 48; smart_resize keeps 48 -> 6x6 -> 9
     assert provenance.count("96x96 -> processor 48x48 -> smart_resize 48x48 -> patches 6x6 -> 9 tokens") == 2
     tensors = load_file(str(out / "inputs.safetensors"))

@@ -56,7 +56,7 @@ def trained(demo_dataset, tmp_path_factory):
 def test_n17_tiny_trains_with_falling_loss(trained):
     out, log = trained
     assert "tokenizer: N1.7 tiny byte tokenizer (preset n1.7-tiny)" in log
-    assert "processor: Gr00tN1d7Processor" in log
+    assert "processor class: Gr00tN1d7Processor" in log
     losses = [r["loss"] for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines()) if "loss" in r]
     assert len(losses) == MAX_STEPS // 5 and all(np.isfinite(losses))
     assert np.mean(losses[-2:]) < 0.9 * np.mean(losses[:2]), losses  # 1.32 -> 1.06 when written

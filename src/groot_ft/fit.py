@@ -44,8 +44,10 @@ class ModelLimits:
                 sincos = bool(config.get("apply_sincos_state_encoding", False))
         else:
             from groot_ft.model import preset
+            from groot_ft.model.n17 import N17_PRESETS, n17_preset
 
-            config, ids, source = preset(base_model_path).to_dict(), {}, f"preset {base_model_path!r}"
+            build = n17_preset if base_model_path in N17_PRESETS else preset
+            config, ids, source = build(base_model_path).to_dict(), {}, f"preset {base_model_path!r}"
             sincos = False  # a preset's processor is built by the trainer, without sin/cos encoding
         return cls(source, int(config["max_state_dim"]), int(config["max_action_dim"]), int(config["action_horizon"]),
                    {**EMBODIMENT_TAG_TO_ID, **{k.lower(): int(v) for k, v in ids.items()}}, sincos)

@@ -232,12 +232,12 @@ def load_check(directory: Path) -> int:
     import groot_ft.model  # noqa: F401 - registers the architecture with AutoConfig/AutoModel
     from transformers import AutoModel
 
-    from groot_ft.processor import Gr00tProcessor
+    from groot_ft.processor_n17 import load_processor
 
     model = AutoModel.from_pretrained(directory)
     n_params = sum(p.numel() for p in model.parameters())
     del model
-    Gr00tProcessor.from_pretrained(directory)
+    load_processor(directory)  # N1.6's or N1.7's processor class, as processor_config.json names it
     return n_params
 
 

@@ -156,7 +156,7 @@ def build_run_processor(
     # N1.7 (model_type Gr00tN1d7) has its own processor class and defaults (percentiles, 132 / 132 / 40)
     processor_cls = processor_class_for(model_config)
     if processor_cls is not Gr00tProcessor:
-        lines.append(f"processor: {processor_cls.processor_class} (the model config's model_type "
+        lines.append(f"processor class: {processor_cls.processor_class} (the model config's model_type "
                      f"{model_config.model_type})")
 
     if base_dir is None:

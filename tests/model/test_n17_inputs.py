@@ -178,7 +178,8 @@ def stats_with_percentiles() -> dict:
 
 def step(arm_state, grip_state, arm_action, grip_action, text="Pick the RED cube!"):
     video = {cam: np.zeros((1, 96, 96, 3), np.uint8) for cam in ("front", "wrist")}
-    return {"video": video, "state": {"arm": np.array([arm_state], np.float32), "gripper": np.array([[grip_state]], np.float32)},
+    state = {"arm": np.array([arm_state], np.float32), "gripper": np.array([[grip_state]], np.float32)}
+    return {"video": video, "state": state,
             "action": {"arm": np.array(arm_action, np.float32), "gripper": np.array(grip_action, np.float32)},
             "language": {LANG: text}}
 
@@ -194,7 +195,8 @@ def test_percentile_normalisation_padding_and_mask():
     # relative arm actions use the per-step relative_action min/max (-1, 1), not its q01/q99, as upstream
     np.testing.assert_allclose(out["action"][:16, :3], np.tile([0.5, -0.5, 0.0], (16, 1)), atol=1e-6)
     np.testing.assert_allclose(out["action"][:16, 3], 1.0)  # gripper 5.0 is far above q99: clipped to 1
-    assert out["action_mask"][:16, :4].all() and not out["action_mask"][16:].any() and not out["action_mask"][:, 4:].any()
+    mask = out["action_mask"]
+    assert mask[:16, :4].all() and not mask[16:].any() and not mask[:, 4:].any()
     beyond = processor(step([-50.0, 50.0, 3.0], 0.1, arm, np.full((16, 1), 0.1)), TAG)["state"][0, :4]
     np.testing.assert_allclose(beyond, [-1.0, 1.0, 0.0, -1.0], atol=1e-6)
     assert out["text"] == "pick the red cube"

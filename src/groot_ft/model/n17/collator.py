@@ -129,7 +129,8 @@ class Gr00tN17Collator:
         """Compare our rendering with the tokenizer's own chat template, where it ships one."""
         if not getattr(self.tokenizer, "chat_template", None):
             return "the tokenizer has no chat template; the prompt follows Qwen3-VL's (one user turn, images first)"
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "x"}]}]
+        content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "x"}]
+        conversation = [{"role": "user", "content": content}]
         theirs = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
         ours = render_prompt("x", [1, 1])
         if theirs != ours:
