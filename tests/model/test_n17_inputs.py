@@ -21,7 +21,7 @@ import torch
 
 from groot_ft.model import create_model, make_collator
 from groot_ft.model.n17 import n17_preset
-from groot_ft.model.n17.collator import Gr00tN17Collator, qwen_smart_resize, render_prompt
+from groot_ft.model.n17.collator import Gr00tN17Collator, Qwen3VLImages, qwen_smart_resize, render_prompt
 from groot_ft.model.n17.factory import N17ModelError, model_family
 from groot_ft.model.n17.tokenizer import N17TokenizerError, build_tiny_tokenizer, load_qwen3vl_tokenizer
 from groot_ft.modality import load_modality_config
@@ -144,18 +144,11 @@ def test_image_geometry_of_the_released_settings(height, width, cropped, resized
 
 
 def make_patches(config, images: np.ndarray) -> dict:
-    """The collator's image path on the 3B config (the tokenizer-free half of Gr00tN17Collator)."""
-    from groot_ft.model.n17.collator import image_processing_for
-
-    collator = Gr00tN17Collator.__new__(Gr00tN17Collator)
-    vision = config.vlm_config.vision_config
-    collator.patch_size, collator.merge_size = vision.patch_size, vision.spatial_merge_size
-    collator.temporal_patch_size, collator.factor = vision.temporal_patch_size, 32
-    collator.image_processing = image_processing_for(config)
-    resized = collator.resized_images(images)
-    pixels, grid = collator.patches(resized)
-    return {"grid": grid[0].tolist(), "tokens": collator.image_tokens(*resized[0].shape[1:]),
-            "patches": tuple(pixels.shape)}
+    """The collator's image half on a config (no tokenizer needed)."""
+    qwen = Qwen3VLImages(config)
+    resized = qwen.resized_images(images)
+    pixels, grid = qwen.patches(resized)
+    return {"grid": grid[0].tolist(), "tokens": qwen.image_tokens(*resized[0].shape[1:]), "patches": tuple(pixels.shape)}
 
 
 def test_smart_resize_bounds():

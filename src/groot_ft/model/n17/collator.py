@@ -107,16 +107,63 @@ def render_prompt(text: str, image_tokens: Sequence[int]) -> str:
     return f"{IM_START}user\n{images}{text}{IM_END}\n"
 
 
-class Gr00tN17Collator:
-    def __init__(self, tokenizer, config, image_processing: ImageProcessing | None = None):
-        self.tokenizer = tokenizer
-        self.config = config
+class Qwen3VLImages:
+    """The image half of the collator: Qwen2-VL's resize, normalisation and patches for one backbone config (no
+    tokenizer needed, so the geometry can be inspected on its own)."""
+
+    def __init__(self, config, image_processing: ImageProcessing | None = None):
         vision = config.vlm_config.vision_config
         self.patch_size = int(vision.patch_size)
         self.merge_size = int(vision.spatial_merge_size)
         self.temporal_patch_size = int(vision.temporal_patch_size)
         self.factor = self.patch_size * self.merge_size
         self.image_processing = image_processing or image_processing_for(config)
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        p = self.image_processing
+        return qwen_smart_resize(height, width, self.factor, p.min_pixels, p.max_pixels)
+
+    def image_tokens(self, height: int, width: int) -> int:
+        return (height // self.patch_size) * (width // self.patch_size) // (self.merge_size**2)
+
+    def resized_images(self, images: np.ndarray) -> list[np.ndarray]:
+        """uint8 (N, 3, H, W) -> the uint8 (3, h, w) images the vision tower sees, before normalisation."""
+        arr = np.asarray(images)
+        if arr.ndim != 4 or arr.shape[1] != 3:
+            raise ValueError(f"images must be (N_img, 3, H, W), got {arr.shape}")
+        if arr.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {arr.dtype}")
+        out = []
+        for image in arr:
+            h, w = self.target_size(image.shape[1], image.shape[2])
+            if (h, w) != image.shape[1:]:
+                x = torch.from_numpy(np.ascontiguousarray(image))[None].float()
+                x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+                image = x[0].clamp_(0, 255).round_().to(torch.uint8).numpy()
+            out.append(image)
+        return out
+
+    def patches(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (3, h, w) images -> flattened patches (sum of h*w/patch^2, C*T*P*P) and ``image_grid_thw``."""
+        if not images:
+            width = 3 * self.temporal_patch_size * self.patch_size**2
+            return torch.zeros(0, width), torch.zeros(0, 3, dtype=torch.long)
+        pixels, grids = [], []
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(image))[None].float().div_(255.0).sub_(IMAGE_MEAN).div_(IMAGE_STD)
+            p, g = images_to_patches(x, self.patch_size, self.temporal_patch_size, self.merge_size)
+            pixels.append(p)
+            grids.append(g)
+        return torch.cat(pixels), torch.cat(grids)
+
+
+class Gr00tN17Collator:
+    def __init__(self, tokenizer, config, image_processing: ImageProcessing | None = None):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.images = Qwen3VLImages(config, image_processing)
+        self.image_processing = self.images.image_processing
+        self.patch_size = self.images.patch_size
         self.ids = check_tokenizer(tokenizer, config.vlm_config)
         self.pad_id = int(tokenizer.pad_token_id)
         self.max_state_dim = int(config.max_state_dim)
@@ -149,43 +196,12 @@ class Gr00tN17Collator:
         ids += self._encode(text, split_special=any(t in text for t in CONTROL_TOKENS))
         return ids + [self.ids[IM_END]] + self._encode("\n")
 
+    # --- images (Qwen3VLImages) -------------------------------------------------------------------------------------
     def image_tokens(self, height: int, width: int) -> int:
-        return (height // self.patch_size) * (width // self.patch_size) // (self.merge_size**2)
-
-    # --- images -------------------------------------------------------------------------------------------------------
-    def target_size(self, height: int, width: int) -> tuple[int, int]:
-        p = self.image_processing
-        return qwen_smart_resize(height, width, self.factor, p.min_pixels, p.max_pixels)
+        return self.images.image_tokens(height, width)
 
     def resized_images(self, images: np.ndarray) -> list[np.ndarray]:
-        """uint8 (N, 3, H, W) -> the uint8 (3, h, w) images the vision tower sees, before normalisation."""
-        arr = np.asarray(images)
-        if arr.ndim != 4 or arr.shape[1] != 3:
-            raise ValueError(f"images must be (N_img, 3, H, W), got {arr.shape}")
-        if arr.dtype != np.uint8:
-            raise ValueError(f"images must be uint8, got {arr.dtype}")
-        out = []
-        for image in arr:
-            h, w = self.target_size(image.shape[1], image.shape[2])
-            if (h, w) != image.shape[1:]:
-                x = torch.from_numpy(np.ascontiguousarray(image))[None].float()
-                x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
-                image = x[0].clamp_(0, 255).round_().to(torch.uint8).numpy()
-            out.append(image)
-        return out
-
-    def patches(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (3, h, w) images -> flattened patches (sum of h*w/patch^2, C*T*P*P) and ``image_grid_thw``."""
-        if not images:
-            width = 3 * self.temporal_patch_size * self.patch_size**2
-            return torch.zeros(0, width), torch.zeros(0, 3, dtype=torch.long)
-        pixels, grids = [], []
-        for image in images:
-            x = torch.from_numpy(np.ascontiguousarray(image))[None].float().div_(255.0).sub_(IMAGE_MEAN).div_(IMAGE_STD)
-            p, g = images_to_patches(x, self.patch_size, self.temporal_patch_size, self.merge_size)
-            pixels.append(p)
-            grids.append(g)
-        return torch.cat(pixels), torch.cat(grids)
+        return self.images.resized_images(images)
 
     # --- batch --------------------------------------------------------------------------------------------------------
     def __call__(self, samples: Sequence[Mapping]) -> dict[str, torch.Tensor]:
@@ -203,7 +219,7 @@ class Gr00tN17Collator:
         for row, seq in enumerate(sequences):  # left padding, as upstream sets the tokenizer's padding side
             input_ids[row, length - len(seq):] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, length - len(seq):] = 1
-        pixel_values, grid = self.patches(images)
+        pixel_values, grid = self.images.patches(images)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
