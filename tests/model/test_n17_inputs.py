@@ -233,3 +233,24 @@ def test_n17_errors_name_the_problem():
         create_model("n1.7-tiny", image_size=48)
     with pytest.raises(N17ModelError, match="load_bf16"):
         create_model("n1.7-tiny", bf16_weights=True)
+
+
+@pytest.mark.parametrize("size", [(256, 340), (240, 320), (256, 256)])
+def test_images_match_transformers_qwen2vl_image_processor(size):
+    """Resize, normalisation and patches against transformers' own Qwen2-VL image processor with Cosmos-Reason2-2B's
+    settings (its PIL backend: the torchvision one, whose resize ours follows, is not installed here). Same grid; the
+    pixels agree to one uint8 level (PIL's and torch's bicubic round differently: 0.04% of values for 256x340 noise).
+    Far larger upscales differ more (PIL's bicubic uses a = -0.5, torch's a = -0.75), documented in docs/model.md."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    image = np.random.default_rng(sum(size)).integers(0, 256, (1, 3, *size), dtype=np.uint8)
+    qwen = Qwen3VLImages(n17_preset("n1.7-3b"))
+    pixels, grid = qwen.patches(qwen.resized_images(image))
+    reference = Qwen2VLImageProcessorPil(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
+                                         merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3,
+                                         image_std=[0.5] * 3)(images=[image[0].transpose(1, 2, 0)], return_tensors="pt")
+    assert torch.equal(grid, reference["image_grid_thw"])
+    levels = (pixels - reference["pixel_values"].float()).abs() * 127.5  # normalised units -> uint8 levels
+    assert float(levels.max()) < 1.0 + 1e-4 and float((levels > 0.5).float().mean()) < 1e-3
+    if size == (256, 256):
+        assert float(levels.max()) == 0.0  # no resize: bit for bit
