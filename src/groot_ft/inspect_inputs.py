@@ -145,14 +145,10 @@ def inspect_sample(base_model: str, dataset_root: str | os.PathLike, embodiment_
     }
     sample = processor(observation, tag)
 
+    collator = make_collator(tokenizer, config)
     if n17:
-        from groot_ft.model.n17.collator import image_processing_for
-
-        collator = make_collator(tokenizer, config, image_processing=image_processing_for(config, tokenizer_dir))
         provenance += [f"image bounds: {collator.image_processing.source}", f"chat template: "
                        f"{collator.chat_template_check}"]
-    else:
-        collator = make_collator(tokenizer, config)
     resized = collator.resized_images(sample["images"])
     batch = collator([sample])
     names = [f"{i:02d}_{cam}_t{d:+d}.png" for i, (d, cam) in

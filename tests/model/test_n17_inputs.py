@@ -254,3 +254,18 @@ def test_images_match_transformers_qwen2vl_image_processor(size):
     assert float(levels.max()) < 1.0 + 1e-4 and float((levels > 0.5).float().mean()) < 1e-3
     if size == (256, 256):
         assert float(levels.max()) == 0.0  # no resize: bit for bit
+
+
+@pytest.mark.skipif(not EAGLE.is_dir(), reason="upstream's vendored Qwen3 tokenizer files are not in ../shared")
+def test_preprocessor_config_beside_the_tokenizer_is_checked(tmp_path):
+    directory = qwen3vl_tokenizer_dir(tmp_path)
+    settings = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}, "patch_size": 16, "merge_size": 2,
+                "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    (directory / "preprocessor_config.json").write_text(json.dumps(settings))
+    tokenizer = load_qwen3vl_tokenizer(directory, "test")
+    collator = Gr00tN17Collator(tokenizer, n17_preset("n1.7-3b"))  # finds the file through the tokenizer's path
+    assert "preprocessor_config.json (size), agreeing" in collator.image_processing.source
+    settings["size"]["longest_edge"] = 1 << 20
+    (directory / "preprocessor_config.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="min/max pixels"):
+        Gr00tN17Collator(tokenizer, n17_preset("n1.7-3b"))

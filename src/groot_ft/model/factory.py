@@ -41,8 +41,9 @@ class ModelNotFoundError(UserError, FileNotFoundError):
 
 
 def load_model_config(directory: str | os.PathLike[str]) -> Gr00tN1d6Config | Gr00tN1d7Config:
-    """The ``config.json`` of a model directory (an N1.7 one gives a ``Gr00tN1d7Config``). A file that is not JSON, or not a GR00T config, is a CheckpointError
-    naming it (transformers' own error names neither the line nor the field)."""
+    """The ``config.json`` of a model directory (an N1.7 one gives a ``Gr00tN1d7Config``). A file that is not JSON,
+    or not a GR00T config, is a CheckpointError naming it (transformers' own error names neither the line nor the
+    field)."""
     path = Path(directory) / "config.json"
     read_json_file(path, "the model config")  # a syntax error, with its line and column
     if model_family(directory) == "n1.7":
@@ -87,8 +88,8 @@ def create_model(
     """Return ``(model, tokenizer)``.
 
     ``base_model_path`` is a preset name (``"tiny"``, ``"mid"``, ``"n1.6-3b"``; ``"n1.7-tiny"``, ``"n1.7-3b"``): a
-    fresh model initialised under ``seed``; or a checkpoint directory (ours or upstream's): loaded in fp32 with ``from_pretrained``. Missing weights
-    raise (except a ``mask_token`` created for ``state_dropout_prob > 0``). ``config_overrides`` (e.g.
+    fresh model initialised under ``seed``; or a checkpoint directory (ours or upstream's): loaded in fp32 with
+    ``from_pretrained``. Missing weights raise (except a ``mask_token`` created for ``state_dropout_prob > 0``). ``config_overrides`` (e.g.
     ``tune_llm=True``, ``state_dropout_prob=0.5``) replace config fields in both cases; architecture fields only make
     sense for presets.
 

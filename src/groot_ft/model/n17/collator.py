@@ -61,18 +61,27 @@ KNOWN_IMAGE_PROCESSING = {
 
 
 def image_processing_for(config, tokenizer_dir: str | Path | None = None) -> ImageProcessing:
-    """The bounds from ``preprocessor_config.json`` beside the tokenizer (a Cosmos-Reason2-2B snapshot has one), else
-    the known values for the config's ``model_name``."""
-    if tokenizer_dir is not None:
-        path = Path(tokenizer_dir) / "preprocessor_config.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            size = data.get("size") or {}
-            low = size.get("shortest_edge", data.get("min_pixels"))
-            high = size.get("longest_edge", data.get("max_pixels"))
-            if low is not None and high is not None:
-                return ImageProcessing(int(low), int(high), f"{path} (size)")
+    """The backbone's image-processor bounds: the known values for the config's ``model_name``, checked against the
+    ``preprocessor_config.json`` beside the tokenizer when there is one (a Cosmos-Reason2-2B snapshot has one); for
+    an unknown backbone, that file's. A file that disagrees with what this collator hard-codes (mean/std 0.5, the
+    config's patch sizes) or with the known bounds is an error: training and serving must not resize differently."""
     known = KNOWN_IMAGE_PROCESSING.get(config.model_name)
+    path = None if tokenizer_dir is None else Path(tokenizer_dir) / "preprocessor_config.json"
+    if path is not None and path.is_file():
+        data = json.loads(path.read_text())
+        size = data.get("size") or {}
+        bounds = (size.get("shortest_edge", data.get("min_pixels")), size.get("longest_edge", data.get("max_pixels")))
+        vision = config.vlm_config.vision_config
+        expected = {"patch_size": vision.patch_size, "merge_size": vision.spatial_merge_size,
+                    "temporal_patch_size": vision.temporal_patch_size, "image_mean": [IMAGE_MEAN] * 3,
+                    "image_std": [IMAGE_STD] * 3}
+        wrong = [f"{k} {data[k]} (expected {v})" for k, v in expected.items() if k in data and data[k] != v]
+        if known is not None and None not in bounds and tuple(map(int, bounds)) != known:
+            wrong.append(f"min/max pixels {bounds} (expected {known} for {config.model_name})")
+        if wrong:
+            raise ValueError(f"{path}: {'; '.join(wrong)}")
+        if None not in bounds:
+            return ImageProcessing(int(bounds[0]), int(bounds[1]), f"{path} (size), agreeing with the model config")
     if known is None:
         raise ValueError(
             f"no image-processor bounds for backbone {config.model_name!r}: put its preprocessor_config.json beside "
@@ -161,6 +170,8 @@ class Gr00tN17Collator:
     def __init__(self, tokenizer, config, image_processing: ImageProcessing | None = None):
         self.tokenizer = tokenizer
         self.config = config
+        if image_processing is None:  # a tokenizer loaded from a directory remembers it (name_or_path)
+            image_processing = image_processing_for(config, getattr(tokenizer, "name_or_path", None) or None)
         self.images = Qwen3VLImages(config, image_processing)
         self.image_processing = self.images.image_processing
         self.patch_size = self.images.patch_size
