@@ -20,8 +20,10 @@ from typing import Any
 
 from groot_ft.errors import UserError
 
-# The files a tokenizer directory may hold (Qwen3 / Eagle: BPE vocab + merges, added tokens, chat template).
+# The files a tokenizer directory may hold (Qwen3 / Eagle: BPE vocab + merges, added tokens, chat template; for
+# N1.7's Cosmos-Reason2-2B also the image processor's settings, which its collator checks).
 TOKENIZER_FILES = (
+    "preprocessor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "vocab.json",
