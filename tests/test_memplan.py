@@ -161,7 +161,7 @@ def test_cli_fits_and_card_from_config(tmp_path):
     (["--set", "num_gpus=3"], "not divisible"),
     (["--set", "lora_targets=[arm]"], "lora_targets"),
     (["--gpu-memory", "lots"], "--gpu-memory"),
-    (["--set", "base_model_path=/nonexistent/model"], "config.json"),
+    (["--set", "base_model_path=/nonexistent/model"], "no such directory"),
 ])
 def test_cli_bad_config(args, message):
     proc = plan_cli(*BASE, *args)

@@ -130,8 +130,9 @@ def build_plan(cfg, *, device: str, images: int | None, text_tokens: int | None)
 def format_table(plan, card: float | None = None) -> str:
     """The plan as a readable table (GiB per process)."""
     d = plan.to_dict()
-    g = 2**30
     b = d["bytes"]
+    # GiB for real models; MiB when the whole peak is below one GiB (the presets), so the table is not all zeros
+    g, unit = (2**30, "GiB") if b["peak"] >= 2**30 else (2**20, "MiB")
     lines = [
         f"memory plan per GPU: {d['parameters']:,} parameters, {d['trainable_parameters']:,} trainable"
         + (f" ({d['lora_parameters']:,} LoRA, rank {d['lora_rank']} on {', '.join(d['lora_targets'])})"
@@ -141,7 +142,7 @@ def format_table(plan, card: float | None = None) -> str:
         + f"; batch {d['per_gpu_batch']} x accumulation {d['gradient_accumulation_steps']}, "
           f"{d['sequence_length']} tokens a sample; activation checkpointing "
           f"{'on' if d['activation_checkpointing'] else 'off'}",
-        f"  {'component':<36}{'GiB':>9}",
+        f"  {'component':<36}{unit:>9}",
     ]
     rows = [(k.replace("_", " "), v) for k, v in b.items() if k not in ("backward_peak", "step_peak", "peak",
                                                                          "needed_on_card")]
@@ -154,7 +155,7 @@ def format_table(plan, card: float | None = None) -> str:
         lines.append(f"  {'needed on the card (+ CUDA reserve)':<36}{b['needed_on_card'] / g:9.2f}")
     if card is not None:
         verdict = "fits" if plan.fits(card) else "does NOT fit"
-        lines.append(f"  -> {verdict} a {card / g:g} GiB card")
+        lines.append(f"  -> {verdict} a {card / 2**30:g} GiB card")
     return "\n".join(lines)
 
 

@@ -259,8 +259,9 @@ def candidate_changes(setup: RunSetup) -> list[tuple[Change, object]]:
 
 def suggestions(shapes_for, setup: RunSetup, card_bytes: float) -> list[tuple[str, float, bool]]:
     """(change, planned need on the card, fits): every single change, cheapest first (of the batch splits only the
-    largest batch that fits, or the smallest there is). When none fits alone, the first row is the combination of
-    the fewest changes that fits, the cheapest such (the order above is the cost order), if any does.
+    largest batch that fits, or the smallest there is), those that fit first. Then the combination of the fewest
+    changes that do not fit alone but fit together, the cheapest such (the order above is the cost order), if any;
+    it comes first when no single change fits.
 
     ``shapes_for(lora_rank, lora_targets)`` counts the model for a LoRA setting (``shapes_factory``)."""
     from itertools import combinations
@@ -278,10 +279,12 @@ def suggestions(shapes_for, setup: RunSetup, card_bytes: float) -> list[tuple[st
         kinds = others
     rows = [(f"{c.label}  [{c.cost}]", need(apply(setup)), None) for c, apply in kinds]
     out = [(label, n, n <= card_bytes) for label, n, _ in rows]
-    if any(ok for _, _, ok in out):
-        return sorted(out, key=lambda r: not r[2])  # stable: cost order among those that fit, then the rest
-    for size in range(2, len(kinds) + 1):
-        for combo in combinations(range(len(kinds)), size):
+    alone = [i for i, (_, _, ok) in enumerate(out) if ok]
+    out = sorted(out, key=lambda r: not r[2])  # stable: cost order among those that fit, then the rest
+    # combinations of the changes that do not fit alone: often cheaper than the one that does (CPU offload)
+    rest = [i for i in range(len(kinds)) if i not in alone]
+    for size in range(2, len(rest) + 1):
+        for combo in combinations(rest, size):
             # with other changes in, the batch split may stop at a larger batch: try each halving, largest first
             options = [[b] for b in batch] if any(kinds[k] in batch for k in combo) else [[]]
             for extra in options:
@@ -291,7 +294,8 @@ def suggestions(shapes_for, setup: RunSetup, card_bytes: float) -> list[tuple[st
                     new = apply(new)
                 n = need(new)
                 if n <= card_bytes:
-                    return [(" + ".join(c.label for c, _ in picked), n, True)] + out
+                    combined = (" + ".join(c.label for c, _ in picked), n, True)
+                    return out[:len(alone)] + [combined] + out[len(alone):] if alone else [combined] + out
     return out
 
 
