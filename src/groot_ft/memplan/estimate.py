@@ -10,7 +10,7 @@ What lives on each of the ``N`` processes (``T`` trainable parameters, ``T_g`` t
 - gradients: ``e T / N`` under ZeRO-2/3 (``e T`` under ZeRO-1), held from the backward pass until the step, and from
   one micro-batch to the next when accumulating;
 - the reduce buckets ZeRO-1/2 allocate for the backward pass: ``reduce_bucket_size`` elements, twice with
-  ``overlap_comm`` (ZeRO-3 keeps one bucket);
+  ``overlap_comm``; ZeRO-3 allocates one at start-up and keeps it (5e8 elements unless the config says otherwise);
 - the optimizer step's temporaries, one parameter group at a time: the gradient partition flattened and cast to fp32
   (``4 T_g / N``) and AdamW's ``sqrt(v)`` workspace (``4 T_g / N`` with torch's multi-tensor kernel on CUDA; the CPU's
   single-tensor path divides into a second temporary, ``8 T_g / N``);
@@ -107,14 +107,17 @@ class MemoryPlan:
 
     @property
     def static(self) -> float:
-        return sum(self.weights.values()) + self.master + self.optimizer
+        # ZeRO-3 allocates its reduce bucket once, at start-up; ZeRO-1/2 allocate theirs for each backward pass
+        persistent = self.buckets if self.setup.zero.stage >= 3 else 0.0
+        return sum(self.weights.values()) + self.master + self.optimizer + persistent
 
     @property
     def backward_peak(self) -> float:
         # The gradients of the layers at the top of the network (the action head and the DiT, most of the trainable
         # parameters) are written out of the buckets while the activations of the layers below are still alive;
         # counting all of them is what the measurements support (tiny/mid on the CPU: within 1.5%).
-        return self.static + self.buckets + self.gradients + self.activations.total
+        per_backward = self.buckets if self.setup.zero.stage < 3 else 0.0
+        return self.static + per_backward + self.gradients + self.activations.total
 
     @property
     def step_peak(self) -> float:
