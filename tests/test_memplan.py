@@ -82,6 +82,7 @@ def run_bench(tmp_path, *args) -> dict:
     ("--preset", "tiny", "--batch", "8", "--dtype", "bf16", "--reduce-bucket-size", "500000"),
     ("--preset", "tiny", "--batch", "4", "--dtype", "fp32", "--tune-visual", "--reduce-bucket-size", "500000"),
     ("--preset", "tiny", "--batch", "8", "--dtype", "fp32"),
+    ("--preset", "tiny", "--batch", "8", "--dtype", "fp32", "--zero", "zero3"),
 ])
 def test_plan_matches_measured_deepspeed_step(tmp_path, args):
     result = run_bench(tmp_path, *args)
