@@ -11,7 +11,9 @@ collator (``Gr00tCollator``) over samples shaped like the demo's (``scripts/benc
 Measured: ``memplan.tracker.LiveBytes`` counts every tensor storage ATen allocates from before the model is built,
 and reports the high-water mark of live bytes during the second training step (forward, backward, optimizer step;
 the first step allocates AdamW's moments, the second is the steady state every later step repeats), split into the
-backward pass and the optimizer step, and the bytes the forward pass left alive (the kept activations). ``--dtype bf16``
+backward pass and the optimizer step, and the bytes the forward pass left alive (the kept activations). ``--lora-rank`` puts peft's LoRA layers on the
+Linear layers the plan adapts and ``--checkpointing`` turns on the model's own non-reentrant gradient checkpointing:
+stand-ins with the run config's semantics until the trainer implements both. ``--dtype bf16``
 enables DeepSpeed's bf16 mode on the CPU (the CUDA path's dtypes; the CPU's own kernels for dropout and AdamW).
 
 Planned: ``memplan.estimate.plan_memory`` for the same model, flags, DeepSpeed config, batch and sequence, with
@@ -31,6 +33,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def add_lora(model, rank: int, targets: tuple[str, ...]) -> None:
+    """peft's LoRA layers on the Linear layers the plan adapts (``memplan.shapes.LORA_LINEARS``); the targeted
+    parts' own weights frozen, everything else training as its tune flag says (the run config's semantics)."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from groot_ft.memplan.shapes import LORA_FROZEN, LORA_LINEARS
+
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+             and any(n.startswith(LORA_LINEARS[t][0]) and n.endswith(LORA_LINEARS[t][1]) for t in targets)]
+    before = {n for n, p in model.named_parameters() if p.requires_grad}
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=32, target_modules=names), model)
+    frozen = tuple(LORA_FROZEN[t] for t in targets)
+    for n, p in model.named_parameters():  # peft leaves only its adapters trainable
+        if "lora_" not in n:
+            p.requires_grad_(n in before and not n.startswith(frozen))
+    model.train()
 
 
 def measure(args) -> dict:
@@ -55,6 +76,10 @@ def measure(args) -> dict:
     with LiveBytes() as live:
         model, tokenizer = create_model(args.preset, bf16_weights=False, tune_llm=args.tune_llm,
                                         tune_visual=args.tune_visual)
+        if args.lora_rank:
+            add_lora(model, args.lora_rank, args.lora_targets)
+        if args.checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         ds = resolve_deepspeed_config(ROOT / "config" / "deepspeed" / f"{args.zero}.json", cfg, args.batch,
                                       use_bf16=args.dtype == "bf16")
         if args.reduce_bucket_size:
@@ -86,12 +111,13 @@ def planned(args, config, seq_len: int) -> dict:
     from groot_ft.memplan.estimate import RunSetup, ZeroSetup, geometry_for, plan_memory
     from groot_ft.memplan.shapes import model_shapes
 
-    shapes = model_shapes(config)
+    shapes = model_shapes(config, lora_rank=args.lora_rank, lora_targets=args.lora_targets)
     geo = geometry_for(config, batch=args.batch, images=args.cameras, text_tokens=0)
     geo = replace(geo, seq_len=seq_len)
     zero = ZeroSetup.from_file(ROOT / "config" / "deepspeed" / f"{args.zero}.json")
     zero = replace(zero, bf16=args.dtype == "bf16", reduce_bucket_size=args.reduce_bucket_size or zero.reduce_bucket_size)
-    setup = RunSetup(geometry=geo, zero=zero, device="cpu")
+    setup = RunSetup(geometry=geo, zero=zero, device="cpu", checkpointing=args.checkpointing,
+                     lora_rank=args.lora_rank, lora_targets=args.lora_targets)
     return plan_memory(shapes, setup).to_dict()
 
 
@@ -107,6 +133,11 @@ def main(argv=None) -> int:
     p.add_argument("--reduce-bucket-size", type=int,
                    help="replace the DeepSpeed config's reduce_bucket_size (elements), e.g. 5000000 so that the "
                    "buckets do not dwarf a small model's other memory")
+    p.add_argument("--lora-rank", type=int, default=0, help="peft LoRA adapters of this rank (0: none)")
+    p.add_argument("--lora-targets", default="llm,dit", type=lambda t: tuple(t.split(",")),
+                   help="comma list of llm, visual, dit")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="the model's non-reentrant gradient checkpointing (its GradientCheckpointingLayer blocks)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--port", type=int, default=29500 + os.getpid() % 400)
     p.add_argument("--json", help="write the result here")
@@ -127,7 +158,8 @@ def main(argv=None) -> int:
     }
     mib = 2**20
     print(f"{args.preset} batch {args.batch} {args.dtype} {args.zero} tune_visual={args.tune_visual} "
-          f"tune_llm={args.tune_llm} L={got['geometry']['seq_len']}: measured {measured / mib:.1f} MiB, planned "
+          f"tune_llm={args.tune_llm} lora={args.lora_rank}{list(args.lora_targets) if args.lora_rank else ''} "
+          f"checkpointing={args.checkpointing} L={got['geometry']['seq_len']}: measured {measured / mib:.1f} MiB, planned "
           f"{plan['bytes']['peak'] / mib:.1f} MiB ({plan['peak_phase']}), error {100 * error:+.1f}%")
     print(f"  kept activations: measured {act_measured / mib:.1f} MiB, planned {act_planned / mib:.1f} MiB")
     for key, value in got["timeline"][2].items():

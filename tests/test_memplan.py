@@ -71,6 +71,61 @@ def test_kept_activations_match_autograd(flags, batch, dtype):
     assert abs(planned - measured) / measured < TOLERANCE, (planned, measured)
 
 
+def _geometry(config, data, batch: int) -> Geometry:
+    side = config.image_size // config.vision_config.patch_size
+    return Geometry(batch=batch, seq_len=data["input_ids"].shape[1], images=2, patches=side * side,
+                    image_tokens=config.num_image_tokens, state_tokens=1, horizon=config.action_horizon)
+
+
+@pytest.mark.parametrize("flags,batch", [({}, 8), ({"tune_visual": True}, 4)])
+def test_checkpointing_keeps_layer_inputs(flags, batch):
+    """The model's own non-reentrant gradient checkpointing (every GradientCheckpointingLayer: LLM, SigLIP2 and
+    DiT blocks; frozen ones keep nothing either way) against the plan with activation_checkpointing on."""
+    from bench_model import make_samples
+    from groot_ft.model import Gr00tCollator, create_model
+
+    model, tokenizer = create_model("tiny", bf16_weights=False, **flags)
+    model.train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    data = Gr00tCollator(tokenizer, model.config)(make_samples(model.config, batch, 2))
+    measured = saved_bytes(model, data)
+    config = load_model_config("tiny", **flags)
+    plan = activation_plan(model_shapes(config), _geometry(config, data, batch), e=4, m=4, checkpointing=True)
+    assert abs(plan.kept - measured) / measured < TOLERANCE, (plan.kept, measured)
+    full = activation_plan(model_shapes(config), _geometry(config, data, batch), e=4, m=4)
+    assert plan.kept < 0.5 * full.kept
+
+
+@pytest.mark.parametrize("targets,rank,batch", [(("llm", "dit"), 4, 8), (("visual", "llm", "dit"), 8, 4)])
+def test_lora_counts_and_activations_match_peft(targets, rank, batch):
+    """peft's own LoRA layers on the Linear layers the plan adapts; the targeted parts' weights frozen, the other
+    parts training as their tune flags say (the run config's semantics)."""
+    from bench_model import make_samples
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from groot_ft.memplan.shapes import LORA_FROZEN, LORA_LINEARS
+    from groot_ft.model import Gr00tCollator, create_model
+
+    model, tokenizer = create_model("tiny", bf16_weights=False)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+             and any(n.startswith(LORA_LINEARS[t][0]) and n.endswith(LORA_LINEARS[t][1]) for t in targets)]
+    before = {n for n, p in model.named_parameters() if p.requires_grad}
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=32, target_modules=names), model)
+    frozen = tuple(LORA_FROZEN[t] for t in targets)
+    for n, p in model.named_parameters():  # peft froze everything but its adapters
+        if "lora_" not in n:
+            p.requires_grad_(n in before and not n.startswith(frozen))
+    model.train()
+    config = load_model_config("tiny")
+    shapes = model_shapes(config, lora_rank=rank, lora_targets=targets)
+    assert shapes.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert shapes.lora_params == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    data = Gr00tCollator(tokenizer, model.config)(make_samples(model.config, batch, 2))
+    measured = saved_bytes(model, data)
+    plan = activation_plan(shapes, _geometry(config, data, batch), e=4, m=4, lora_rank=rank, lora_targets=targets)
+    assert abs(plan.kept - measured) / measured < TOLERANCE, (plan.kept, measured)
+
+
 def run_bench(tmp_path, *args) -> dict:
     out = tmp_path / "bench.json"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_plan.py"), *args, "--threads", "1", "--json",
@@ -83,6 +138,8 @@ def run_bench(tmp_path, *args) -> dict:
     ("--preset", "tiny", "--batch", "4", "--dtype", "fp32", "--tune-visual", "--reduce-bucket-size", "500000"),
     ("--preset", "tiny", "--batch", "8", "--dtype", "fp32"),
     ("--preset", "tiny", "--batch", "8", "--dtype", "fp32", "--zero", "zero3"),
+    ("--preset", "tiny", "--batch", "8", "--dtype", "fp32", "--lora-rank", "4", "--reduce-bucket-size", "500000"),
+    ("--preset", "tiny", "--batch", "16", "--dtype", "bf16", "--checkpointing", "--reduce-bucket-size", "500000"),
 ])
 def test_plan_matches_measured_deepspeed_step(tmp_path, args):
     result = run_bench(tmp_path, *args)

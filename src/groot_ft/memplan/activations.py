@@ -3,16 +3,18 @@
 Autograd keeps, for every operation whose inputs or weights need a gradient, the tensors its backward formula reads.
 Counting them per layer type gives bytes per token as a sum of the layer's widths; the per-layer lists below were
 read off the code of each layer and checked tensor by tensor with ``torch.autograd.graph.saved_tensors_hooks``
-(``tests/test_memplan.py`` compares them with the hooks on the ``tiny`` and ``mid`` presets). Notation: ``e`` bytes
+(``tests/test_memplan.py`` compares the totals with the hooks on the ``tiny`` preset, with tune flags, peft's LoRA
+and the model's gradient checkpointing; docs/benchmarks.md also on ``mid``). Notation: ``e`` bytes
 per element of the model's dtype (2 in bf16, 4 in fp32), ``m`` bytes per element of a dropout mask (1 on CUDA, whose
 fused dropout keeps a bool mask; ``e`` on the CPU, which keeps the scaled noise tensor), ``d`` the hidden width,
 ``q = heads x head_dim``, ``kv = kv_heads x head_dim``, ``ff`` the MLP width.
 
 Terms are split by why they are kept: ``x`` terms are needed to pass the gradient to the layer's input, ``w`` terms
-(the inputs of Linear layers and the operands of norm weights) only for the layer's own weight gradients. A trainable
-layer (or one with LoRA adapters, whose ``lora_A`` reads the Linear's input) keeps both; a frozen layer that the
-gradient must cross to reach something trainable below it keeps only ``x``; a frozen layer with nothing trainable
-below it keeps nothing.
+(the inputs of Linear layers) for the Linear weights' gradients, ``n`` terms (the normalised operands of RMSNorm
+weights, the DiT's input to its timestep modulation) for the norm and modulation weights. A trainable layer keeps all
+three; a layer with LoRA adapters keeps ``x`` and ``w`` (``lora_A`` reads the Linear's input; its own norms stay
+frozen); a frozen layer that the gradient must cross to reach something trainable below it keeps only ``x``; a frozen
+layer with nothing trainable below it keeps nothing.
 
 - Qwen3 decoder layer (per token): RMSNorm upcasts to fp32 and keeps that copy and ``rsqrt`` (``4d + 4``, x; only
   when the input carries a gradient) and the normalised operand of its weight (``e d``, w) and its output, the
@@ -45,9 +47,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# While one layer's backward runs, the gradients of its activations exist next to what it kept. Measured on the CPU
-# (tests/test_memplan.py, tiny and mid presets): the step's high-water mark above "kept activations" is 0.6 - 0.9 of
-# the largest layer's kept bytes; 1.0 is the conservative round value.
+# While one layer's backward runs, the gradients of its activations exist next to what is still kept: counted as one
+# largest layer's kept bytes. Calibrated on the CPU (docs/benchmarks.md, mid preset, ZeRO-2): with it the planned
+# backward-pass peak is 0.6% and 0.1% below the measured one (default flags; tune_visual), without it 1.9% and 1.4%.
 BACKWARD_WORKSPACE = 1.0
 
 
@@ -69,10 +71,13 @@ class LayerCost:
     """Bytes a layer keeps for the backward pass at the run's batch, by why they are kept."""
 
     x: float = 0.0  # for the input's gradient
-    w: float = 0.0  # for the layer's own weight gradients
+    w: float = 0.0  # the Linear layers' inputs: for their weight gradients, or their LoRA adapters'
+    n: float = 0.0  # the operands of norm weights and of the DiT's timestep modulation: for those weights only
 
-    def kept(self, trains: bool, input_grad: bool) -> float:
-        return self.x + self.w if trains else (self.x if input_grad else 0.0)
+    def kept(self, trains: bool, input_grad: bool, adapters: bool = False) -> float:
+        if adapters:  # LoRA: the layer's own weights (norms and modulation included) are frozen
+            return self.x + self.w
+        return self.x + self.w + self.n if trains else (self.x if input_grad else 0.0)
 
 
 @dataclass
@@ -103,8 +108,9 @@ def qwen3_layer(cfg, tokens: int, e: int, input_grad: bool) -> LayerCost:
     q, kv = heads * dh, kv_heads * dh
     x = (4 * d + 4 if input_grad else 0) + (4 * q + 4 * heads) + (4 * kv + 4 * kv_heads) \
         + e * (2 * q + 2 * kv) + 4 * heads + (4 * d + 4) + 3 * e * ff
-    w = e * d * 2 + e * q + e * kv + e * d * 2 + e * ff
-    return LayerCost(x * tokens, w * tokens)
+    w = e * d + e * d + e * ff  # the projections' inputs: after each RMSNorm, and the down projection's
+    n = e * d + e * q + e * kv + e * d  # the four RMSNorms' normalised operands of their weights
+    return LayerCost(x * tokens, w * tokens, n * tokens)
 
 
 def siglip_layer(cfg, tokens: int, e: int) -> LayerCost:
@@ -120,10 +126,11 @@ def dit_block(cfg, tokens: int, vl_tokens: int, e: int, m: int, cross: bool) -> 
     heads, dim = dit["num_attention_heads"], dit["num_attention_heads"] * dit["attention_head_dim"]
     masks = 7 * m * dim if dit.get("dropout", 0.0) > 0 else 0
     own_kv = 0 if cross else 2 * e * dim
-    x = (2 * e * dim + 16) + (2 * e * dim + own_kv + 4 * heads) + masks + (e * dim + 8) + 4 * e * dim
+    x = (e * dim + 16) + (2 * e * dim + own_kv + 4 * heads) + masks + (e * dim + 8) + 4 * e * dim
     w = e * dim + e * dim + 4 * e * dim
+    n = e * dim  # the normalised input, for the gradient of the timestep modulation's scale
     vl = 2 * e * dim + 1 if cross else 0
-    return LayerCost(x * tokens + vl * vl_tokens, w * tokens)
+    return LayerCost(x * tokens + vl * vl_tokens, w * tokens, n * tokens)
 
 
 def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: bool = False,
@@ -141,11 +148,12 @@ def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: boo
     def add(part: str, nbytes: float) -> None:
         plan.by_part[part] = plan.by_part.get(part, 0.0) + nbytes
 
-    def layer_stack(part: str, costs: list[tuple[LayerCost, bool, bool]], width_in: float) -> None:
+    def layer_stack(part: str, costs: list[tuple[LayerCost, bool, bool]], width_in: float,
+                    adapters: bool = False) -> None:
         """Sum a stack; checkpointed trainable layers keep only their input (``width_in`` bytes)."""
         nonlocal largest
         for cost, trains, grad_in in costs:
-            full = cost.kept(trains, grad_in)
+            full = cost.kept(trains, grad_in, adapters)
             largest = max(largest, full)
             add(part, width_in if (checkpointing and trains and full) else full)
 
@@ -159,8 +167,9 @@ def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: boo
         layer = siglip_layer(cfg, images * geo.patches, e)
         if "visual" in targets:
             layer = LayerCost(layer.x, layer.w + lora_extra(shapes, "visual", lora_rank, images * geo.patches, e)
-                              / v.num_hidden_layers)
-        layer_stack("visual", [(layer, True, True)] * v.num_hidden_layers, e * v.hidden_size * images * geo.patches)
+                              / v.num_hidden_layers, layer.n)
+        layer_stack("visual", [(layer, True, True)] * v.num_hidden_layers, e * v.hidden_size * images * geo.patches,
+                    adapters="visual" in targets)
         add("visual", (e * v.hidden_size + 8) * images * geo.patches)  # post_layernorm
     image_tokens = images * geo.image_tokens
     if visual_trains or mlp1_trains:
@@ -181,11 +190,11 @@ def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: boo
         trains = i in trainable or lora_llm
         cost = qwen3_layer(cfg, vl_tokens, e, grad_in)
         if lora_llm:
-            cost = LayerCost(cost.x, cost.w + lora_extra(shapes, "llm", lora_rank, vl_tokens, e) / layers)
+            cost = LayerCost(cost.x, cost.w + lora_extra(shapes, "llm", lora_rank, vl_tokens, e) / layers, cost.n)
         stack.append((cost, trains, grad_in))
         grad_in = grad_in or trains
     d = cfg.text_config.hidden_size
-    layer_stack("llm", stack, e * d * vl_tokens)
+    layer_stack("llm", stack, e * d * vl_tokens, adapters=lora_llm)
     if grad_in:  # rotary cos/sin once, and the final RMSNorm (its weight is the LLM's: trainable only with tune_llm)
         add("llm", 2 * e * cfg.text_config.head_dim * vl_tokens + (4 * d + 4) * vl_tokens)
 
@@ -205,8 +214,8 @@ def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: boo
     for idx in range(dit["num_layers"]):
         cross = not (dit.get("interleave_self_attention", True) and idx % 2 == 1)
         cost = dit_block(cfg, act_tokens, vl_tokens, e, m, cross)
-        blocks.append((LayerCost(cost.x, cost.w + lora_dit), dit_trains, True))
-    layer_stack("dit", blocks, e * dim * act_tokens)
+        blocks.append((LayerCost(cost.x, cost.w + lora_dit, cost.n), dit_trains or "dit" in targets, True))
+    layer_stack("dit", blocks, e * dim * act_tokens, adapters="dit" in targets)
     plan.largest_layer = largest
     return plan
 
