@@ -112,12 +112,22 @@ class MemoryPlan:
         return sum(self.weights.values()) + self.master + self.optimizer + persistent
 
     @property
+    def gradients_in_backward(self) -> float:
+        """Gradient bytes outside the buckets while activations are still alive. DeepSpeed copies gradients into
+        its reduce bucket and allocates the whole gradient partition when the first full bucket is flushed: with more
+        trainable parameters per process than a bucket holds, that happens early in the backward pass (the action
+        head and DiT, most of the trainable parameters, come first) and all of it is counted; with fewer, only at
+        the end of the backward pass, when the activations are gone. Gradients accumulated over micro-batches are
+        held throughout."""
+        per_process = self.shapes.trainable / self.setup.world
+        if self.setup.accumulation > 1 or per_process > self.setup.zero.reduce_bucket_size:
+            return self.gradients
+        return 0.0
+
+    @property
     def backward_peak(self) -> float:
-        # The gradients of the layers at the top of the network (the action head and the DiT, most of the trainable
-        # parameters) are written out of the buckets while the activations of the layers below are still alive;
-        # counting all of them is what the measurements support (tiny/mid on the CPU: within 1.5%).
         per_backward = self.buckets if self.setup.zero.stage < 3 else 0.0
-        return self.static + per_backward + self.gradients + self.activations.total
+        return self.static + per_backward + self.gradients_in_backward + self.activations.total
 
     @property
     def step_peak(self) -> float:
