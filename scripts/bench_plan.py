@@ -1,7 +1,7 @@
 """The memory plan against a measured training step, on the CPU.
 
     PYTHONPATH=src .venv/bin/python scripts/bench_plan.py --preset tiny --batch 8 --dtype bf16
-    PYTHONPATH=src .venv/bin/python scripts/bench_plan.py --preset mid --batch 4 --dtype fp32 --tune-visual --json out.json
+    PYTHONPATH=src .venv/bin/python scripts/bench_plan.py --preset mid --batch 4 --tune-visual --json out.json
 
 One process runs the trainer's own pieces: ``create_model`` with the run's tune flags, ``resolve_deepspeed_config``
 and ``build_optimizer`` (``groot_ft.train.optim``), then ``deepspeed.initialize`` on a one-process gloo group with the
@@ -11,10 +11,12 @@ collator (``Gr00tCollator``) over samples shaped like the demo's (``scripts/benc
 Measured: ``memplan.tracker.LiveBytes`` counts every tensor storage ATen allocates from before the model is built,
 and reports the high-water mark of live bytes during the second training step (forward, backward, optimizer step;
 the first step allocates AdamW's moments, the second is the steady state every later step repeats), split into the
-backward pass and the optimizer step, and the bytes the forward pass left alive (the kept activations). ``--lora-rank`` puts peft's LoRA layers on the
-Linear layers the plan adapts and ``--checkpointing`` turns on the model's own non-reentrant gradient checkpointing:
-stand-ins with the run config's semantics until the trainer implements both. ``--dtype bf16``
-enables DeepSpeed's bf16 mode on the CPU (the CUDA path's dtypes; the CPU's own kernels for dropout and AdamW).
+backward pass and the optimizer step, and the bytes the forward pass left alive (the kept activations).
+
+``--lora-rank`` puts peft's LoRA layers on the Linear layers the plan adapts and ``--checkpointing`` turns on the
+model's own non-reentrant gradient checkpointing: stand-ins with the run config's semantics until the trainer
+implements both. ``--dtype bf16`` enables DeepSpeed's bf16 mode on the CPU (the CUDA path's dtypes; the CPU's own
+kernels for dropout and AdamW).
 
 Planned: ``memplan.estimate.plan_memory`` for the same model, flags, DeepSpeed config, batch and sequence, with
 ``device=cpu``. Prints both and the error; ``--json`` writes them.
@@ -115,7 +117,8 @@ def planned(args, config, seq_len: int) -> dict:
     geo = geometry_for(config, batch=args.batch, images=args.cameras, text_tokens=0)
     geo = replace(geo, seq_len=seq_len)
     zero = ZeroSetup.from_file(ROOT / "config" / "deepspeed" / f"{args.zero}.json")
-    zero = replace(zero, bf16=args.dtype == "bf16", reduce_bucket_size=args.reduce_bucket_size or zero.reduce_bucket_size)
+    zero = replace(zero, bf16=args.dtype == "bf16",
+                   reduce_bucket_size=args.reduce_bucket_size or zero.reduce_bucket_size)
     setup = RunSetup(geometry=geo, zero=zero, device="cpu", checkpointing=args.checkpointing,
                      lora_rank=args.lora_rank, lora_targets=args.lora_targets)
     return plan_memory(shapes, setup).to_dict()
@@ -154,12 +157,14 @@ def main(argv=None) -> int:
     result = {
         "args": vars(args), "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores", "measured_peak": measured, "planned_peak": plan["bytes"]["peak"],
-        "error": error, "activations_measured": act_measured, "activations_planned": act_planned, "plan": plan, **got, "seconds": time.perf_counter() - t0,
+        "error": error, "activations_measured": act_measured, "activations_planned": act_planned, "plan": plan,
+        **got, "seconds": time.perf_counter() - t0,
     }
     mib = 2**20
     print(f"{args.preset} batch {args.batch} {args.dtype} {args.zero} tune_visual={args.tune_visual} "
           f"tune_llm={args.tune_llm} lora={args.lora_rank}{list(args.lora_targets) if args.lora_rank else ''} "
-          f"checkpointing={args.checkpointing} L={got['geometry']['seq_len']}: measured {measured / mib:.1f} MiB, planned "
+          f"checkpointing={args.checkpointing} L={got['geometry']['seq_len']}: measured {measured / mib:.1f} MiB, "
+          f"planned "
           f"{plan['bytes']['peak'] / mib:.1f} MiB ({plan['peak_phase']}), error {100 * error:+.1f}%")
     print(f"  kept activations: measured {act_measured / mib:.1f} MiB, planned {act_planned / mib:.1f} MiB")
     for key, value in got["timeline"][2].items():

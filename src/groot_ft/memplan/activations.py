@@ -173,7 +173,7 @@ def activation_plan(shapes, geo: Geometry, *, e: int, m: int, checkpointing: boo
         add("visual", (e * v.hidden_size + 8) * images * geo.patches)  # post_layernorm
     image_tokens = images * geo.image_tokens
     if visual_trains or mlp1_trains:
-        width = 4 * v.hidden_size if cfg.downsample_ratio == 0.5 else v.hidden_size * round(1 / cfg.downsample_ratio) ** 2
+        width = v.hidden_size * round(1 / cfg.downsample_ratio) ** 2  # pixel shuffle: f x f patches a token
         dl = cfg.text_config.hidden_size
         cost = LayerCost((e * width + 8 + e * dl) * image_tokens, (e * width + e * dl) * image_tokens)
         add("mlp1", cost.kept(mlp1_trains, visual_trains))

@@ -178,7 +178,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     result = {**plan.to_dict(), "card_bytes": card, "fits": None if card is None else plan.fits(card)}
     code = 0
     if card is not None and not plan.fits(card):
-        rows = suggestions(shapes_for, plan.setup, card)
+        rows = suggestions(shapes_for, plan.setup, card, Path(cfg.deepspeed_config).parent)
         result["changes"] = [{"change": c, "needed_on_card": need, "fits": ok} for c, need, ok in rows]
         print(f"\nThis run needs {plan.needed() / 2**30:.1f} GiB per GPU and cannot fit a {card / 2**30:g} GiB card. "
               "Cheapest changes (planned need per GPU):", file=sys.stderr)

@@ -243,9 +243,22 @@ def _halve_batch(setup: RunSetup, times: int) -> RunSetup:
     return replace(setup, geometry=replace(setup.geometry, batch=b), accumulation=acc)
 
 
-def candidate_changes(setup: RunSetup) -> list[tuple[Change, object]]:
+def _shipped_zero(deepspeed_dir: Path | None, name: str, fallback: ZeroSetup, bf16: bool | None) -> ZeroSetup:
+    """A shipped DeepSpeed config beside the run's (its buckets and limits differ from the run's), else ``fallback``."""
+    path = None if deepspeed_dir is None else Path(deepspeed_dir) / name
+    if path is not None and path.is_file():
+        return replace(ZeroSetup.from_file(path), bf16=bf16)
+    return fallback
+
+
+def candidate_changes(setup: RunSetup, deepspeed_dir: Path | None = None) -> list[tuple[Change, object]]:
     """The kinds of change, cheapest first, each as (change, function setup -> changed setup). The batch change is
-    one per halving (accumulation doubled, same global batch)."""
+    one per halving (accumulation doubled, same global batch). ZeRO-3 and CPU offload take their settings from
+    ``zero3.json`` / ``zero2_offload.json`` in ``deepspeed_dir`` (the run's DeepSpeed config directory) if there."""
+    here = Path(deepspeed_dir) if deepspeed_dir is not None else Path("config/deepspeed")
+    zero3 = _shipped_zero(deepspeed_dir, "zero3.json", replace(setup.zero, stage=3, overlap_comm=True), setup.zero.bf16)
+    offload = _shipped_zero(deepspeed_dir, "zero2_offload.json", replace(setup.zero, offload_optimizer=True),
+                            setup.zero.bf16)
     out = []
     b, halvings = setup.geometry.batch, 0
     while b > 1 and b % 2 == 0:
@@ -257,20 +270,23 @@ def candidate_changes(setup: RunSetup) -> list[tuple[Change, object]]:
         out.append((Change("activation_checkpointing: true", "about a third more compute"),
                     lambda s: replace(s, checkpointing=True)))
     if setup.zero.stage < 3 and setup.world > 1:
-        out.append((Change("deepspeed_config: config/deepspeed/zero3.json", "more communication"),
-                    lambda s: replace(s, zero=replace(s.zero, stage=3, overlap_comm=True))))
+        out.append((Change(f"deepspeed_config: {here / 'zero3.json'}", "more communication"),
+                    lambda s: replace(s, zero=zero3 if not s.zero.offload_optimizer
+                                      else replace(zero3, offload_optimizer=True))))
     if setup.lora_rank == 0:
         out.append((Change("lora_rank: 16, lora_targets: [llm, dit]",
                            "trains adapters instead of the LLM's and DiT's own weights"),
                     lambda s: replace(s, lora_rank=16, lora_targets=("llm", "dit"))))
     if not setup.zero.offload_optimizer:
-        out.append((Change("deepspeed_config: config/deepspeed/zero2_offload.json",
+        out.append((Change(f"deepspeed_config: {here / 'zero2_offload.json'}",
                            "optimizer on the CPU: much slower steps, CPU memory for the optimizer"),
-                    lambda s: replace(s, zero=replace(s.zero, offload_optimizer=True))))
+                    lambda s: replace(s, zero=offload if s.zero.stage < 3
+                                      else replace(s.zero, offload_optimizer=True))))
     return out
 
 
-def suggestions(shapes_for, setup: RunSetup, card_bytes: float) -> list[tuple[str, float, bool]]:
+def suggestions(shapes_for, setup: RunSetup, card_bytes: float,
+                deepspeed_dir: Path | None = None) -> list[tuple[str, float, bool]]:
     """(change, planned need on the card, fits): every single change, cheapest first (of the batch splits only the
     largest batch that fits, or the smallest there is), those that fit first. Then the combination of the fewest
     changes that do not fit alone but fit together, the cheapest such (the order above is the cost order), if any;
@@ -282,7 +298,7 @@ def suggestions(shapes_for, setup: RunSetup, card_bytes: float) -> list[tuple[st
     def need(new: RunSetup) -> float:
         return plan_memory(shapes_for(new.lora_rank, new.lora_targets), new).needed()
 
-    changes = candidate_changes(setup)
+    changes = candidate_changes(setup, deepspeed_dir)
     batch = [c for c in changes if c[0].label.startswith("gradient_accumulation_steps")]
     others = [c for c in changes if c not in batch]
     if batch:
