@@ -20,6 +20,11 @@ kernels for dropout and AdamW).
 
 Planned: ``memplan.estimate.plan_memory`` for the same model, flags, DeepSpeed config, batch and sequence, with
 ``device=cpu``. Prints both and the error; ``--json`` writes them.
+
+On a GPU (``--device cuda --dtype bf16``) the same step runs on CUDA and is measured with the caching allocator's
+counters instead (``torch.cuda.max_memory_allocated`` per phase), against the plan for CUDA:
+
+    python scripts/bench_plan.py --device cuda --dtype bf16 --preset n1.6-3b --batch 64 --cameras 1 --json out.json
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -56,6 +62,39 @@ def add_lora(model, rank: int, targets: tuple[str, ...]) -> None:
     model.train()
 
 
+class CudaBytes:
+    """``LiveBytes``' interface over the CUDA caching allocator's own counters (``torch.cuda.memory_allocated`` and
+    ``max_memory_allocated``, what docs/benchmarks.md's GPU numbers report)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda
+        self.at_mark = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    @property
+    def current(self) -> int:
+        return self.cuda.memory_allocated()
+
+    @property
+    def peak(self) -> int:
+        return self.cuda.max_memory_allocated()
+
+    def track(self, tensors) -> None:  # the allocator sees every CUDA tensor already
+        return None
+
+    def mark(self) -> None:
+        self.cuda.synchronize()
+        self.cuda.reset_peak_memory_stats()
+        self.at_mark = self.current
+
+
 def measure(args) -> dict:
     import torch
 
@@ -74,8 +113,12 @@ def measure(args) -> dict:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     import deepspeed
 
+    cuda = args.device == "cuda"
+    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
     timeline = {}
-    with LiveBytes() as live:
+    with (CudaBytes() if cuda else LiveBytes()) as live:
         model, tokenizer = create_model(args.preset, bf16_weights=False, tune_llm=args.tune_llm,
                                         tune_visual=args.tune_visual)
         if args.lora_rank:
@@ -87,9 +130,14 @@ def measure(args) -> dict:
         if args.reduce_bucket_size:
             ds["zero_optimization"]["reduce_bucket_size"] = args.reduce_bucket_size
         optimizer, _ = build_optimizer(model, cfg, ds)
-        deepspeed.init_distributed(dist_backend="gloo")
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
-        batch = Gr00tCollator(tokenizer, model.config)(make_samples(model.config, args.batch, args.cameras))
+        # upstream's geometry (image_size null, the n1.6-3b preset): square frames at shortest_image_edge
+        shape = SimpleNamespace(**{k: getattr(model.config, k) for k in ("max_state_dim", "max_action_dim",
+                                                                         "action_horizon")},
+                                image_size=model.config.image_size or model.config.shortest_image_edge)
+        batch = Gr00tCollator(tokenizer, model.config)(make_samples(shape, args.batch, args.cameras))
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         live.track(batch.values())
         engine.train()
         for step in (1, 2):
@@ -119,7 +167,7 @@ def planned(args, config, seq_len: int) -> dict:
     zero = ZeroSetup.from_file(ROOT / "config" / "deepspeed" / f"{args.zero}.json")
     zero = replace(zero, bf16=args.dtype == "bf16",
                    reduce_bucket_size=args.reduce_bucket_size or zero.reduce_bucket_size)
-    setup = RunSetup(geometry=geo, zero=zero, device="cpu", checkpointing=args.checkpointing,
+    setup = RunSetup(geometry=geo, zero=zero, device=args.device, checkpointing=args.checkpointing,
                      lora_rank=args.lora_rank, lora_targets=args.lora_targets)
     return plan_memory(shapes, setup).to_dict()
 
@@ -130,6 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--cameras", type=int, default=2)
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: measure with torch.cuda.max_memory_allocated on GPU 0 (NCCL, one process) and plan "
+                   "for CUDA; use --dtype bf16 there, as the trainer does")
     p.add_argument("--zero", default="zero2", help="a config/deepspeed/*.json stem")
     p.add_argument("--tune-visual", action="store_true")
     p.add_argument("--tune-llm", action="store_true")
