@@ -12,6 +12,7 @@
     groot-ft verify OUTPUT_DIR
     groot-ft modality init DATASET [--out-config F] [--out-modality-json F] [--action-horizon N] [--relative G ...]
     groot-ft fetch-base-model BASE [--tokenizer T] [--revision R] [--out base_model.json]
+    groot-ft plan CONFIG.yaml [...] [--gpu-memory 24GiB] [--json F] [--set key=value]
 
 Training itself is ``accelerate launch ... -m groot_ft.train`` (see the ``groot_ft/train/`` package).
 
@@ -377,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="hub branch, tag or commit of the base model (base_model_revision)")
     p.add_argument("--out", help="write the resolved local paths and the snapshot commit here (JSON)")
     p.set_defaults(func=cmd_fetch_base_model)
+
+    from groot_ft.memplan.cli import add_plan_parser
+
+    add_plan_parser(sub)
     return parser
 
 

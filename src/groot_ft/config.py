@@ -119,6 +119,11 @@ class FinetuneConfig:
     tune_visual: bool
     tune_projector: bool
     tune_diffusion_model: bool
+    lora_rank: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_targets: list[str]
+    activation_checkpointing: bool
     state_dropout_prob: float
     shard_size: int
     episode_sampling_rate: float

@@ -37,6 +37,7 @@ rule finetune:
         shards=shard_manifests(),
         stats=training_stats(),
         base_model=base_model_input(),
+        memory_plan=f"{OUT}/experiment_cfg/memory_plan.json",  # rules/plan.smk: stops a run that cannot fit the card
     output:
         model=f"{OUT}/model.safetensors",
         model_config=f"{OUT}/config.json",
