@@ -111,6 +111,7 @@ COMMAND_CASES: dict[str, Callable[[Inputs], Case]] = {
                                "new_embodiment", "--out", str(i.tmp / "inspect")], [str(i.missing)]),
     # verify's job is to find problems: a missing output_dir is one of its findings (exit 1), listed on stdout
     "verify": lambda i: Case(["verify", str(i.missing)], [str(i.missing), "not a directory"], EXIT_FINDINGS),
+    "plan": lambda i: Case(["plan", str(i.bad_config)], [str(i.bad_config), "YAML"]),
     "fetch-base-model": lambda i: Case(["fetch-base-model", str(i.missing)], [str(i.missing), "no such directory"]),
 }
 

@@ -231,3 +231,11 @@ def test_cli_bad_config(args, message):
 def test_cli_missing_config_file(tmp_path):
     proc = plan_cli(str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "cannot read config" in proc.stderr
+
+
+def test_cli_says_an_n17_base_has_no_plan_and_does_not_block(tmp_path):
+    out = tmp_path / "plan.json"
+    proc = plan_cli(*BASE, "--set", "base_model_path=n1.7-tiny", "--gpu-memory", "24GiB", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "is GR00T N1.7" in proc.stderr and "the 24 GiB card is not checked" in proc.stderr
+    assert json.loads(out.read_text())["supported"] is False

@@ -20,5 +20,5 @@ rule memory_plan:
     conda:
         "../../envs/groot-ft.yaml"
     shell:
-        "export HF_HUB_OFFLINE=1; groot-ft plan {input.config} --json {output.plan} > {log} 2>&1 "
-        "|| {{ cat {log} >&2; exit 1; }}"
+        "export HF_HUB_OFFLINE=1; groot-ft plan {input.config:q} --json {output.plan:q} > {log:q} 2>&1 "
+        "|| {{ cat {log:q} >&2; exit 1; }}"

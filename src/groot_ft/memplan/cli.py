@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .shapes import PlanInputError
+from .shapes import PlanInputError, PlanUnsupportedError
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(gib|gb|g|mib|mb|m)?\s*$", re.IGNORECASE)
 
@@ -169,6 +169,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
             card = float(cfg.finetune_resources["gpu_memory_gb"]) * 2**30
         plan, shapes_for, notes = build_plan(cfg, device=args.device, images=args.images,
                                              text_tokens=args.text_tokens)
+    except PlanUnsupportedError as exc:
+        # not the user's mistake and no reason to stop a run: the plan says plainly that it has nothing to say
+        print(f"memory plan: none: {exc}" + (f"; the {card / 2**30:g} GiB card is not checked" if card else ""),
+              file=sys.stderr)
+        if args.json:
+            from groot_ft.io import atomic_write_text
+
+            atomic_write_text(Path(args.json), json.dumps({"supported": False, "reason": str(exc)}, indent=2) + "\n")
+        return 0
     except (PlanInputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

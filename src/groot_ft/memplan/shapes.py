@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from groot_ft.errors import UserError
+
 # Parameter-name prefixes of the model's parts (the module tree mirrors upstream's names; see model/backbone.py).
 VISUAL = "backbone.model.vision_model."
 MLP1 = "backbone.model.mlp1."
@@ -36,8 +38,13 @@ LORA_LINEARS = {
 LORA_FROZEN = {"llm": LLM, "visual": VISUAL, "dit": DIT}
 
 
-class PlanInputError(ValueError):
+
+class PlanInputError(UserError, ValueError):
     """A base model or setting the plan cannot use; the message says which and why."""
+
+
+class PlanUnsupportedError(PlanInputError):
+    """A base model of a family the estimator does not model (GR00T N1.7): no plan, said so, the run goes on."""
 
 
 def part_of(name: str) -> str:
@@ -74,13 +81,18 @@ def load_model_config(base_model_path: str, revision: str | None = None, **overr
     from groot_ft.hub import BaseModelError, preset_names, resolve_base_model
     from groot_ft.model import Gr00tN1d6Config, preset
 
-    if base_model_path in preset_names():
+    from groot_ft.model.n17.factory import model_family
+
+    if base_model_path in preset_names() and model_family(base_model_path) == "n1.6":
         return preset(base_model_path, **overrides)
     try:
         root = resolve_base_model(base_model_path, revision=revision)
     except BaseModelError as exc:
         raise PlanInputError(str(exc)) from exc
     root = root if root is not None else Path(base_model_path)
+    if model_family(base_model_path if base_model_path in preset_names() else root) == "n1.7":
+        raise PlanUnsupportedError(f"base model {base_model_path!r} is GR00T N1.7; the memory plan models N1.6's "
+                                   f"network only, so this run's memory is not estimated or checked")
     config_file = root / "config.json"
     if not config_file.is_file():
         raise PlanInputError(f"base model {base_model_path!r}: neither a preset ({', '.join(preset_names())}) nor a "
