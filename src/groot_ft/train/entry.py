@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from groot_ft.hub import BaseModelError
     from groot_ft.modality import ModalityConfigError
     from groot_ft.model import TokenizerNotFoundError
+    from groot_ft.model.lora import LoraConfigError
     from groot_ft.processor import ProcessorError
     from groot_ft.train.trainer import SourceDirs, Trainer
 
@@ -68,6 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     try:
         return Trainer(cfg, sources, config_path=Path(args.config)).train()
-    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError) as exc:
+    except (BaseModelError, TokenizerNotFoundError, ProcessorError, ModalityConfigError, LoraConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # a problem with the run's inputs, not a crash: no traceback
         return 2

@@ -166,6 +166,7 @@ class Trainer:
             state_dropout_prob=cfg.state_dropout_prob,
         )
         print0(f"tokenizer: {self.tokenizer.source}")
+        self._adapt_model()
         self.shards = [ShardSet.open(s.shards_dir) for s in self.sources]
         edges = {sh.manifest["image_edge"] for sh in self.shards}
         if len(edges) != 1:
@@ -191,6 +192,25 @@ class Trainer:
             print0(f"processor: {line}")
         self.processor.train()
         self.collator = Gr00tCollator(self.tokenizer, self.model.config)
+
+    def _adapt_model(self) -> None:
+        """LoRA adapters and activation checkpointing, as the run config asks."""
+        from groot_ft.model.lora import LoraSettings, add_lora
+
+        cfg = self.cfg
+        lora = LoraSettings.from_run_config(cfg)
+        if lora is not None:
+            # same seed on every rank: identical adapters everywhere (DeepSpeed does not broadcast them)
+            counts = add_lora(self.model, lora, seed=cfg.seed, base_model=cfg.base_model_path)
+            print0(f"LoRA rank {lora.rank} (alpha {lora.alpha:g}, dropout {lora.dropout:g}) on "
+                   f"{', '.join(lora.targets)}: {counts['adapted_modules']} Linear layers, {counts['adapters']:,} "
+                   f"adapter parameters; the final model and checkpoints are saved merged, the adapter in adapter/")
+        if cfg.activation_checkpointing:
+            # non-reentrant (transformers' default; the model refuses reentrant): dropout RNG is replayed, and layers
+            # whose input needs no gradient still get parameter gradients
+            self.model.activation_checkpointing_enable()
+            print0("activation checkpointing: the trained LLM / vision layers and the trained DiT blocks recompute "
+                   "their activations in the backward pass")
 
     def _resume_point(self) -> int:
         """The step of the newest checkpoint trained on these exact inputs (stale ones are removed), or 0."""
@@ -326,12 +346,21 @@ class Trainer:
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print0(
-            f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable); {self.world} "
+            f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable"
+            f"{self._trainable_breakdown()}); {self.world} "
             f"process(es) x batch {self.per_device} x accumulation {cfg.gradient_accumulation_steps} = global batch "
             f"{cfg.global_batch_size}; {sum(sh.manifest['samples'] for sh in shards)} samples in "
             f"{sum(len(sh.shard_paths) for sh in shards)} shard(s) of {len(shards)} dataset(s); "
             f"steps {self.start_step} -> {cfg.max_steps}"
         )
+
+    def _trainable_breakdown(self) -> str:
+        """', of which N in LoRA adapters' when the model has adapters."""
+        if not self.model.lora_parts:
+            return ""
+        from groot_ft.model.lora import parameter_counts
+
+        return f", of which {parameter_counts(self.model)['adapters']:,} in LoRA adapters"
 
     def _train_record(self, step: int, window: Window) -> dict[str, Any]:
         """The logging window's numbers, the loss averaged over all ranks."""
