@@ -209,3 +209,18 @@ def test_activation_checkpointing_gives_identical_gradients_with_lora(preset, ma
     assert torch.equal(loss, ckpt_loss)
     for name in grads:  # bitwise: checkpointing may be switched on when a run resumes
         assert torch.equal(grads[name], ckpt_grads[name]), name
+
+
+def test_adapters_stay_fp32_on_a_bf16_backbone(make_sample, tokenizer):
+    """upstream's load_bf16 + backbone_trainable_params_fp32: frozen base layers bf16, the adapters (trainable) fp32,
+    and the forward / backward pass works without autocast."""
+    model, _ = gm.create_model("tiny", bf16_weights=True, tune_visual=True)
+    add_lora(model, LoraSettings(4, 8, 0.1, ("llm", "visual", "dit")))
+    q = model.backbone.model.language_model.layers[0].self_attn.q_proj
+    assert q.base_layer.weight.dtype == torch.bfloat16 and q.lora_A["default"].weight.dtype == torch.float32
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    rng = np.random.default_rng(0)
+    batch = gm.Gr00tCollator(tokenizer, model.config)([make_sample(rng) for _ in range(2)])
+    model.train()
+    model(**batch).loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
