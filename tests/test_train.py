@@ -258,6 +258,10 @@ def test_lora_under_zero3_trains_the_same_model(prepared, lora_reference, tmp_pa
     dataset, root = prepared
     out = tmp_path / "lora_zero3"
     _run(dataset, root, out, 29555, "zero3", **LORA)
+    # counted before ZeRO-3 partitions the parameters (afterwards every rank holds numel 0)
+    announced = [next(line for line in (d / "train.log").read_text().splitlines() if line.startswith("training "))
+                 for d in (out, lora_reference)]
+    assert announced[0] == announced[1] and " 0 parameters" not in announced[0]
     for rel in ("model.safetensors", "adapter/adapter_model.safetensors"):
         ours, ref = load_file(str(out / rel)), load_file(str(lora_reference / rel))
         assert ours.keys() == ref.keys()

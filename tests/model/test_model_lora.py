@@ -96,6 +96,17 @@ def test_trainable_parameters_are_the_adapters_plus_the_other_parts_flags(preset
 
 
 def test_bad_lora_settings_are_clear_errors():
+    from groot_ft.config import ConfigError, FinetuneConfig
+    from tests.conftest import PROJECT_ROOT
+
+    # the run config catches what it can before any stage runs
+    cfg = FinetuneConfig.from_yaml(PROJECT_ROOT / "config" / "config.yaml")
+    with pytest.raises(ConfigError, match=r"lora_targets: \[\] should be non-empty"):
+        cfg.replace(lora_rank=4, lora_targets=[])
+    with pytest.raises(ConfigError, match="lora_targets"):
+        cfg.replace(lora_rank=4, lora_targets=["mlp1"])
+    assert LoraSettings.from_run_config(cfg.replace(lora_rank=0, lora_targets=[])) is None
+
     model, _ = gm.create_model("tiny")
     with pytest.raises(LoraConfigError, match="lora_targets is empty"):
         add_lora(model, LoraSettings(4, 8, 0.0, ()))

@@ -36,7 +36,6 @@ ADAPTER_NAME = "default"
 # beside every export of merged weights (final model, checkpoint-N/, best checkpoint): the adapter alone
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 # The projections each part's layers carry, relative to one layer (checked against the tree: a renamed module fails
 # loudly instead of silently leaving a layer without adapters).
 PROJECTIONS = {
@@ -81,10 +80,6 @@ class LoraSettings:
         if self.alpha <= 0 or not 0 <= self.dropout < 1:
             raise LoraConfigError(f"lora_alpha must be > 0 and 0 <= lora_dropout < 1 (got {self.alpha}, "
                                   f"{self.dropout})")
-
-    @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
 
 
 def target_modules(model, targets) -> dict[str, list[str]]:

@@ -65,6 +65,16 @@ def _process_as(processor, tag: str):
     return lambda step, rng: processor(step, tag, rng=rng)
 
 
+def _parameter_counts(model) -> dict[str, int]:
+    """total, trainable, and (with LoRA) adapter parameters of the model as built."""
+    if model.lora_parts:
+        from groot_ft.model.lora import parameter_counts
+
+        return parameter_counts(model)
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
 def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -106,6 +116,8 @@ class Trainer:
                             self.statistics, self.ds_config, self.processor_provenance)
         self.acc.wait_for_everyone()
         self.start_step = self._resume_point()
+        # counted before DeepSpeed sees the model: ZeRO-3 partitions leave every rank's parameters with numel 0
+        self.param_counts = _parameter_counts(self.model)
         optimizer, self.scheduler = build_optimizer(self.model, cfg, self.ds_config)
         # The scheduler stays out of acc.prepare: accelerate would step it once per process per step.
         self.engine, self.optimizer = self.acc.prepare(self.model, optimizer)
@@ -342,25 +354,16 @@ class Trainer:
 
     # --- helpers ------------------------------------------------------------------------------------------------------
     def _announce(self) -> None:
-        cfg, model, shards = self.cfg, self.model, self.shards
-        n_params = sum(p.numel() for p in model.parameters())
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        cfg, model, shards, counts = self.cfg, self.model, self.shards, self.param_counts
+        adapters = f", of which {counts['adapters']:,} in LoRA adapters" if model.lora_parts else ""
         print0(
-            f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable"
-            f"{self._trainable_breakdown()}); {self.world} "
+            f"training {type(model).__name__}: {counts['total']:,} parameters ({counts['trainable']:,} trainable"
+            f"{adapters}); {self.world} "
             f"process(es) x batch {self.per_device} x accumulation {cfg.gradient_accumulation_steps} = global batch "
             f"{cfg.global_batch_size}; {sum(sh.manifest['samples'] for sh in shards)} samples in "
             f"{sum(len(sh.shard_paths) for sh in shards)} shard(s) of {len(shards)} dataset(s); "
             f"steps {self.start_step} -> {cfg.max_steps}"
         )
-
-    def _trainable_breakdown(self) -> str:
-        """', of which N in LoRA adapters' when the model has adapters."""
-        if not self.model.lora_parts:
-            return ""
-        from groot_ft.model.lora import parameter_counts
-
-        return f", of which {parameter_counts(self.model)['adapters']:,} in LoRA adapters"
 
     def _train_record(self, step: int, window: Window) -> dict[str, Any]:
         """The logging window's numbers, the loss averaged over all ranks."""
