@@ -270,9 +270,10 @@ def test_lora_under_zero3_trains_the_same_model(prepared, lora_reference, tmp_pa
 
 
 def test_lora_trains_a_mid_sized_model(prepared, tmp_path):
-    """The mid preset's widths with fewer layers (tests/model/test_model_lora.py: MID_FEW_LAYERS) and 112 px images
-    instead of 224 (a quarter of the vision tokens) as a base model directory, LoRA on every part through the trainer:
-    the loss falls, the adapters moved the merged weights, and the export has upstream's names."""
+    """The mid preset's widths with fewer layers (tests/model/test_model_lora.py: MID_FEW_LAYERS), 112 px images
+    instead of 224 (a quarter of the vision tokens) and fewer embodiment slots, as a base model directory; LoRA on
+    every part through the trainer: the loss falls, the adapters moved the merged weights, and the export has
+    upstream's names."""
     import torch
     from safetensors.torch import load_file
 
@@ -281,7 +282,9 @@ def test_lora_trains_a_mid_sized_model(prepared, tmp_path):
 
     dataset, root = prepared
     base = tmp_path / "mid_base"
-    model, tokenizer = gm.create_model("mid", **MID_FEW_LAYERS, image_size=112)
+    # 11 embodiment slots instead of 32 (new_embodiment is id 10): the per-embodiment projectors shrink from 80 M to
+    # 28 M parameters, which DeepSpeed on CPU otherwise spends most of each step on; the widths stay mid's
+    model, tokenizer = gm.create_model("mid", **MID_FEW_LAYERS, image_size=112, max_num_embodiments=11)
     gm.save_model(model, tokenizer, base)
     base_weights = {k: v.clone() for k, v in model.state_dict().items()}
     del model
