@@ -225,8 +225,10 @@ def test_lora_run_trains_adapters_and_exports_merged_weights(lora_reference):
         config = json.loads((adapter / "adapter_config.json").read_text())
         assert config["r"] == 4 and config["lora_alpha"] == 8 and config["peft_type"] == "LORA"
         assert len(config["target_modules"]) == counts["adapted_modules"]
+        # LoRA weights plus the projectors as peft's modules_to_save: everything that trained
+        assert "action_head.action_encoder" in config["modules_to_save"]
         tensors = load_file(str(adapter / "adapter_model.safetensors"))
-        assert sum(t.numel() for t in tensors.values()) == counts["adapters"]
+        assert sum(t.numel() for t in tensors.values()) == counts["trainable"]
     # the adapters trained: the merged LLM weights moved away from the frozen base weights the run started from
     base = dict(gm.create_model("tiny")[0].named_parameters())
     key = "backbone.model.language_model.model.layers.0.self_attn.q_proj.weight"

@@ -118,3 +118,20 @@ def test_release_equals_the_unmerged_model_the_trainer_held(lora_run):
     actions = [m.get_action(**batch, generator=torch.Generator().manual_seed(0))["action_pred"]
                for m in (unmerged, release)]
     torch.testing.assert_close(actions[1], actions[0], rtol=1e-5, atol=1e-5)
+
+
+def test_base_model_and_adapter_alone_rebuild_the_release(lora_run):
+    """adapter/ holds everything the run changed (LoRA weights + the fully trained modules as modules_to_save): peft
+    puts it on the base model (the tiny preset's seeded weights) and merges it into the release's weights."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    import groot_ft.model as gm
+
+    base, _ = gm.create_model("tiny", tune_visual=True)
+    rebuilt = PeftModel.from_pretrained(base, lora_run / "release" / "adapter").merge_and_unload().state_dict()
+    release = load_file(str(lora_run / "release" / "model.safetensors"))
+    assert rebuilt.keys() == release.keys()
+    for key, tensor in release.items():
+        torch.testing.assert_close(rebuilt[key], tensor, rtol=0, atol=1e-6, msg=key)

@@ -169,6 +169,25 @@ def test_merged_weights_equal_the_unmerged_model_and_peft(batch, tmp_path):
         assert torch.equal(peft_merged[key], tensor), key
 
 
+def test_adapter_holds_what_peft_cannot_name_beside_it(tmp_path):
+    """With state dropout the learned mask_token sits directly in the action head, which also holds the frozen DiT
+    (adapted): peft's modules_to_save cannot name it, so it goes to other_parameters.safetensors."""
+    import json
+
+    from safetensors.torch import load_file
+
+    model, _ = gm.create_model("tiny", state_dropout_prob=0.3)
+    add_lora(model, LoraSettings(4, 8, 0.0, ("dit",)))
+    save_adapter(model, model.state_dict(), tmp_path)
+    meta = json.loads((tmp_path / "groot_ft_adapter.json").read_text())
+    assert meta["other_parameters"]["names"] == ["action_head.mask_token"]
+    assert "action_head.action_encoder" in meta["modules_to_save"]
+    other = load_file(str(tmp_path / "other_parameters.safetensors"))
+    assert torch.equal(other["action_head.mask_token"], model.action_head.mask_token.detach())
+    saved = sum(t.numel() for t in load_file(str(tmp_path / "adapter_model.safetensors")).values())
+    assert saved + other["action_head.mask_token"].numel() == parameter_counts(model)["trainable"]
+
+
 def _loss_and_grads(model, batch, seed=0):
     model.zero_grad(set_to_none=True)
     model.train()

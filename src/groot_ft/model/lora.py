@@ -36,6 +36,7 @@ ADAPTER_NAME = "default"
 # beside every export of merged weights (final model, checkpoint-N/, best checkpoint): the adapter alone
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+OTHER_WEIGHTS = "other_parameters.safetensors"
 # The projections each part's layers carry, relative to one layer (checked against the tree: a renamed module fails
 # loudly instead of silently leaving a layer without adapters).
 PROJECTIONS = {
@@ -162,35 +163,76 @@ def merged_state_dict(model, state_dict: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def adapter_state_dict(model, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The LoRA tensors under the names ``peft``'s ``PeftModel.save_pretrained`` writes (adapter name dropped,
-    ``base_model.model.`` prefix), so ``PeftModel.from_pretrained(Gr00tN1d6 model, adapter_dir)`` loads them."""
+def fully_trained_modules(model) -> tuple[list[str], list[str]]:
+    """What trains besides the adapters: the largest modules whose parameters all train and that hold no adapter
+    (peft's ``modules_to_save``: the projectors, a part trained through its tune_* flag), and trainable parameters
+    that sit directly in a module that also holds frozen ones (``action_head.mask_token`` when the DiT has adapters),
+    which ``modules_to_save`` cannot name."""
+    from peft.tuners.lora import LoraLayer
+
+    modules: list[str] = []
+    loose: list[str] = []
+
+    def walk(prefix: str, module: nn.Module) -> None:
+        loose.extend(prefix + name for name, p in module.named_parameters(recurse=False) if p.requires_grad)
+        for name, child in module.named_children():
+            params = list(child.parameters())
+            if isinstance(child, LoraLayer) or not any(p.requires_grad for p in params):
+                continue  # adapters are saved as such; a frozen module is the base model's
+            if all(p.requires_grad for p in params) and not any(isinstance(m, LoraLayer) for m in child.modules()):
+                modules.append(prefix + name)
+            else:
+                walk(f"{prefix}{name}.", child)
+
+    walk("", model)
+    return modules, loose
+
+
+def adapter_state_dict(model, state_dict: dict[str, torch.Tensor], modules_to_save=()) -> dict[str, torch.Tensor]:
+    """The LoRA tensors, and the tensors of ``modules_to_save``, under the names ``peft``'s
+    ``PeftModel.save_pretrained`` writes (adapter name dropped, ``base_model.model.`` prefix), so
+    ``PeftModel.from_pretrained(Gr00tN1d6 model, adapter_dir)`` loads them."""
     out = {}
     for name in lora_modules(model):
         _, _, a_key, b_key = _lora_keys(name)
         out[f"base_model.model.{name}.lora_A.weight"] = state_dict[a_key].contiguous()
         out[f"base_model.model.{name}.lora_B.weight"] = state_dict[b_key].contiguous()
+    prefixes = tuple(f"{m}." for m in modules_to_save)
+    for key, tensor in state_dict.items():
+        if key.startswith(prefixes):
+            out[f"base_model.model.{key}"] = tensor.contiguous()
     return out
 
 
 def save_adapter(model, state_dict: dict[str, torch.Tensor], directory: str | os.PathLike) -> Path:
     """Write ``adapter_model.safetensors`` + ``adapter_config.json`` in peft's format into ``directory``.
 
-    The adapter holds the LoRA weights only: the parameters trained in full (the embodiment projectors, and any part
-    trained through its ``tune_*`` flag) are in the merged model beside it."""
+    The adapter holds everything the run changed: the LoRA weights and, as peft's ``modules_to_save``, the modules
+    trained in full (the embodiment projectors, any part trained through its tune_* flag), so
+    ``PeftModel.from_pretrained(base_model, directory).merge_and_unload()`` rebuilds the fine-tuned model from the base
+    checkpoint. Trainable parameters peft cannot name (:func:`fully_trained_modules`) go to
+    ``other_parameters.safetensors`` under the model's own names; ``groot_ft_adapter.json`` says what is where."""
     from safetensors.torch import save_file
 
     from groot_ft.io import atomic_write_json, share_like_umask
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    modules, loose = fully_trained_modules(model)
     # the LoraConfig add_lora injected with (peft keeps it on the model), target names sorted for a stable file
     config = copy.deepcopy(model.peft_config[ADAPTER_NAME])
     config.target_modules = sorted(lora_modules(model))
+    config.modules_to_save = modules or None
     config.save_pretrained(os.fspath(out))
-    save_file(adapter_state_dict(model, state_dict), os.fspath(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    share_like_umask(out / ADAPTER_WEIGHTS)
-    # which parts the names cover, for people reading the directory (peft ignores files it does not know)
+    written = [out / ADAPTER_WEIGHTS]
+    save_file(adapter_state_dict(model, state_dict, modules), os.fspath(written[0]), metadata={"format": "pt"})
+    if loose:
+        written.append(out / OTHER_WEIGHTS)
+        save_file({k: state_dict[k].contiguous() for k in loose}, os.fspath(written[1]), metadata={"format": "pt"})
+    share_like_umask(*written)
     parts = {part: len(PROJECTIONS[part]) * len(model.lora_layers(part)[1]) for part in model.lora_parts}
-    atomic_write_json(out / "lora_parts.json", {"targets": list(model.lora_parts), "modules_per_part": parts})
+    atomic_write_json(out / "groot_ft_adapter.json", {
+        "lora_targets": list(model.lora_parts), "adapted_modules_per_part": parts, "modules_to_save": modules,
+        "other_parameters": {"file": OTHER_WEIGHTS, "names": loose} if loose else None,
+    })
     return out
