@@ -28,7 +28,8 @@ RESUME_NEUTRAL_KEYS = frozenset({
     "eval_batch_size", "open_loop_eval_episodes", "main_process_port", "use_wandb", "enable_profiling",
     # scheduling only: a job resubmitted with a longer runtime, or on more nodes with the same num_gpus, resumes
     "finetune_resources", "num_machines",
-    # recomputing activations gives the same gradients (tests/test_lora.py): an out-of-memory run may resume with it
+    # recomputing activations gives bitwise the same gradients (tests/model/test_model_lora.py, tests/test_train.py):
+    # a run that ran out of memory may resume with it
     "activation_checkpointing",
 })
 # What a checkpoint directory carries besides the weights, so it loads and serves on its own.

@@ -212,7 +212,7 @@ class Trainer:
         cfg = self.cfg
         lora = LoraSettings.from_run_config(cfg)
         if lora is not None:
-            # same seed on every rank: identical adapters everywhere (DeepSpeed does not broadcast them)
+            # the run seed on every rank: identical adapters everywhere, without relying on DeepSpeed to broadcast them
             counts = add_lora(self.model, lora, seed=cfg.seed, base_model=cfg.base_model_path)
             print0(f"LoRA rank {lora.rank} (alpha {lora.alpha:g}, dropout {lora.dropout:g}) on "
                    f"{', '.join(lora.targets)}: {counts['adapted_modules']} Linear layers, {counts['adapters']:,} "
