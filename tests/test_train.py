@@ -299,7 +299,8 @@ def test_lora_trains_a_mid_sized_model(prepared, tmp_path):
     assert losses[-1] < 0.85 * losses[0], losses
     merged = load_file(str(out / "model.safetensors"))
     assert merged.keys() == base_weights.keys()
-    for part in ("language_model.model.layers.0.self_attn.q_proj", "vision_model.vision_model.encoder.layers.0.mlp.fc1"):
+    for part in ("language_model.model.layers.0.self_attn.q_proj",
+                 "vision_model.vision_model.encoder.layers.0.mlp.fc1"):
         key = f"backbone.model.{part}.weight"
         assert not torch.equal(merged[key], base_weights[key]), key  # trained through its adapter
     key = "backbone.model.language_model.model.layers.0.input_layernorm.weight"

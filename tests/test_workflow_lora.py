@@ -27,8 +27,8 @@ def lora_run(tmp_path_factory) -> Path:
     cmd = [
         snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
         "--config", f"output_dir={out}", "demo_episodes=6", f"max_steps={MAX_STEPS}", "save_steps=20",
-        "logging_steps=5", "save_total_limit=1", "eval_steps=20", "main_process_port=29557", "open_loop_eval_episodes=1",
-        "lora_rank=4", "lora_alpha=8", "activation_checkpointing=True", "learning_rate=1e-3",
+        "logging_steps=5", "save_total_limit=1", "eval_steps=20", "main_process_port=29557",
+        "open_loop_eval_episodes=1", "lora_rank=4", "lora_alpha=8", "activation_checkpointing=True", "learning_rate=1e-3",
     ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
