@@ -60,14 +60,14 @@ def _run(dataset, root, out, port, deepspeed: str = "zero2", **overrides) -> Non
     assert proc.wait(timeout=600) == 0, (out / "train.log").read_text()[-3000:]
 
 
-def _kill_when(dataset, root, out, port, condition) -> None:
+def _kill_when(dataset, root, out, port, condition, **overrides) -> None:
     """Start training and SIGKILL the launcher and every worker as soon as `condition()` holds, as a crash would.
 
     torch's elastic agent starts each worker in a session of its own, so killing the launcher's process group leaves
     the workers running to the end: they are found as the launcher's descendants and killed with it."""
     import psutil
 
-    proc = _launch(dataset, root, out, port)
+    proc = _launch(dataset, root, out, port, **overrides)
     deadline = time.monotonic() + 600
     while not condition():
         assert proc.poll() is None, "training finished before the kill point:\n" + (out / "train.log").read_text()[-2000:]
@@ -184,3 +184,125 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# LoRA on every part with dropout, and activation checkpointing: the run the LoRA tests below compare against.
+LORA = {"lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.1, "lora_targets": ["llm", "visual", "dit"],
+        "activation_checkpointing": True}
+
+
+@pytest.fixture(scope="module")
+def lora_reference(prepared, tmp_path_factory) -> Path:
+    dataset, root = prepared
+    out = tmp_path_factory.mktemp("lora_reference")
+    _run(dataset, root, out, 29551, **LORA)
+    return out
+
+
+def test_lora_run_trains_adapters_and_exports_merged_weights(lora_reference):
+    import torch
+    from safetensors.torch import load_file
+
+    import groot_ft.model as gm
+    from groot_ft.model.lora import LoraSettings, add_lora
+
+    out = lora_reference
+    log = (out / "train.log").read_text()
+    # the trainable count the trainer logs is the configured adapters' plus the projectors' (tiny, demo flags)
+    cfg = FinetuneConfig.from_yaml(out / "experiment_cfg" / "config.yaml")
+    model, _ = gm.create_model("tiny", tune_llm=cfg.tune_llm, tune_visual=cfg.tune_visual,
+                               tune_projector=cfg.tune_projector, tune_diffusion_model=cfg.tune_diffusion_model)
+    plain_keys = set(model.state_dict())
+    counts = add_lora(model, LoraSettings(4, 8, 0.1, ("llm", "visual", "dit")))
+    assert f"({counts['trainable']:,} trainable, of which {counts['adapters']:,} in LoRA adapters)" in log
+    assert "activation checkpointing:" in log
+    # (12 steps are too few for the loss to fall clearly: tests/test_workflow_lora.py and the mid test below check it)
+
+    for directory in [out, *(p for p in out.glob("checkpoint-*") if p.is_dir())]:
+        weights = load_file(str(directory / "model.safetensors"))
+        assert set(weights) == plain_keys, directory  # merged: upstream's names, no base_layer / lora_ tensors
+        adapter = directory / "adapter"
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        assert config["r"] == 4 and config["lora_alpha"] == 8 and config["peft_type"] == "LORA"
+        assert len(config["target_modules"]) == counts["adapted_modules"]
+        # LoRA weights plus the projectors as peft's modules_to_save: everything that trained
+        assert "action_head.action_encoder" in config["modules_to_save"]
+        tensors = load_file(str(adapter / "adapter_model.safetensors"))
+        assert sum(t.numel() for t in tensors.values()) == counts["trainable"]
+    # the adapters trained: the merged LLM weights moved away from the frozen base weights the run started from
+    base = dict(gm.create_model("tiny")[0].named_parameters())
+    key = "backbone.model.language_model.model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(load_file(str(out / "model.safetensors"))[key], base[key].detach())
+
+
+def test_lora_run_resumes_to_identical_weights(prepared, lora_reference, tmp_path):
+    dataset, root = prepared
+    out = tmp_path / "lora_killed"
+    (out / "experiment_cfg").mkdir(parents=True)
+    # killed while saving checkpoint-8 (the kill points of the run without LoRA cover the rest): resumes from
+    # checkpoint-4 with the adapters, their optimizer states and the dropout RNG
+    _kill_when(dataset, root, out, 29552, lambda: (out / f".checkpoint-{2 * SAVE_STEPS}.partial").is_dir(), **LORA)
+    assert not (out / "model.safetensors").exists()
+    assert (out / f"checkpoint-{SAVE_STEPS}" / "adapter" / "adapter_model.safetensors").is_file()
+    # activation checkpointing does not change a gradient bit, so it may be switched off (or on) to resume
+    _run(dataset, root, out, 29554, **{**LORA, "activation_checkpointing": False})
+    assert "resuming from" in (out / "train.log").read_text()
+    assert (out / "model.safetensors").read_bytes() == (lora_reference / "model.safetensors").read_bytes()
+    assert ((out / "adapter" / "adapter_model.safetensors").read_bytes()
+            == (lora_reference / "adapter" / "adapter_model.safetensors").read_bytes())
+
+
+def test_lora_under_zero3_trains_the_same_model(prepared, lora_reference, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    dataset, root = prepared
+    out = tmp_path / "lora_zero3"
+    _run(dataset, root, out, 29555, "zero3", **LORA)
+    # counted before ZeRO-3 partitions the parameters (afterwards every rank holds numel 0)
+    announced = [next(line for line in (d / "train.log").read_text().splitlines() if line.startswith("training "))
+                 for d in (out, lora_reference)]
+    assert announced[0] == announced[1] and " 0 parameters" not in announced[0]
+    for rel in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        ours, ref = load_file(str(out / rel)), load_file(str(lora_reference / rel))
+        assert ours.keys() == ref.keys()
+        for name, tensor in ref.items():
+            assert ours[name].shape == tensor.shape, f"{rel} {name}: partitioned weights were saved"
+            torch.testing.assert_close(ours[name], tensor, rtol=0, atol=1e-4)
+
+
+def test_lora_trains_a_mid_sized_model(prepared, tmp_path):
+    """The mid preset's widths with fewer layers (tests/model/test_model_lora.py: MID_FEW_LAYERS), 112 px images
+    instead of 224 (a quarter of the vision tokens) and fewer embodiment slots, as a base model directory; LoRA on
+    every part through the trainer: the loss falls, the adapters moved the merged weights, and the export has
+    upstream's names."""
+    import torch
+    from safetensors.torch import load_file
+
+    import groot_ft.model as gm
+    from tests.model.test_model_lora import MID_FEW_LAYERS
+
+    dataset, root = prepared
+    base = tmp_path / "mid_base"
+    # 11 embodiment slots instead of 32 (new_embodiment is id 10): the per-embodiment projectors shrink from 80 M to
+    # 28 M parameters, which DeepSpeed on CPU otherwise spends most of each step on; the widths stay mid's
+    model, tokenizer = gm.create_model("mid", **MID_FEW_LAYERS, image_size=112, max_num_embodiments=11)
+    gm.save_model(model, tokenizer, base)
+    base_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    del model
+    out = tmp_path / "lora_mid"
+    # the projectors train too (tune_projector), as in a real run; most of the early loss drop is theirs, the
+    # adapters' part is checked on the weights below
+    _run(dataset, root, out, 29556, base_model_path=str(base), max_steps=12, save_steps=12, logging_steps=4,
+         global_batch_size=4, learning_rate=1e-3, **LORA)
+    losses = [json.loads(x)["loss"] for x in (out / "training_log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.85 * losses[0], losses
+    merged = load_file(str(out / "model.safetensors"))
+    assert merged.keys() == base_weights.keys()
+    for part in ("language_model.model.layers.0.self_attn.q_proj",
+                 "vision_model.vision_model.encoder.layers.0.mlp.fc1"):
+        key = f"backbone.model.{part}.weight"
+        assert not torch.equal(merged[key], base_weights[key]), key  # trained through its adapter
+    key = "backbone.model.language_model.model.layers.0.input_layernorm.weight"
+    assert torch.equal(merged[key], base_weights[key])  # a targeted part's own weights stay frozen
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()

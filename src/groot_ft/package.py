@@ -27,6 +27,9 @@ from groot_ft.model_card import render_model_card
 
 PROCESSOR_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json", "wandb_config.json", *PROCESSOR_FILES)
+# a LoRA run's adapter alone (peft format) beside the merged weights: groot_ft.model.lora.ADAPTER_DIR, not imported
+# because that module pulls in torch
+ADAPTER_DIR = "adapter"
 # root files that describe the run, not the model: kept out of release/
 RUN_ONLY_FILES = {"manifest.json", "training_log.jsonl", "wandb_config.json"}
 # the workflow's run description names this machine's dataset, stats and shard paths: bookkeeping, not the model
@@ -205,10 +208,12 @@ def training_metrics(out: Path) -> dict[str, Any]:
 
 
 def release_files(out: Path) -> list[str]:
-    """The final model as one loadable directory: root files except run records, plus experiment_cfg/."""
+    """The final model as one loadable directory: root files except run records, plus experiment_cfg/ and adapter/."""
     files = [p.name for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")
              and p.name not in RUN_ONLY_FILES and not any(m in p.name for m in mf.OPTIMIZER_MARKERS)]
-    files += [p.relative_to(out).as_posix() for p in sorted((out / "experiment_cfg").rglob("*")) if p.is_file()]
+    # experiment_cfg/, and a LoRA run's adapter/ (the merged weights are the root's model.safetensors)
+    for sub in ("experiment_cfg", ADAPTER_DIR):
+        files += [p.relative_to(out).as_posix() for p in sorted((out / sub).rglob("*")) if p.is_file()]
     return [f for f in files if f != RUN_DESCRIPTION]
 
 

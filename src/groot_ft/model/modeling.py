@@ -61,6 +61,7 @@ class Gr00tN1d6(PreTrainedModel):
         self.post_init()
         self._bf16_weights: bool = False
         self._trainable_params_fp32: bool = True
+        self._lora_parts: tuple[str, ...] = ()
         self.apply_trainable_flags()
 
     # --- weights ----------------------------------------------------------------------------------------------------
@@ -105,9 +106,51 @@ class Gr00tN1d6(PreTrainedModel):
             head.mask_token.requires_grad_(cfg.tune_projector)
         head.model.requires_grad_(cfg.tune_diffusion_model)
         head.vlln.requires_grad_(cfg.tune_vlln)
+        # A part with LoRA adapters (model/lora.py) trains through them only, whatever its tune_* flag says.
+        for part in getattr(self, "_lora_parts", ()):
+            for module in self._part_modules(part):
+                module.requires_grad_(False)
+                for layer in module.modules():
+                    # peft's tuner layers name their adapter sub-modules in adapter_layer_names (lora_A, lora_B, ...)
+                    for attr in getattr(layer, "adapter_layer_names", ()):
+                        getattr(layer, attr).requires_grad_(True)
         if getattr(self, "_bf16_weights", False):
             self._cast_backbone_weights()  # a parameter that became (un)trainable changes storage dtype
         self.train(self.training)  # re-applies eval() to whatever is frozen now
+
+    # --- the parts LoRA can adapt (model/lora.py) -------------------------------------------------------------------
+    def _part_modules(self, part: str) -> tuple[nn.Module, ...]:
+        """Everything a LoRA-adapted part freezes: the scope of its tune_* flag."""
+        vlm = self.backbone.model
+        if part == "llm":
+            return (vlm.language_model,)
+        if part == "visual":
+            return (vlm.vision_model, vlm.mlp1)
+        if part == "dit":
+            return (self.action_head.model,)
+        raise ValueError(f"unknown model part {part!r}; known: llm, visual, dit")
+
+    def lora_layers(self, part: str) -> tuple[str, nn.ModuleList]:
+        """(module name prefix, layers) of a part LoRA adapts: the kept LLM layers, the SigLIP2 encoder layers or
+        the DiT blocks."""
+        if part == "llm":
+            return "backbone.model.language_model.model.layers", self.backbone.model.language_model.layers
+        if part == "visual":
+            return ("backbone.model.vision_model.vision_model.encoder.layers",
+                    self.backbone.model.vision_model.vision_model.encoder.layers)
+        if part == "dit":
+            return "action_head.model.transformer_blocks", self.action_head.model.transformer_blocks
+        raise ValueError(f"unknown model part {part!r}; known: llm, visual, dit")
+
+    @property
+    def lora_parts(self) -> tuple[str, ...]:
+        """The parts that carry LoRA adapters (empty without LoRA)."""
+        return self._lora_parts
+
+    def set_lora_parts(self, parts) -> None:
+        """Record which parts carry adapters (``model/lora.py`` injects them) and re-apply the trainable flags."""
+        self._lora_parts = tuple(parts)
+        self.apply_trainable_flags()
 
     # --- bf16 weights with fp32 trainable parameters (upstream load_bf16 + backbone_trainable_params_fp32) ----------
     def apply_bf16_weights(self, enable: bool = True, trainable_params_fp32: bool | None = None) -> dict[str, int]:

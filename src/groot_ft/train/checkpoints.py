@@ -28,6 +28,9 @@ RESUME_NEUTRAL_KEYS = frozenset({
     "eval_batch_size", "open_loop_eval_episodes", "main_process_port", "use_wandb", "enable_profiling",
     # scheduling only: a job resubmitted with a longer runtime, or on more nodes with the same num_gpus, resumes
     "finetune_resources", "num_machines",
+    # recomputing activations gives bitwise the same gradients (tests/model/test_model_lora.py, tests/test_train.py):
+    # a run that ran out of memory may resume with it
+    "activation_checkpointing",
 })
 # What a checkpoint directory carries besides the weights, so it loads and serves on its own.
 PROCESSOR_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
@@ -87,10 +90,19 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 def export_model(acc, engine, model, tokenizer, directory: Path) -> None:
-    """Call on ALL ranks: under ZeRO-3 the full weights must be gathered collectively before rank 0 writes."""
+    """Call on ALL ranks: under ZeRO-3 the full weights must be gathered collectively before rank 0 writes.
+
+    A model with LoRA adapters is written merged, under upstream's tensor names (loading it needs no peft), and its
+    adapter alone goes to ``adapter/`` in peft's format."""
     state_dict = acc.get_state_dict(engine)
     if acc.is_main_process:
-        acc.unwrap_model(model).save_pretrained(directory, state_dict=state_dict, safe_serialization=True)
+        unwrapped = acc.unwrap_model(model)
+        if unwrapped.lora_parts:
+            from groot_ft.model.lora import ADAPTER_DIR, merged_state_dict, save_adapter
+
+            save_adapter(unwrapped, state_dict, Path(directory) / ADAPTER_DIR)
+            state_dict = merged_state_dict(unwrapped, state_dict)
+        unwrapped.save_pretrained(directory, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(directory)
         share_like_umask(*Path(directory).glob("*.safetensors"))
 

@@ -66,6 +66,16 @@ def _process_as(processor, tag: str):
     return lambda step, rng: processor(step, tag, rng=rng)
 
 
+def _parameter_counts(model) -> dict[str, int]:
+    """total, trainable, and (with LoRA) adapter parameters of the model as built."""
+    if model.lora_parts:
+        from groot_ft.model.lora import parameter_counts
+
+        return parameter_counts(model)
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
 def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -107,6 +117,8 @@ class Trainer:
                             self.statistics, self.ds_config, self.processor_provenance)
         self.acc.wait_for_everyone()
         self.start_step = self._resume_point()
+        # counted before DeepSpeed sees the model: ZeRO-3 partitions leave every rank's parameters with numel 0
+        self.param_counts = _parameter_counts(self.model)
         optimizer, self.scheduler = build_optimizer(self.model, cfg, self.ds_config)
         # The scheduler stays out of acc.prepare: accelerate would step it once per process per step.
         self.engine, self.optimizer = self.acc.prepare(self.model, optimizer)
@@ -167,6 +179,7 @@ class Trainer:
             state_dropout_prob=cfg.state_dropout_prob,
         )
         print0(f"tokenizer: {self.tokenizer.source}")
+        self._adapt_model()
         self.shards = [ShardSet.open(s.shards_dir) for s in self.sources]
         edges = {sh.manifest["image_edge"] for sh in self.shards}
         if len(edges) != 1:
@@ -193,6 +206,25 @@ class Trainer:
             print0(f"processor: {line}")
         self.processor.train()
         self.collator = make_collator(self.tokenizer, self.model.config)  # N1.6's or N1.7's, by model_type
+
+    def _adapt_model(self) -> None:
+        """LoRA adapters and activation checkpointing, as the run config asks."""
+        from groot_ft.model.lora import LoraSettings, add_lora
+
+        cfg = self.cfg
+        lora = LoraSettings.from_run_config(cfg)
+        if lora is not None:
+            # the run seed on every rank: identical adapters everywhere, without relying on DeepSpeed to broadcast them
+            counts = add_lora(self.model, lora, seed=cfg.seed, base_model=cfg.base_model_path)
+            print0(f"LoRA rank {lora.rank} (alpha {lora.alpha:g}, dropout {lora.dropout:g}) on "
+                   f"{', '.join(lora.targets)}: {counts['adapted_modules']} Linear layers, {counts['adapters']:,} "
+                   f"adapter parameters; the final model and checkpoints are saved merged, the adapter in adapter/")
+        if cfg.activation_checkpointing:
+            # non-reentrant (transformers' default; the model refuses reentrant): dropout RNG is replayed, and layers
+            # whose input needs no gradient still get parameter gradients
+            self.model.activation_checkpointing_enable()
+            print0("activation checkpointing: the trained LLM / vision layers and the trained DiT blocks recompute "
+                   "their activations in the backward pass")
 
     def _resume_point(self) -> int:
         """The step of the newest checkpoint trained on these exact inputs (stale ones are removed), or 0."""
@@ -324,11 +356,11 @@ class Trainer:
 
     # --- helpers ------------------------------------------------------------------------------------------------------
     def _announce(self) -> None:
-        cfg, model, shards = self.cfg, self.model, self.shards
-        n_params = sum(p.numel() for p in model.parameters())
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        cfg, model, shards, counts = self.cfg, self.model, self.shards, self.param_counts
+        adapters = f", of which {counts['adapters']:,} in LoRA adapters" if model.lora_parts else ""
         print0(
-            f"training {type(model).__name__}: {n_params:,} parameters ({n_train:,} trainable); {self.world} "
+            f"training {type(model).__name__}: {counts['total']:,} parameters ({counts['trainable']:,} trainable"
+            f"{adapters}); {self.world} "
             f"process(es) x batch {self.per_device} x accumulation {cfg.gradient_accumulation_steps} = global batch "
             f"{cfg.global_batch_size}; {sum(sh.manifest['samples'] for sh in shards)} samples in "
             f"{sum(len(sh.shard_paths) for sh in shards)} shard(s) of {len(shards)} dataset(s); "
