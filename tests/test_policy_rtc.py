@@ -61,13 +61,22 @@ def frozen_rows_match(previous: dict, new: dict, options: dict) -> None:
 def test_rtc_frozen_rows_equal_the_kept_chunk(n17_output_dir):
     policy = Gr00tPolicy(n17_output_dir, TAG, device="cpu", seed=0)
     first = policy.get_action(observation(batch=2, seed=0), options=OPTIONS)  # nothing kept yet: plain sampling
+    assert policy.last_info == {"rtc_applied": False, "frozen_values_replaced": 0}
     second = policy.get_action(observation(batch=2, seed=1), options=OPTIONS)
     frozen_rows_match(first, second, OPTIONS)
+    # the model itself reproduced every frozen value (nothing clipped with these statistics): none was replaced
+    assert policy.last_info == {"rtc_applied": True, "frozen_values_replaced": 0}
     frozen = OPTIONS["rtc_frozen_steps"]
     # the overlap rows after the frozen ones are denoised further, not copied
     assert not np.allclose(second["arm"][:, frozen:8], first["arm"][:, 8 + frozen :], atol=1e-3)
     third = policy.get_action(observation(batch=2, seed=2), options=OPTIONS)  # continues the second chunk
     frozen_rows_match(second, third, OPTIONS)
+    assert policy.last_info["frozen_values_replaced"] == 0
+    # conditioning reaches past the frozen rows: the same seed without a previous chunk samples another chunk
+    plain = Gr00tPolicy(n17_output_dir, TAG, device="cpu", seed=0)
+    plain.get_action(observation(batch=2, seed=0))
+    unconditioned = plain.get_action(observation(batch=2, seed=1))
+    assert not np.allclose(unconditioned["arm"][:, frozen:], second["arm"][:, frozen:], atol=1e-3)
 
 
 def test_rtc_with_an_explicit_previous_chunk_in_physical_units(n17_output_dir):
@@ -82,6 +91,7 @@ def test_rtc_with_an_explicit_previous_chunk_in_physical_units(n17_output_dir):
     new = policy.get_action(observation(batch=None), options=options, previous_action=previous)
     assert new["arm"].shape == (H, 3)
     frozen_rows_match(previous, new, {**options, "action_horizon": H})
+    assert policy.last_info["frozen_values_replaced"] == 0
 
 
 def test_without_options_sampling_is_as_before(n17_output_dir):

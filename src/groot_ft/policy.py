@@ -22,7 +22,8 @@ Real-time chunking (RTC, GR00T N1.7 only), as upstream's ``get_action(observatio
 The previous chunk is in physical units, as ``get_action`` returned it; the policy normalises it against the
 current state through the processor (as upstream's processor does with a step's actions), so the first
 ``rtc_frozen_steps`` rows of the new chunk equal rows ``[action_horizon - rtc_overlap_steps, ...)`` of the previous
-one, in physical units.
+one, in physical units (they are returned as given: already committed; ``policy.last_info`` counts values the
+model's chunk did not reproduce because the normalisation clipped them).
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Gr00tPolicy:
         self.collator = make_collator(self.tokenizer, self.model.config)
         self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
         self._previous_action: dict[str, np.ndarray] | None = None  # the last chunk returned (batched), for RTC
+        # about the last get_action, as upstream's info dict: whether RTC applied, how many frozen values the model's
+        # chunk did not reproduce (clipped by the normalisation) and were replaced by the committed ones
+        self.last_info: dict[str, Any] = {}
 
     def reset(self) -> None:
         """Forget the kept chunk (a new episode): the next RTC call samples from noise alone."""
@@ -213,6 +217,18 @@ class Gr00tPolicy:
         pred = pred.float().cpu().numpy()
         states = {k: np.stack([s["state"][k] for s in steps]) for k in self.modality_config.state.modality_keys}
         actions = self.processor.decode_action(pred, self.embodiment_tag, states)
+        self.last_info = {"rtc_applied": rtc is not None, "frozen_values_replaced": 0}
+        if rtc is not None and rtc["rtc_frozen_steps"]:
+            # Frozen rows are actions already committed (sent while this chunk was computed): they are returned as
+            # given. The model reproduces them to float precision unless a value lies outside its new row's
+            # normalisation range (RELATIVE groups with per-step statistics, a state that moved), where the
+            # processor clipped it; last_info counts such values.
+            frozen = rtc["rtc_frozen_steps"]
+            for key, value in actions.items():
+                committed = np.stack([chunk[key][:frozen] for chunk in shifted])
+                off = ~np.isclose(value[:, :frozen], committed, rtol=1e-5, atol=1e-5)
+                self.last_info["frozen_values_replaced"] += int(off.sum())
+                value[:, :frozen] = committed
         self._previous_action = {k: v.copy() for k, v in actions.items()}
         if not batched:
             actions = {k: v[0] for k, v in actions.items()}
