@@ -138,6 +138,7 @@ class Gr00tPolicy:
     def _previous_steps(self, previous: dict[str, Any], batched: bool, batch: int) -> list[dict[str, np.ndarray]]:
         """The previous chunk (physical units, per action group) split per sample, shape-checked."""
         keys = self.modality_config.action.modality_keys
+        steps = len(self.modality_config.action.delta_indices)
         missing = [k for k in keys if k not in previous]
         if missing:
             raise PolicyOptionsError(f"previous_action lacks action group(s) {missing} (needs: {', '.join(keys)})")
@@ -145,11 +146,10 @@ class Gr00tPolicy:
         if not batched:
             arrays = {k: v[None] for k, v in arrays.items()}
         for key, value in arrays.items():
-            if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != len(self.modality_config.action.delta_indices):
+            if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != steps:
                 raise PolicyOptionsError(f"previous_action[{key!r}] has shape {np.shape(previous[key])}; expected "
                                          f"{'(B, T, D) with B = ' + str(batch) if batched else '(T, D)'}, "
-                                         f"T = {len(self.modality_config.action.delta_indices)}, as get_action "
-                                         "returned it")
+                                         f"T = {steps}, as get_action returned it")
         return [{k: v[b] for k, v in arrays.items()} for b in range(batch)]
 
     def _split(self, observation: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:

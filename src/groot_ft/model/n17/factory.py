@@ -93,7 +93,8 @@ def n17_tokenizer(config: Gr00tN1d7Config, directory: Path | None, tokenizer=Non
         try:
             cached = resolve_n17_backbone(download=False)
         except BaseModelError as exc:
-            where = "the n1.7-3b preset" if directory is None else f"{directory} has no tokenizer files beside config.json"
+            where = ("the n1.7-3b preset" if directory is None
+                     else f"{directory} has no tokenizer files beside config.json")
             raise N17TokenizerError(f"{where}; {exc}. {COSMOS_TOKENIZER_HINT}") from None
         tokenizer = load_qwen3vl_tokenizer(cached, f"{N17_BACKBONE_REPO} from the hub cache ({cached})")
     check_tokenizer(tokenizer, config.vlm_config)
