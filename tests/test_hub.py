@@ -470,3 +470,16 @@ def test_which_bases_need_the_n17_backbone(tmp_path):
     n16.mkdir()
     (n16 / "config.json").write_bytes(checkpoint_files()["config.json"])
     assert not needs_n17_backbone(str(n16), n16)
+
+
+def test_workflow_fetches_the_backbone_for_the_n17_3b_preset(hub_cache, tmp_path):
+    """n1.7-3b is a preset (built fresh) whose tokenizer comes from the gated backbone repo: the fetch step runs."""
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([snakemake, "--cores", "1", "--snakefile", "workflow/Snakefile", "--dry-run",
+                           "--printshellcmds", "--config", f"output_dir={tmp_path / 'run'}", "base_model_path=n1.7-3b"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"groot-ft fetch-base-model n1.7-3b --out {tmp_path / 'run' / 'base_model.json'}" in proc.stdout
+    finetune = proc.stdout.split("rule finetune:", 1)[1].split("\nrule ", 1)[0]
+    assert "base_model.json" in finetune.split("output:", 1)[0] and "export HF_HUB_OFFLINE=1;" in finetune
