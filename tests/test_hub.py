@@ -330,3 +330,156 @@ def test_workflow_reads_a_cached_hub_model_offline_up_to_the_shards(tmp_path):
     assert "1 dataset(s) fit " + info["base_model_dir"] in (out / "logs" / "run_config.log").read_text()
     for split in ("train", "eval"):
         assert json.loads((out / "shards" / split / "manifest.json").read_text())["image_edge"] == EDGE
+
+
+# ---------------------------------------------------------------- GR00T N1.7: the gated Cosmos-Reason2-2B backbone
+
+N17_REPO = "nvidia/GR00T-N1.7-3B"
+COSMOS = "nvidia/Cosmos-Reason2-2B"
+COSMOS_COMMIT = "b" * 40
+
+
+def n17_checkpoint_files() -> dict[str, bytes]:
+    # a released config.json names its backbone by model_name and carries no vlm_config
+    return {"config.json": json.dumps({"model_type": "Gr00tN1d7", "model_name": COSMOS}).encode(),
+            "processor_config.json": json.dumps({"processor_kwargs": {"shortest_image_edge": 256}}).encode()}
+
+
+def n17_snapshot(cache: Path) -> Path:
+    """The N1.7 checkpoint in ``cache`` (written once: a second download finds it there)."""
+    snapshot = cache / "models--nvidia--GR00T-N1.7-3B" / "snapshots" / COMMIT
+    return snapshot if snapshot.is_dir() else cache_snapshot(cache, N17_REPO, COMMIT, n17_checkpoint_files())
+
+
+def _gated(repo_id: str):
+    import httpx  # huggingface_hub's own HTTP client: its errors carry the response
+
+    request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}/revision/main")
+    response = httpx.Response(403, request=request, headers={"X-Error-Code": "GatedRepo"})
+    return huggingface_hub.errors.GatedRepoError(f"403 Client Error: access to {repo_id} is restricted",
+                                                 response=response)
+
+
+def test_a_gated_n17_backbone_is_a_clear_error_naming_its_page(hub_cache, monkeypatch, tmp_path, capsys):
+    """The N1.7 checkpoint downloads; its backbone repo answers as the hub does without an accepted licence."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append(repo_id)
+        if repo_id == N17_REPO:
+            return str(n17_snapshot(Path(kwargs["cache_dir"])))
+        raise _gated(repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(BaseModelError) as err:
+        fetch(N17_REPO)
+    message = str(err.value)
+    assert "https://huggingface.co/nvidia/Cosmos-Reason2-2B" in message and "accept its licence" in message
+    assert "hf auth login" in message and "HF_TOKEN" in message
+    assert calls == [N17_REPO, COSMOS]
+    # the command line says the same, with no traceback, and writes no base_model.json
+    out = tmp_path / "base_model.json"
+    assert main(["fetch-base-model", N17_REPO, "--out", str(out)]) != 0
+    stderr = capsys.readouterr().err
+    assert "https://huggingface.co/nvidia/Cosmos-Reason2-2B" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_a_401_from_the_hub_names_the_gated_page_too(hub_cache, monkeypatch):
+    import httpx
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        if repo_id == N17_REPO:
+            return str(n17_snapshot(Path(kwargs["cache_dir"])))
+        response = httpx.Response(401, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+        raise huggingface_hub.errors.HfHubHTTPError("401 Client Error: Unauthorized", response=response)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(BaseModelError, match=r"https://huggingface.co/nvidia/Cosmos-Reason2-2B.*HTTP 401"):
+        fetch(N17_REPO)
+
+
+def test_an_n17_base_fetches_its_backbone_files_and_resolves_offline(hub_cache, monkeypatch, capsys):
+    """fetch downloads the checkpoint and the backbone's tokenizer/config files only (no weights); offline, the
+    N1.7 loader then finds the tokenizer in the cache laid out as huggingface_hub lays it out."""
+    from tests.model.test_n17_inputs import EAGLE, qwen3vl_tokenizer_dir
+
+    if not EAGLE.is_dir():
+        pytest.skip("upstream's vendored Qwen3 tokenizer files are not in ../shared")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    real_snapshot_download = huggingface_hub.snapshot_download
+    tokenizer_files = qwen3vl_tokenizer_dir(hub_cache.parent)
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        if repo_id == N17_REPO:
+            return str(n17_snapshot(Path(kwargs["cache_dir"])))
+        files = {p.name: p.read_bytes() for p in tokenizer_files.iterdir()}
+        files["config.json"] = json.dumps({"model_type": "qwen3_vl"}).encode()
+        return str(cache_snapshot(Path(kwargs["cache_dir"]), repo_id, COSMOS_COMMIT, files))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    info = fetch(N17_REPO)
+    (_, model_call), (backbone_repo, backbone_call) = calls
+    assert backbone_repo == COSMOS and backbone_call["local_files_only"] is False
+    assert {"config.json", "tokenizer_config.json", "preprocessor_config.json"} <= set(backbone_call["allow_patterns"])
+    assert not any(p.endswith((".safetensors", ".bin")) for p in backbone_call["allow_patterns"])
+    assert info["n17_backbone"] == COSMOS and info["n17_backbone_commit"] == COSMOS_COMMIT
+    assert info["tokenizer_source"] == "n17_backbone"
+    assert info["n17_backbone_dir"].endswith(f"models--nvidia--Cosmos-Reason2-2B/snapshots/{COSMOS_COMMIT}")
+
+    # a compute node: offline, no download allowed; the N1.7 loader's tokenizer comes from the cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", real_snapshot_download)  # reads the cache only
+    from groot_ft.model.n17.factory import load_n17_config, n17_tokenizer
+
+    base = resolve_base_model(N17_REPO)
+    tokenizer = n17_tokenizer(load_n17_config(base), base)
+    assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655
+    assert "nvidia/Cosmos-Reason2-2B from the hub cache" in tokenizer.source and COSMOS_COMMIT in tokenizer.source
+
+
+def test_without_the_backbone_in_the_cache_the_n17_loader_names_the_fetch_command(hub_cache):
+    from groot_ft.model.n17.factory import load_n17_config, n17_tokenizer
+    from groot_ft.model.n17.tokenizer import N17TokenizerError
+
+    cache_snapshot(hub_cache, N17_REPO, COMMIT, n17_checkpoint_files())
+    base = resolve_base_model(N17_REPO)
+    with pytest.raises(N17TokenizerError, match=r"Cosmos-Reason2-2B.*not in the local hub cache.*groot-ft "
+                                                r"fetch-base-model BASE_MODEL"):
+        n17_tokenizer(load_n17_config(base), base)
+
+
+def test_which_bases_need_the_n17_backbone(tmp_path):
+    from groot_ft.hub import needs_n17_backbone
+
+    assert needs_n17_backbone("n1.7-3b", None) and not needs_n17_backbone("n1.7-tiny", None)
+    assert not needs_n17_backbone("tiny", None)
+    released = cache_snapshot(tmp_path, N17_REPO, COMMIT, n17_checkpoint_files())
+    assert needs_n17_backbone(N17_REPO, released)
+    tiny = tmp_path / "tiny17"
+    tiny.mkdir()
+    (tiny / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d7",
+                                                  "vlm_config": {"text_config": {"vocab_size": 264}}}))
+    assert not needs_n17_backbone(str(tiny), tiny)
+    n16 = tmp_path / "n16"
+    n16.mkdir()
+    (n16 / "config.json").write_bytes(checkpoint_files()["config.json"])
+    assert not needs_n17_backbone(str(n16), n16)
+
+
+def test_workflow_fetches_the_backbone_for_the_n17_3b_preset(hub_cache, tmp_path):
+    """n1.7-3b is a preset (built fresh) whose tokenizer comes from the gated backbone repo: the fetch step runs."""
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([snakemake, "--cores", "1", "--snakefile", "workflow/Snakefile", "--dry-run",
+                           "--printshellcmds", "--config", f"output_dir={tmp_path / 'run'}", "base_model_path=n1.7-3b"],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"groot-ft fetch-base-model n1.7-3b --out {tmp_path / 'run' / 'base_model.json'}" in proc.stdout
+    finetune = proc.stdout.split("rule finetune:", 1)[1].split("\nrule ", 1)[0]
+    assert "base_model.json" in finetune.split("output:", 1)[0] and "export HF_HUB_OFFLINE=1;" in finetune

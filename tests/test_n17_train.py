@@ -83,3 +83,26 @@ def test_policy_serves_the_trained_n17(trained):
     actions = policy.get_action(observation)
     assert actions["arm"].shape == (2, 16, 3) and actions["gripper"].shape == (2, 16, 1)
     assert all(np.isfinite(a).all() for a in actions.values())
+
+
+def test_policy_rtc_on_the_trained_n17(trained):
+    """Real-time chunking on the trained checkpoint: the next chunk's frozen rows are the kept chunk's rows
+    [action_horizon - rtc_overlap_steps, ...) in physical units. With the demo's per-step RELATIVE arm statistics and
+    an unmoved state, some of them lie outside row 0-3's normalisation range: the model's chunk clips those, and the
+    policy returns the committed values (last_info counts them); the ABSOLUTE gripper is reproduced by the model."""
+    from groot_ft.policy import Gr00tPolicy
+
+    out, _ = trained
+    policy = Gr00tPolicy(out / f"checkpoint-{MAX_STEPS}", TAG, device="cpu")
+    rng = np.random.default_rng(1)
+    observation = {
+        "video": {cam: rng.integers(0, 255, (1, 1, 96, 96, 3), dtype=np.uint8) for cam in ("front", "wrist")},
+        "state": {"arm": rng.normal(size=(1, 1, 3)).astype(np.float32), "gripper": np.full((1, 1, 1), 0.5, np.float32)},
+        "language": {"annotation.human.task_description": [["move the arm to the red target"]]},
+    }
+    options = {"action_horizon": 16, "rtc_overlap_steps": 10, "rtc_frozen_steps": 4, "rtc_ramp_rate": 5.0}
+    first = policy.get_action(observation, options=options)
+    second = policy.get_action(observation, options=options)
+    for key in first:
+        np.testing.assert_allclose(second[key][:, :4], first[key][:, 6:10], rtol=0, atol=1e-5, err_msg=key)
+    assert policy.last_info["rtc_applied"] and policy.last_info["frozen_values_replaced"] <= 4 * 3  # arm only

@@ -259,3 +259,29 @@ def test_git_info_outside_a_checkout(tmp_path):
     pkg.mkdir(parents=True)
     info = mf.git_info(pkg)
     assert info["commit"] is None and info["dirty"] is None and info["reason"].startswith(f"{pkg.resolve()} is not in")
+
+
+def test_manifest_and_card_record_the_model_family(packaged):
+    manifest = json.loads((packaged / "manifest.json").read_text())
+    assert manifest["model_family"] == {"model_type": "Gr00tN1d6", "family": "GR00T N1.6"}
+    release = json.loads((packaged / "release" / "manifest.json").read_text())
+    assert release["model_family"] == manifest["model_family"]
+    card = (packaged / "README.md").read_text()
+    assert "A GR00T N1.6 vision-language-action policy (`Gr00tN1d6`" in card
+    assert "gr00t-n1.6" in yaml.safe_load(card.split("---\n")[1])["tags"]
+
+
+def test_an_n17_run_is_recorded_as_n17(damaged):
+    """The family comes from the output's config.json model_type (an N1.7 run writes Gr00tN1d7)."""
+    from groot_ft.model_card import render_model_card
+
+    config = json.loads((damaged / "config.json").read_text())
+    (damaged / "config.json").write_text(json.dumps({**config, "model_type": "Gr00tN1d7"}))
+    assert mf.model_family(damaged) == {"model_type": "Gr00tN1d7", "family": "GR00T N1.7"}
+    manifest = {**json.loads((damaged / "manifest.json").read_text()), "model_family": mf.model_family(damaged)}
+    card = render_model_card(damaged, manifest)
+    assert "A GR00T N1.7 vision-language-action policy (`Gr00tN1d7`" in card
+    assert "gr00t-n1.7" in yaml.safe_load(card.split("---\n")[1])["tags"]
+    (damaged / "config.json").write_text(json.dumps({**config, "model_type": None}))
+    with pytest.raises(mf.ManifestError, match="no model_type"):
+        mf.model_family(damaged)

@@ -200,7 +200,8 @@ def cmd_fetch_base_model(args: argparse.Namespace) -> int:
 
     info = fetch(args.base_model, tokenizer_path=args.tokenizer, revision=args.revision)
     if info["kind"] == "preset":
-        print(f"base model: preset {args.base_model!r}, built fresh; nothing to fetch")
+        more = "" if info.get("n17_backbone_dir") else "; nothing to fetch"
+        print(f"base model: preset {args.base_model!r}, built fresh{more}")
     elif info["kind"] == "hub":
         print(f"base model: {args.base_model} at commit {info['commit']}, in the hub cache: {info['base_model_dir']}")
     else:
@@ -208,6 +209,11 @@ def cmd_fetch_base_model(args: argparse.Namespace) -> int:
     if info["tokenizer_dir"]:
         where = f"commit {info['tokenizer_commit']} in the hub cache" if info["tokenizer_kind"] == "hub" else "local"
         print(f"tokenizer: {args.tokenizer} ({where}): {info['tokenizer_dir']}")
+    if info.get("n17_backbone_dir"):
+        print(f"N1.7 backbone: {info['n17_backbone']} (tokenizer, config, image-processor settings) at commit "
+              f"{info['n17_backbone_commit']}, in the hub cache: {info['n17_backbone_dir']}")
+    if info["tokenizer_source"] == "n17_backbone":
+        print(f"tokenizer: {info['n17_backbone']}'s, from the hub cache")
     elif info["tokenizer_source"] == "base_model":
         print(f"tokenizer: the files beside the checkpoint in {info['base_model_dir']}")
     elif info["tokenizer_source"] is None:

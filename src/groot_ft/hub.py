@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import re
 from pathlib import Path
@@ -39,7 +40,20 @@ _TOKENIZER_MARKERS = ("tokenizer_config.json", "tokenizer.json")
 # Hub repo ids: "org/name" (the namespace is required, so that a typo in a preset name is not sent to the hub).
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of a true environment variable
+_TRUE = {"1", "ON", "YES", "TRUE"}
+# N1.7 presets built on Cosmos-Reason2-2B's vocabulary (n1.7-tiny has its own byte tokenizer).
+_N17_BACKBONE_PRESETS = ("n1.7-3b",)  # huggingface_hub's spelling of a true environment variable
+
+
+# GR00T N1.7's vision-language backbone. Its tokenizer, config and image-processor settings are read from the hub cache
+# (the GR00T checkpoint holds the backbone's weights, which this project's loader takes from there, so the backbone's
+# own ~4 GB of weights are not fetched). The repository is gated: its licence must be accepted on its page first.
+N17_BACKBONE_REPO = "nvidia/Cosmos-Reason2-2B"
+N17_BACKBONE_FILES = ("config.json", *TOKENIZER_FILES)
+
+
+def hub_page(repo_id: str) -> str:
+    return f"https://huggingface.co/{repo_id}"
 
 
 class BaseModelError(UserError, ValueError):
@@ -90,8 +104,12 @@ def _looks_local(text: str) -> bool:
 
 def _fetch_hint(repo_id: str, revision: str | None, what: str, key: str) -> str:
     rev = f" --revision {revision}" if revision else ""
-    command = (f"groot-ft fetch-base-model {repo_id}{rev}" if what == "base model"
-               else f"groot-ft fetch-base-model BASE_MODEL --tokenizer {repo_id}")
+    if what == "base model":
+        command = f"groot-ft fetch-base-model {repo_id}{rev}"
+    elif what == "N1.7 backbone":  # fetched along with any N1.7 base model
+        command = "groot-ft fetch-base-model BASE_MODEL"
+    else:
+        command = f"groot-ft fetch-base-model BASE_MODEL --tokenizer {repo_id}"
     return (f"run `{command}` on a machine with network (with the same HF_HOME / HF_HUB_CACHE), or point {key} "
             f"at a local copy; cache: {hub_cache_dir()}")
 
@@ -128,10 +146,7 @@ def _snapshot(repo_id: str, *, revision: str | None, download: bool, what: str, 
             f"{_fetch_hint(repo_id, revision, what, key)}"
         ) from None
     except GatedRepoError:
-        raise BaseModelError(
-            f"{key} {repo_id!r}: gated repo; accept its licence on huggingface.co, then log in with `hf auth login` "
-            f"or set HF_TOKEN in the environment (never in a config file)"
-        ) from None
+        raise BaseModelError(_gated_message(repo_id, key)) from None
     except RevisionNotFoundError:
         raise BaseModelError(f"{key} {repo_id!r}: revision {revision!r} does not exist on the hub") from None
     except RepositoryNotFoundError:
@@ -141,10 +156,18 @@ def _snapshot(repo_id: str, *, revision: str | None, download: bool, what: str, 
         ) from None
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
+        if status in (401, 403):  # no token, or a token without access to a gated / private repo
+            raise BaseModelError(f"{_gated_message(repo_id, key)} (the hub answered HTTP {status})") from None
         raise BaseModelError(f"{key} {repo_id!r}: the hub answered HTTP {status}; try again later") from None
     except OSError as exc:  # a network or file system error while downloading
         raise BaseModelError(f"{key} {repo_id!r}: download failed ({exc.__class__.__name__}: {exc})") from None
     return Path(os.path.realpath(path))
+
+
+def _gated_message(repo_id: str, key: str) -> str:
+    return (f"{key} {repo_id!r}: a gated repo this machine may not read; open {hub_page(repo_id)} while logged in, "
+            f"accept its licence, then log in here with `hf auth login` (or set HF_TOKEN in the environment, never in "
+            f"a config file) and run `groot-ft fetch-base-model` again")
 
 
 def _local_dir(text: str, key: str, marker: tuple[str, ...], what: str) -> Path | None:
@@ -210,6 +233,37 @@ def resolve_tokenizer_dir(path_or_id: str | None, *, download: bool = False) -> 
     return snapshot
 
 
+def resolve_n17_backbone(*, download: bool = False) -> Path:
+    """The hub cache snapshot of N1.7's backbone repo (:data:`N17_BACKBONE_REPO`) holding its config.json, tokenizer
+    and image-processor files (:data:`N17_BACKBONE_FILES`), found offline unless ``download``."""
+    repo = N17_BACKBONE_REPO
+    snapshot = _snapshot(repo, revision=None, download=download, what="N1.7 backbone", key="N1.7 backbone",
+                         allow_patterns=list(N17_BACKBONE_FILES))
+    if not has_tokenizer(snapshot):
+        raise BaseModelError(f"N1.7 backbone {repo!r}: the hub snapshot {snapshot} has no tokenizer files; "
+                             f"{_fetch_hint(repo, None, 'N1.7 backbone', 'tokenizer_path')}")
+    return snapshot
+
+
+def needs_n17_backbone(base_model_path: str, model_dir: Path | None) -> bool:
+    """Whether the base is a GR00T N1.7 model built on Cosmos-Reason2-2B: the ``n1.7-3b`` preset, or a directory
+    whose config.json says ``model_type`` ``Gr00tN1d7`` and either has no ``vlm_config`` (a released checkpoint) or
+    one with a vocabulary of Qwen3-VL's size (``n1.7-tiny`` and models built on it carry their own byte tokenizer).
+    Read without importing torch."""
+    if model_dir is None:
+        return str(base_model_path).strip() in _N17_BACKBONE_PRESETS
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False  # the model loader reports an unreadable config.json
+    if not isinstance(config, dict) or config.get("model_type") != "Gr00tN1d7":
+        return False
+    if not config.get("vlm_config"):
+        return True  # a released config.json: the backbone is the one model_name names (Cosmos-Reason2-2B)
+    text = config["vlm_config"].get("text_config") or {}
+    return int(text.get("vocab_size") or 0) >= 1000
+
+
 def snapshot_commit(directory: Path | None) -> str | None:
     """The commit of a hub cache snapshot directory (``.../snapshots/<commit>``); None for any other directory."""
     if directory is None or directory.parent.name != "snapshots" or not _COMMIT.match(directory.name):
@@ -233,12 +287,19 @@ def fetch(base_model_path: str, tokenizer_path: str | None = None, revision: str
     the tokenizer files. Returns where they are as local paths; a preset needs nothing (``kind: preset``)."""
     model_dir = resolve_base_model(base_model_path, revision=revision, download=True)
     tokenizer_dir = resolve_tokenizer_dir(tokenizer_path, download=True)
+    # An N1.7 base also needs its backbone's tokenizer / config / image-processor files in the cache (gated repo):
+    # fetched here, with the user's hub login, so that the offline jobs find them.
+    backbone_dir = resolve_n17_backbone(download=True) if needs_n17_backbone(base_model_path, model_dir) else None
     if tokenizer_dir is not None:
         tokenizer_source = "tokenizer_path"
+    elif model_dir is not None and has_tokenizer(model_dir):
+        tokenizer_source = "base_model"
+    elif backbone_dir is not None:
+        tokenizer_source = "n17_backbone"  # the N1.7 loader falls back to the cached backbone repo
     elif model_dir is None:
         tokenizer_source = "preset"  # presets build this project's tokenizer
     else:
-        tokenizer_source = "base_model" if has_tokenizer(model_dir) else None
+        tokenizer_source = None  # a checkpoint without tokenizer files (upstream N1.6 ships none)
     return {
         "base_model_path": base_model_path,
         "kind": _kind(base_model_path, model_dir),
@@ -251,6 +312,9 @@ def fetch(base_model_path: str, tokenizer_path: str | None = None, revision: str
         "tokenizer_commit": snapshot_commit(tokenizer_dir) if tokenizer_path is not None
         and _kind(tokenizer_path, tokenizer_dir) == "hub" else None,
         "tokenizer_source": tokenizer_source,
+        "n17_backbone": None if backbone_dir is None else N17_BACKBONE_REPO,
+        "n17_backbone_dir": None if backbone_dir is None else str(backbone_dir),
+        "n17_backbone_commit": snapshot_commit(backbone_dir),
         "hub_cache": str(hub_cache_dir()),
     }
 

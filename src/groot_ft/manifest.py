@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -213,6 +214,19 @@ def package_versions() -> dict[str, str | None]:
             versions[name] = None
     versions["python"] = platform.python_version()
     return versions
+
+
+def model_family(model_dir: str | Path) -> dict[str, str | None]:
+    """Which GR00T network a run trained, from its config.json's ``model_type``: ``Gr00tN1d6`` -> GR00T N1.6,
+    ``Gr00tN1d7`` -> GR00T N1.7 (the two do not load each other's checkpoints). ``family`` is None for a model_type
+    not spelt that way."""
+    path = Path(model_dir) / "config.json"
+    config = read_json_file(path, "the model config")
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str):
+        raise ManifestError(f"{path}: no model_type; is it a GR00T model config?")
+    match = re.fullmatch(r"Gr00tN(\d+)d(\d+)", model_type)
+    return {"model_type": model_type, "family": f"GR00T N{match[1]}.{match[2]}" if match else None}
 
 
 def created_now() -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from groot_ft.manifest import model_family
+
 TRAINING_KEYS = (
     "base_model_path", "max_steps", "global_batch_size", "gradient_accumulation_steps", "num_gpus",
     "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "tune_llm", "tune_visual", "tune_projector",
@@ -91,18 +93,21 @@ def _serve_example(tag: str, modality: dict[str, Any], dims: dict[str, int]) -> 
 def render_model_card(root: Path, manifest: dict[str, Any]) -> str:
     """The card of run directory ``root``; ``manifest`` supplies provenance and metrics (not its artifact list)."""
     cfg = yaml.safe_load((root / "experiment_cfg" / "config.yaml").read_text()) or {}
-    model_cfg = json.loads((root / "config.json").read_text())
     modalities = embodiment_configs(root)
     tags = [t for t in trained_tags(root, cfg) if t in modalities] or sorted(modalities)
     tag, modality = tags[0], modalities[tags[0]]
     name = cfg.get("experiment_name") or Path(str(cfg.get("output_dir", root))).name
-    keywords = ["robotics", "gr00t", "gr00t-n1.6", "lerobot", "vision-language-action", "groot-ft"]
+    # the manifest's record when packaging, else read here (a card rendered on its own)
+    family = manifest.get("model_family") or model_family(root)
+    version = (family["family"] or "GR00T").removeprefix("GR00T ")  # "N1.7"
+    keywords = ["robotics", "gr00t", f"gr00t-{version.lower()}" if family["family"] else "gr00t-unknown", "lerobot",
+                "vision-language-action", "groot-ft"]
     front = {"library_name": "groot-ft", "pipeline_tag": "robotics", "tags": keywords}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", ""]
     lines += [
         f"# {name}",
         "",
-        f"A GR00T N1.6-style vision-language-action policy (`{model_cfg.get('model_type', '?')}`, "
+        f"A {family['family'] or 'GR00T-style'} vision-language-action policy (`{family['model_type']}`, "
         f"{manifest.get('parameters', 0):,} parameters) fine-tuned with "
         f"groot-ft on the embodiment(s) {', '.join(f'`{t}`' for t in tags)}. Actions are predicted as chunks of "
         f"{horizon(modality)} steps by flow matching and returned in physical units.",

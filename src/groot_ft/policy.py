@@ -10,6 +10,20 @@ Observation and action dicts follow upstream's policy API::
     action = policy.get_action(observation)   # {"arm": float32 (B, T_action, D), ...} in physical units
 
 Unbatched observations (no leading B) are accepted and give unbatched actions.
+
+Real-time chunking (RTC, GR00T N1.7 only), as upstream's ``get_action(observation, options)``::
+
+    options = {"action_horizon": 16, "rtc_overlap_steps": 8, "rtc_frozen_steps": 2, "rtc_ramp_rate": 5.0}
+    chunk = policy.get_action(observation, options=options)            # first call: nothing to continue, plain
+    chunk = policy.get_action(next_observation, options=options)       # starts from the previous chunk's tail
+    chunk = policy.get_action(next_observation, options=options, previous_action=chunk_sent)  # or name it
+    policy.reset()                                                     # new episode: forget the kept chunk
+
+The previous chunk is in physical units, as ``get_action`` returned it; the policy normalises it against the
+current state through the processor (as upstream's processor does with a step's actions), so the first
+``rtc_frozen_steps`` rows of the new chunk equal rows ``[action_horizon - rtc_overlap_steps, ...)`` of the previous
+one, in physical units (they are returned as given: already committed; ``policy.last_info`` counts values the
+model's chunk did not reproduce because the normalisation clipped them).
 """
 
 from __future__ import annotations
@@ -21,11 +35,18 @@ import numpy as np
 import torch
 
 from groot_ft.embodiment import normalize_tag
-from groot_ft.errors import UserKeyError
+from groot_ft.errors import UserError, UserKeyError
+
+# The RTC options the N1.7 model reads (upstream's names); ``action_horizon`` is the previous chunk's real horizon.
+RTC_OPTIONS = ("action_horizon", "rtc_overlap_steps", "rtc_frozen_steps", "rtc_ramp_rate")
 
 
 class UnknownEmbodimentError(UserKeyError):
     """The model has no modality config for the asked embodiment tag."""
+
+
+class PolicyOptionsError(UserError, ValueError):
+    """``get_action`` options (or the previous chunk) the model cannot use; the message says why."""
 
 
 class Gr00tPolicy:
@@ -68,6 +89,68 @@ class Gr00tPolicy:
         self.modality_config = self.processor.modality_configs[self.embodiment_tag]
         self.collator = make_collator(self.tokenizer, self.model.config)
         self.generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
+        self._previous_action: dict[str, np.ndarray] | None = None  # the last chunk returned (batched), for RTC
+        # about the last get_action, as upstream's info dict: whether RTC applied, how many frozen values the model's
+        # chunk did not reproduce (clipped by the normalisation) and were replaced by the committed ones
+        self.last_info: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        """Forget the kept chunk (a new episode): the next RTC call samples from noise alone."""
+        self._previous_action = None
+
+    def _rtc_options(self, options: dict[str, Any] | None) -> dict[str, float] | None:
+        """The RTC options checked against the model and embodiment; None when none are given."""
+        if not options:
+            return None
+        unknown = sorted(set(options) - set(RTC_OPTIONS))
+        if unknown:
+            raise PolicyOptionsError(f"get_action options {unknown} are not known (known: {', '.join(RTC_OPTIONS)})")
+        if getattr(self.model.config, "model_type", None) != "Gr00tN1d7":
+            raise PolicyOptionsError(
+                f"real-time chunking options ({', '.join(sorted(options))}) need a GR00T N1.7 model; "
+                f"{self.model_path or 'this model'} is {getattr(self.model.config, 'model_type', '?')} (N1.6 has no "
+                "RTC: call get_action without options)"
+            )
+        steps = len(self.modality_config.action.delta_indices)
+        # the policy knows the chunk's real horizon, so action_horizon may be left out (upstream requires it)
+        merged = {"action_horizon": steps, **options}
+        missing = [key for key in RTC_OPTIONS if key not in merged]
+        if missing:
+            raise PolicyOptionsError(f"real-time chunking needs {', '.join(missing)} in options "
+                                     f"(all of: {', '.join(RTC_OPTIONS)})")
+        try:
+            horizon, overlap, frozen = (int(merged[k]) for k in RTC_OPTIONS[:3])
+            rate = float(merged["rtc_ramp_rate"])
+        except (TypeError, ValueError):
+            raise PolicyOptionsError(f"RTC options must be numbers, got {options!r}") from None
+        if any(float(merged[k]) != int(merged[k]) for k in RTC_OPTIONS[:3]):
+            raise PolicyOptionsError(f"{', '.join(RTC_OPTIONS[:3])} must be whole numbers of steps, got {options!r}")
+        if not 0 <= frozen <= overlap <= horizon <= steps:
+            raise PolicyOptionsError(
+                f"RTC needs 0 <= rtc_frozen_steps ({frozen}) <= rtc_overlap_steps ({overlap}) <= action_horizon "
+                f"({horizon}) <= the embodiment's {steps} action steps"
+            )
+        if not np.isfinite(rate):
+            raise PolicyOptionsError(f"rtc_ramp_rate must be finite, got {rate}")
+        return {"action_horizon": horizon, "rtc_overlap_steps": overlap, "rtc_frozen_steps": frozen,
+                "rtc_ramp_rate": rate}
+
+    def _previous_steps(self, previous: dict[str, Any], batched: bool, batch: int) -> list[dict[str, np.ndarray]]:
+        """The previous chunk (physical units, per action group) split per sample, shape-checked."""
+        keys = self.modality_config.action.modality_keys
+        steps = len(self.modality_config.action.delta_indices)
+        missing = [k for k in keys if k not in previous]
+        if missing:
+            raise PolicyOptionsError(f"previous_action lacks action group(s) {missing} (needs: {', '.join(keys)})")
+        arrays = {k: np.asarray(previous[k], dtype=np.float32) for k in keys}
+        if not batched:
+            arrays = {k: v[None] for k, v in arrays.items()}
+        for key, value in arrays.items():
+            if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != steps:
+                raise PolicyOptionsError(f"previous_action[{key!r}] has shape {np.shape(previous[key])}; expected "
+                                         f"{'(B, T, D) with B = ' + str(batch) if batched else '(T, D)'}, "
+                                         f"T = {steps}, as get_action returned it")
+        return [{k: v[b] for k, v in arrays.items()} for b in range(batch)]
 
     def _split(self, observation: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         cfg = self.modality_config
@@ -94,8 +177,34 @@ class Gr00tPolicy:
         return steps, batched
 
     @torch.no_grad()
-    def get_action(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+    def get_action(self, observation: dict[str, Any], options: dict[str, Any] | None = None, *,
+                   previous_action: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """An action chunk per action group in physical units. ``options``: RTC settings (N1.7, see the module
+        docstring); ``previous_action``: the chunk to continue (default: the one this policy returned last)."""
+        rtc = self._rtc_options(options)
         steps, batched = self._split(observation)
+        if previous_action is not None and rtc is None:
+            raise PolicyOptionsError("previous_action is only used for real-time chunking: pass the RTC options too")
+        previous = previous_action if previous_action is not None else self._previous_action
+        if rtc is not None and previous is not None:
+            if previous is self._previous_action:  # kept batched whatever the caller's layout
+                kept_batch = next(iter(previous.values())).shape[0]
+                if kept_batch != len(steps):
+                    raise PolicyOptionsError(f"the kept chunk is for {kept_batch} sample(s), this observation has "
+                                             f"{len(steps)}; call reset() or pass previous_action")
+                per_sample = self._previous_steps(previous, True, len(steps))
+            else:
+                per_sample = self._previous_steps(previous, batched, len(steps))
+            # Shift in physical units, then normalise: row i of the new chunk continues row start + i of the old
+            # one, and is normalised with row i's statistics and the current state (RELATIVE groups), exactly as
+            # decode_action below reads row i back. Upstream normalises the old chunk at its own row positions,
+            # which with per-step RELATIVE statistics does not give back the old physical values.
+            start, overlap = rtc["action_horizon"] - rtc["rtc_overlap_steps"], rtc["rtc_overlap_steps"]
+            shifted = [{k: _shift_rows(v, start, overlap) for k, v in chunk.items()} for chunk in per_sample]
+            steps = [{**step, "action": chunk} for step, chunk in zip(steps, shifted, strict=True)]
+            rtc = {**rtc, "action_horizon": overlap}  # the shifted chunk's overlap rows are its first ones
+        else:
+            rtc = None  # nothing to continue (first call of an episode): plain sampling, as upstream
         samples = [self.processor(step, self.embodiment_tag) for step in steps]
         batch = self.collator(samples)
         batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -103,9 +212,32 @@ class Gr00tPolicy:
             if torch.is_tensor(value) and value.is_floating_point():
                 batch[key] = value.to(self.model.dtype)
         # the policy's own generator: repeatable actions without touching the process-wide RNG
-        pred = self.model.get_action(**batch, generator=self.generator)["action_pred"].float().cpu().numpy()
+        extra = {} if rtc is None else {"previous_action": batch["action"], "options": rtc}
+        pred = self.model.get_action(**batch, generator=self.generator, **extra)["action_pred"]
+        pred = pred.float().cpu().numpy()
         states = {k: np.stack([s["state"][k] for s in steps]) for k in self.modality_config.state.modality_keys}
         actions = self.processor.decode_action(pred, self.embodiment_tag, states)
+        self.last_info = {"rtc_applied": rtc is not None, "frozen_values_replaced": 0}
+        if rtc is not None and rtc["rtc_frozen_steps"]:
+            # Frozen rows are actions already committed (sent while this chunk was computed): they are returned as
+            # given. The model reproduces them to float precision unless a value lies outside its new row's
+            # normalisation range (RELATIVE groups with per-step statistics, a state that moved), where the
+            # processor clipped it; last_info counts such values.
+            frozen = rtc["rtc_frozen_steps"]
+            for key, value in actions.items():
+                committed = np.stack([chunk[key][:frozen] for chunk in shifted])
+                off = ~np.isclose(value[:, :frozen], committed, rtol=1e-5, atol=1e-5)
+                self.last_info["frozen_values_replaced"] += int(off.sum())
+                value[:, :frozen] = committed
+        self._previous_action = {k: v.copy() for k, v in actions.items()}
         if not batched:
             actions = {k: v[0] for k, v in actions.items()}
         return actions
+
+
+def _shift_rows(chunk: np.ndarray, start: int, count: int) -> np.ndarray:
+    """``chunk`` (T, D) with rows ``[start, start + count)`` moved to the front; the rest repeat the last of them
+    (placeholders the model never reads: only the first ``count`` rows are copied in)."""
+    rows = chunk[start : start + count]
+    filler = np.repeat(chunk[start + count - 1 : start + count] if count else chunk[-1:], len(chunk) - count, axis=0)
+    return np.concatenate([rows, filler], axis=0).astype(np.float32)

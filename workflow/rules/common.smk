@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from groot_ft.config import ConfigError, FinetuneConfig
-from groot_ft.hub import preset_names
+from groot_ft.hub import needs_n17_backbone, preset_names
 from groot_ft.manifest import dataset_files as fingerprinted_files
 from groot_ft.modality import load_modality_config
 
@@ -36,8 +36,10 @@ TAGS = sorted({spec.embodiment_tag for spec in SPECS})
 
 # A base model that is not a preset (a local directory or a hub repo id such as nvidia/GR00T-N1.6-3B) is resolved,
 # and downloaded into the Hugging Face cache, by the local rule fetch_base_model before any job reads it; the jobs
-# then read it with HF_HUB_OFFLINE=1 (rules/fetch.smk). A preset is built fresh and needs nothing.
-BASE_MODEL_JSON = None if config["base_model_path"] in preset_names() else f"{OUT}/base_model.json"
+# then read it with HF_HUB_OFFLINE=1 (rules/fetch.smk). A preset is built fresh and needs nothing, except n1.7-3b,
+# whose tokenizer comes from the gated nvidia/Cosmos-Reason2-2B repo (fetched by the same rule).
+BASE_MODEL_JSON = (None if config["base_model_path"] in preset_names()
+                   and not needs_n17_backbone(config["base_model_path"], None) else f"{OUT}/base_model.json")
 
 
 def base_model_input():

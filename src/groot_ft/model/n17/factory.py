@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from groot_ft.errors import UserError
-from groot_ft.hub import has_tokenizer
+from groot_ft.hub import N17_BACKBONE_REPO, BaseModelError, has_tokenizer, resolve_n17_backbone
 
 from .configuration import Gr00tN1d7Config
 from .modeling import Gr00tN1d7
@@ -88,8 +88,15 @@ def n17_tokenizer(config: Gr00tN1d7Config, directory: Path | None, tokenizer=Non
         where = "preset n1.7-tiny" if directory is None else f"rebuilt: {directory} holds an n1.7-tiny-vocabulary model"
         tokenizer.source = f"N1.7 tiny byte tokenizer ({where})"
     else:
-        where = "the n1.7-3b preset" if directory is None else f"{directory} has no tokenizer files beside config.json"
-        raise N17TokenizerError(f"{where}: {COSMOS_TOKENIZER_HINT}")
+        # Last: the backbone repo in the hub cache, where `groot-ft fetch-base-model` puts it for an N1.7 base
+        # (offline look-up only; compute jobs run with HF_HUB_OFFLINE=1).
+        try:
+            cached = resolve_n17_backbone(download=False)
+        except BaseModelError as exc:
+            where = ("the n1.7-3b preset" if directory is None
+                     else f"{directory} has no tokenizer files beside config.json")
+            raise N17TokenizerError(f"{where}; {exc}. {COSMOS_TOKENIZER_HINT}") from None
+        tokenizer = load_qwen3vl_tokenizer(cached, f"{N17_BACKBONE_REPO} from the hub cache ({cached})")
     check_tokenizer(tokenizer, config.vlm_config)
     return tokenizer
 
