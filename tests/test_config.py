@@ -86,3 +86,17 @@ def test_run_description_splits_once_and_round_trips(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError):
         RunDescription.load(tmp_path / "bad.json")
+
+
+def test_command_line_strings_are_read_as_their_keys_types():
+    from groot_ft.config import retype_command_line
+
+    # what Snakemake's --config leaves: only True/False and numbers become values
+    given = {"tune_visual": "true", "modality_json_path": "null", "eval_episodes": ["3", "7"], "lora_targets": ["llm"],
+             "experiment_name": "null", "dataset": "/data/1.5", "max_steps": "many"}
+    got = retype_command_line(given)
+    assert got["tune_visual"] is True and got["modality_json_path"] is None and got["eval_episodes"] == [3, 7]
+    # strings stay strings where a string is allowed; what still does not fit is the schema's to report
+    assert got["lora_targets"] == ["llm"] and got["experiment_name"] is None and got["dataset"] == "/data/1.5"
+    with pytest.raises(ConfigError, match="max_steps: 'many' is not of type 'integer'"):
+        FinetuneConfig.from_dict(got)

@@ -39,6 +39,36 @@ def merge_config(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def retype_command_line(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the strings Snakemake's ``--config key=value`` leaves behind read as YAML where the key's schema
+    type is not a string: Snakemake turns only ``True``/``False`` and numbers into values, so ``tune_visual=true``,
+    ``modality_json_path=null`` and ``eval_episodes=[3,7]`` would otherwise reach the schema as the strings "true",
+    "null" and ["3", "7"] (``null`` and ``~`` are read as null for every key that may be null). A value that still does not parse, or parses to the wrong type, is left for the schema to
+    report with its key."""
+    properties = load_schema()["properties"]
+    out = dict(config)
+    for key, value in config.items():
+        spec = properties.get(key, {})
+        types = spec.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if isinstance(value, str) and types and "string" not in types:
+            out[key] = _yaml_scalar(value)
+        elif isinstance(value, str) and "null" in types and value in ("null", "~"):
+            out[key] = None  # key=null on the command line: YAML's null, not a file or name spelt "null"
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            item_type = spec.get("items", {}).get("type")
+            if item_type is not None and item_type != "string":
+                out[key] = [_yaml_scalar(v) for v in value]
+    return out
+
+
+def _yaml_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def default_output_dir(dataset: str, datasets: list[dict[str, Any]]) -> str:
     """results/<the dataset directory's name>: two datasets trained with default settings never share a run."""
     if datasets:

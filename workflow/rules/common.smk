@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from groot_ft.config import ConfigError, FinetuneConfig
+from groot_ft.config import ConfigError, FinetuneConfig, retype_command_line
 from groot_ft.hub import needs_n17_backbone, preset_names
 from groot_ft.manifest import dataset_files as fingerprinted_files
 from groot_ft.modality import load_modality_config
@@ -17,7 +17,7 @@ from groot_ft.modality import load_modality_config
 # resolved values (schema defaults filled in, output_dir: null made results/<dataset name>) replace `config`, so
 # every rule and the run config see the same ones.
 try:
-    CFG = FinetuneConfig.from_dict(config)
+    CFG = FinetuneConfig.from_dict(retype_command_line(config))
 except ConfigError as exc:
     raise WorkflowError(str(exc))
 config.update(CFG.to_dict())
