@@ -28,6 +28,24 @@ def schema_defaults() -> dict[str, Any]:
     return {k: v.get("default") for k, v in load_schema()["properties"].items()}
 
 
+def read_config_files(*paths: str | Path) -> dict[str, Any]:
+    """The config keys of YAML files merged in order (:func:`merge_config`), not yet validated."""
+    data: dict[str, Any] = {}
+    for path in map(Path, paths):
+        try:
+            layer = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a config: not UTF-8 text (byte {exc.start})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        data = merge_config(data, layer)
+    return data
+
+
 def merge_config(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     """``layer`` over ``base``, recursing into mappings present in both (Snakemake's rule for config files)."""
     merged = dict(base)
@@ -191,20 +209,7 @@ class FinetuneConfig:
     def from_yaml(cls, *paths: str | Path) -> FinetuneConfig:
         """One config file, or several merged in order as Snakemake merges ``--configfile``s (later files win,
         nested mappings merge key by key), e.g. ``config/config.yaml`` then ``config/demo.yaml``."""
-        data: dict[str, Any] = {}
-        for path in map(Path, paths):
-            try:
-                layer = yaml.safe_load(path.read_text()) or {}
-            except OSError as exc:
-                raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"{path}: not a config: not UTF-8 text (byte {exc.start})") from exc
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({describe_yaml_error(exc)})") from exc
-            if not isinstance(layer, dict):
-                raise ConfigError(f"{path}: expected a mapping of config keys")
-            data = merge_config(data, layer)
-        return cls.from_dict(data, source=" + ".join(map(str, paths)))
+        return cls.from_dict(read_config_files(*paths), source=" + ".join(map(str, paths)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,19 +34,12 @@ def parse_size(text: str) -> float:
 
 
 def _config(paths: list[str], sets: list[str]):
-    from groot_ft.config import ConfigError, FinetuneConfig, merge_config
+    from groot_ft.config import ConfigError, FinetuneConfig, merge_config, read_config_files
 
-    data: dict = {}
-    for path in paths:
-        try:
-            layer = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise PlanInputError(f"{path}: cannot read config ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise PlanInputError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(layer, dict):
-            raise PlanInputError(f"{path}: expected a mapping of config keys")
-        data = merge_config(data, layer)
+    try:
+        data = read_config_files(*paths)
+    except ConfigError as exc:
+        raise PlanInputError(str(exc)) from exc
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key:
