@@ -103,6 +103,11 @@ def target_modules(model, targets) -> dict[str, list[str]]:
     return found
 
 
+def lora_parts_of(model) -> tuple[str, ...]:
+    """The parts carrying adapters; () for a model without any, including a family LoRA does not cover (N1.7)."""
+    return tuple(getattr(model, "lora_parts", ()))
+
+
 def add_lora(model, settings: LoraSettings, seed: int = 0, base_model: str | None = None) -> dict[str, int]:
     """Inject LoRA adapters into ``model`` in place and make the targeted parts train through them only.
 
@@ -113,6 +118,10 @@ def add_lora(model, settings: LoraSettings, seed: int = 0, base_model: str | Non
     from peft import LoraConfig, inject_adapter_in_model
 
     settings.check()
+    if not hasattr(model, "lora_layers"):
+        raise LoraConfigError(f"LoRA adapters are built for GR00T N1.6 models so far, not {type(model).__name__}; "
+                              f"set lora_rank: 0 (activation_checkpointing and a ZeRO-3 or offload DeepSpeed config "
+                              f"also save memory)")
     if model.lora_parts:
         raise LoraConfigError(f"the model already has LoRA adapters on {list(model.lora_parts)}")
     names = [n for part in target_modules(model, settings.targets).values() for n in part]

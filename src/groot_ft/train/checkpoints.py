@@ -96,10 +96,10 @@ def export_model(acc, engine, model, tokenizer, directory: Path) -> None:
     adapter alone goes to ``adapter/`` in peft's format."""
     state_dict = acc.get_state_dict(engine)
     if acc.is_main_process:
-        unwrapped = acc.unwrap_model(model)
-        if unwrapped.lora_parts:
-            from groot_ft.model.lora import ADAPTER_DIR, merged_state_dict, save_adapter
+        from groot_ft.model.lora import ADAPTER_DIR, lora_parts_of, merged_state_dict, save_adapter
 
+        unwrapped = acc.unwrap_model(model)
+        if lora_parts_of(unwrapped):
             save_adapter(unwrapped, state_dict, Path(directory) / ADAPTER_DIR)
             state_dict = merged_state_dict(unwrapped, state_dict)
         unwrapped.save_pretrained(directory, state_dict=state_dict, safe_serialization=True)

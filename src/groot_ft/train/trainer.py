@@ -68,8 +68,9 @@ def _process_as(processor, tag: str):
 
 def _parameter_counts(model) -> dict[str, int]:
     """total, trainable, and (with LoRA) adapter parameters of the model as built."""
-    if model.lora_parts:
-        from groot_ft.model.lora import parameter_counts
+    from groot_ft.model.lora import lora_parts_of, parameter_counts
+
+    if lora_parts_of(model):
 
         return parameter_counts(model)
     return {"total": sum(p.numel() for p in model.parameters()),
@@ -357,7 +358,7 @@ class Trainer:
     # --- helpers ------------------------------------------------------------------------------------------------------
     def _announce(self) -> None:
         cfg, model, shards, counts = self.cfg, self.model, self.shards, self.param_counts
-        adapters = f", of which {counts['adapters']:,} in LoRA adapters" if model.lora_parts else ""
+        adapters = f", of which {counts['adapters']:,} in LoRA adapters" if "adapters" in counts else ""
         print0(
             f"training {type(model).__name__}: {counts['total']:,} parameters ({counts['trainable']:,} trainable"
             f"{adapters}); {self.world} "
