@@ -34,7 +34,60 @@ class Gr00tN1d6Output(ModelOutput):
     action_mask: torch.FloatTensor | None = None
 
 
-class Gr00tN1d6(PreTrainedModel):
+class TrainableFlagsMixin:
+    """tune_* flag handling both GR00T families share (N1.6 here, N1.7 in ``n17/modeling.py``).
+
+    The class using it is a ``PreTrainedModel`` with a config holding :data:`TRAINABLE_FLAGS` and
+    ``validate_architecture()``, and defines ``apply_trainable_flags()`` for its own module tree: which modules a flag
+    covers is family-specific, what happens around it is not.
+    """
+
+    def set_trainable(self, **flags) -> None:
+        """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
+        unknown = set(flags) - set(TRAINABLE_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown trainable flags {sorted(unknown)}; known: {TRAINABLE_FLAGS}")
+        for key, value in flags.items():
+            setattr(self.config, key, value)
+        self.config.validate_architecture()
+        self.apply_trainable_flags()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            eval_frozen_children(self)
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading replaces parameters, which resets requires_grad; re-apply the (possibly overridden) flags.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.apply_trainable_flags()
+        return loaded
+
+
+def eval_frozen_children(module: nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen into eval() (dropout off), recursing into mixed ones."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            eval_frozen_children(child)
+
+
+def init_category_specific_linear(module: CategorySpecificLinear) -> None:
+    """std 1/sqrt(fan_in) instead of upstream's flat 0.02, for both families.
+
+    About the same at N1.6 widths (0.018-0.031 for 1024-3072 inputs), but at tiny widths a flat 0.02 makes the chain
+    W1 -> W2 -> W3 start as an almost-zero signal and the flow-matching loss falls several times slower.
+    """
+    init.normal_(module.W, mean=0.0, std=module.in_features**-0.5)
+    init.zeros_(module.b)
+
+
+class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
     config_class = Gr00tN1d6Config
     config: Gr00tN1d6Config
     main_input_name = "input_ids"
@@ -71,11 +124,7 @@ class Gr00tN1d6(PreTrainedModel):
         # sub-models are dispatched to their own _init_weights by transformers.
         super()._init_weights(module)
         if isinstance(module, CategorySpecificLinear):
-            # std 1/sqrt(fan_in) instead of upstream's flat 0.02: about the same at N1.6 widths (0.018-0.031 for
-            # 1024-3072 inputs), but at tiny widths a flat 0.02 makes the chain W1 -> W2 -> W3 start as an almost-zero
-            # signal and the flow-matching loss falls several times slower.
-            init.normal_(module.W, mean=0.0, std=module.in_features**-0.5)
-            init.zeros_(module.b)
+            init_category_specific_linear(module)
         elif isinstance(module, Gr00tN1d6ActionHead) and module.mask_token is not None:
             init.normal_(module.mask_token, mean=0.0, std=0.02)
 
@@ -191,30 +240,6 @@ class Gr00tN1d6(PreTrainedModel):
                 param.grad = None
                 param.data = param.data.to(want)
 
-    def set_trainable(self, **flags) -> None:
-        """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
-        unknown = set(flags) - set(TRAINABLE_FLAGS)
-        if unknown:
-            raise ValueError(f"unknown trainable flags {sorted(unknown)}; known: {TRAINABLE_FLAGS}")
-        for key, value in flags.items():
-            setattr(self.config, key, value)
-        self.config.validate_architecture()
-        self.apply_trainable_flags()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode:
-            _eval_frozen_children(self)
-        return self
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        # Loading replaces parameters, which resets requires_grad; re-apply the (possibly overridden) flags.
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model.apply_trainable_flags()
-        return loaded
-
     # --- gradient checkpointing -------------------------------------------------------------------------------------
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, **kwargs):
         # Non-reentrant checkpointing (transformers' default) gives parameter gradients even when a layer's input
@@ -311,12 +336,3 @@ class Gr00tN1d6(PreTrainedModel):
                 self.train()
         return {"action_pred": pred}
 
-
-def _eval_frozen_children(module: nn.Module) -> None:
-    """Put every submodule whose parameters are all frozen into eval() (dropout off), recursing into mixed ones."""
-    for child in module.children():
-        params = list(child.parameters())
-        if params and not any(p.requires_grad for p in params):
-            child.eval()
-        else:
-            _eval_frozen_children(child)

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..layers import CategorySpecificLinear
+# set_trainable / train / from_pretrained and the flag names are N1.6's: only apply_trainable_flags (which modules a
+# flag covers) differs. TRAINABLE_FLAGS and eval_frozen_children stay importable from here.
+from ..modeling import TRAINABLE_FLAGS, TrainableFlagsMixin, eval_frozen_children, init_category_specific_linear
 from .action_head import Gr00tN1d7ActionHead
 from .backbone import Qwen3VLBackbone
 from .configuration import Gr00tN1d7Config
 
-TRAINABLE_FLAGS = ("tune_llm", "tune_visual", "tune_top_llm_layers", "tune_projector", "tune_diffusion_model", "tune_vlln")
 
 
 @dataclass
@@ -35,17 +36,7 @@ class Gr00tN1d7Output(ModelOutput):
     action_mask: torch.FloatTensor | None = None
 
 
-def eval_frozen_children(module: nn.Module) -> None:
-    """Put every submodule whose parameters are all frozen into eval() (no dropout), recursing into mixed ones."""
-    for child in module.children():
-        params = list(child.parameters())
-        if params and not any(p.requires_grad for p in params):
-            child.eval()
-        else:
-            eval_frozen_children(child)
-
-
-class Gr00tN1d7(PreTrainedModel):
+class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
     config_class = Gr00tN1d7Config
     config: Gr00tN1d7Config
     main_input_name = "input_ids"
@@ -70,9 +61,7 @@ class Gr00tN1d7(PreTrainedModel):
         # Linear / Embedding / LayerNorm: transformers' defaults; the Qwen3-VL sub-model gets its own initialiser.
         super()._init_weights(module)
         if isinstance(module, CategorySpecificLinear):
-            # As N1.6 here (not upstream's flat 0.02): std 1/sqrt(fan_in) keeps tiny models trainable from scratch.
-            init.normal_(module.W, mean=0.0, std=module.in_features**-0.5)
-            init.zeros_(module.b)
+            init_category_specific_linear(module)  # as N1.6 (not upstream's flat 0.02)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.model.model.get_input_embeddings()
@@ -98,30 +87,6 @@ class Gr00tN1d7(PreTrainedModel):
         head.vlln.requires_grad_(cfg.tune_vlln)
         head.vl_self_attention.requires_grad_(cfg.tune_vlln)
         self.train(self.training)  # re-applies eval() to whatever is frozen now
-
-    def set_trainable(self, **flags) -> None:
-        """Change tune_* flags (and the config) after construction, e.g. ``model.set_trainable(tune_llm=True)``."""
-        unknown = set(flags) - set(TRAINABLE_FLAGS)
-        if unknown:
-            raise ValueError(f"unknown trainable flags {sorted(unknown)}; known: {TRAINABLE_FLAGS}")
-        for key, value in flags.items():
-            setattr(self.config, key, value)
-        self.config.validate_architecture()
-        self.apply_trainable_flags()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode:
-            eval_frozen_children(self)
-        return self
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        # Loading replaces parameters, which resets requires_grad; re-apply the (possibly overridden) flags.
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model.apply_trainable_flags()
-        return loaded
 
     # --- forward / inference ----------------------------------------------------------------------------------------
     @property
