@@ -22,7 +22,87 @@ from .dit import AlternateVLDiT
 from .layers import CategorySpecificMLP, MultiEmbodimentActionEncoder
 
 
-class Gr00tN1d6ActionHead(nn.Module):
+def sample_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """The fp32 N(0, I) start of sampling, drawn on the generator's device (a CPU generator also seeds a CUDA model)."""
+    noise_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
+
+
+class FlowMatchingActionHead(nn.Module):
+    """What the N1.6 and N1.7 heads share: the DiT velocity prediction, the training loss and Euler sampling.
+
+    A subclass builds ``state_encoder``, ``action_encoder``, ``position_embedding``, ``model`` (the DiT) and
+    ``action_decoder``, and defines ``prepare_vl`` and ``encode_state`` (the two families differ there).
+    """
+
+    def predict_velocity(
+        self,
+        vl: dict[str, torch.Tensor],
+        state_features: torch.Tensor,
+        noisy_action: torch.Tensor,
+        t_bucket: torch.Tensor,
+        embodiment_id: torch.Tensor,
+    ) -> torch.Tensor:
+        """v_hat for ``noisy_action`` (B, H, max_action_dim) at integer timesteps ``t_bucket`` (B,)."""
+        horizon = noisy_action.shape[1]
+        action_features = self.action_encoder(noisy_action, t_bucket, embodiment_id)
+        if self.position_embedding is not None:
+            positions = torch.arange(horizon, device=noisy_action.device)
+            action_features = action_features + self.position_embedding(positions)[None].to(action_features.dtype)
+        out = self.model(
+            torch.cat([state_features, action_features], dim=1),
+            encoder_hidden_states=vl["features"],
+            timestep=t_bucket,
+            encoder_attention_mask=vl["attention_mask"],
+            image_mask=vl["image_mask"],
+        )
+        # The decoder is per token: decoding only the action positions equals upstream's decode-then-slice.
+        return self.action_decoder(out[:, -horizon:], embodiment_id)
+
+    def forward(
+        self,
+        backbone_output: dict[str, torch.Tensor],
+        state: torch.Tensor,
+        action: torch.Tensor,
+        action_mask: torch.Tensor,
+        embodiment_id: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Training step: one random flow-matching time per sample; returns the masked MSE and its parts.
+        Noise and time come from torch's global RNG (seed it to reproduce)."""
+        cfg = self.config
+        vl = self.prepare_vl(backbone_output)
+        state_features = self.encode_state(state, embodiment_id)
+        noise = torch.randn_like(action)
+        t = fm.sample_time(action.shape[0], cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s, action.device)
+        noisy = fm.interpolate(noise, action, t)
+        target = fm.velocity_target(noise, action)
+        t_bucket = fm.time_bucket(t, cfg.num_timestep_buckets)
+        pred = self.predict_velocity(vl, state_features, noisy, t_bucket, embodiment_id)
+        loss, elementwise = fm.masked_mse(pred, target, action_mask)
+        return {"loss": loss, "action_loss": elementwise, "action_mask": action_mask}
+
+    def integrate(
+        self,
+        vl: dict[str, torch.Tensor],
+        state_features: torch.Tensor,
+        actions: torch.Tensor,
+        embodiment_id: torch.Tensor,
+        steps: int,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Euler-integrate the learned velocity from ``actions`` at t = 0 over ``steps`` steps; ``weights`` (optional,
+        broadcast against ``actions``) scales each element's update (N1.7's real-time chunking)."""
+        batch, buckets = actions.shape[0], self.config.num_timestep_buckets
+        for t in fm.euler_timesteps(steps):
+            # Bucket from the exact step fraction, as upstream's int(t / n * buckets).
+            t_bucket = torch.full((batch,), int(t * buckets), device=actions.device, dtype=torch.long)
+            velocity = self.predict_velocity(vl, state_features, actions, t_bucket, embodiment_id)
+            step = velocity / steps if weights is None else velocity * weights / steps
+            actions = actions + step
+        return actions
+
+
+class Gr00tN1d6ActionHead(FlowMatchingActionHead):
     def __init__(self, config: Gr00tN1d6Config):
         super().__init__()
         self.config = config
@@ -55,58 +135,12 @@ class Gr00tN1d6ActionHead(nn.Module):
             features = features + torch.randn_like(features) * self.config.state_additive_noise_scale
         return features
 
-    def predict_velocity(
-        self,
-        vl: dict[str, torch.Tensor],
-        state_features: torch.Tensor,
-        noisy_action: torch.Tensor,
-        t_bucket: torch.Tensor,
-        embodiment_id: torch.Tensor,
-    ) -> torch.Tensor:
-        """v_hat for ``noisy_action`` (B, H, max_action_dim) at integer timesteps ``t_bucket`` (B,)."""
-        horizon = noisy_action.shape[1]
-        action_features = self.action_encoder(noisy_action, t_bucket, embodiment_id)
-        if self.position_embedding is not None:
-            positions = torch.arange(horizon, device=noisy_action.device)
-            action_features = action_features + self.position_embedding(positions)[None].to(action_features.dtype)
-        tokens = torch.cat([state_features, action_features], dim=1)
-        out = self.model(
-            tokens,
-            encoder_hidden_states=vl["features"],
-            timestep=t_bucket,
-            encoder_attention_mask=vl["attention_mask"],
-            image_mask=vl["image_mask"],
-        )
-        return self.action_decoder(out[:, -horizon:], embodiment_id)
-
     def prepare_vl(self, backbone_output: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
             "features": self.vlln(backbone_output["backbone_features"]),
             "attention_mask": backbone_output["backbone_attention_mask"],
             "image_mask": backbone_output["image_mask"],
         }
-
-    # ----------------------------------------------------------------------------------------------------------------
-    def forward(
-        self,
-        backbone_output: dict[str, torch.Tensor],
-        state: torch.Tensor,
-        action: torch.Tensor,
-        action_mask: torch.Tensor,
-        embodiment_id: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """Training step: one random flow-matching time per sample; returns the masked MSE and its parts."""
-        cfg = self.config
-        vl = self.prepare_vl(backbone_output)
-        state_features = self.encode_state(state, embodiment_id)
-        noise = torch.randn_like(action)
-        t = fm.sample_time(action.shape[0], cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s, action.device)
-        noisy = fm.interpolate(noise, action, t)
-        target = fm.velocity_target(noise, action)
-        t_bucket = fm.time_bucket(t, cfg.num_timestep_buckets)
-        pred = self.predict_velocity(vl, state_features, noisy, t_bucket, embodiment_id)
-        loss, elementwise = fm.masked_mse(pred, target, action_mask)
-        return {"loss": loss, "action_loss": elementwise, "action_mask": action_mask}
 
     @torch.no_grad()
     def get_action(
@@ -125,12 +159,5 @@ class Gr00tN1d6ActionHead(nn.Module):
         batch = state.shape[0]
         dtype = state_features.dtype
         shape = (batch, cfg.action_horizon, cfg.max_action_dim)
-        # Drawn on the generator's device (a CPU generator also seeds a CUDA model), then moved.
-        noise_device = generator.device if generator is not None else state.device
-        actions = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
-        actions = actions.to(device=state.device, dtype=dtype)
-        for t in fm.euler_timesteps(steps):
-            t_bucket = torch.full((batch,), int(t * cfg.num_timestep_buckets), device=state.device, dtype=torch.long)
-            velocity = self.predict_velocity(vl, state_features, actions, t_bucket, embodiment_id)
-            actions = actions + velocity / steps
-        return actions
+        actions = sample_noise(shape, generator, state.device).to(device=state.device, dtype=dtype)
+        return self.integrate(vl, state_features, actions, embodiment_id, steps)

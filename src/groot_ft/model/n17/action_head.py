@@ -1,6 +1,7 @@
 """The N1.7 flow-matching action head (upstream ``Gr00tN1d7ActionHead``, ``gr00t/model/gr00t_n1d7/gr00t_n1d7.py``).
 
-What changed from N1.6 (everything else is N1.6's modules, imported):
+What changed from N1.6 (everything else is N1.6's modules, imported; the velocity prediction, the training loss and
+the Euler loop are N1.6's :class:`~groot_ft.model.action_head.FlowMatchingActionHead`):
 
 - VL features go through ``vlln`` *and then* the VL self-attention block (:mod:`.vl_attention`) before the DiT.
 - State history: ``state`` is (B, state_history_length, max_state_dim); the steps are concatenated into one state
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .. import flow_matching as fm
+from ..action_head import FlowMatchingActionHead, sample_noise
 from ..dit import AlternateVLDiT
 from ..layers import CategorySpecificMLP, MultiEmbodimentActionEncoder
 from .configuration import Gr00tN1d7Config
@@ -49,7 +50,7 @@ def rtc_velocity_weights(horizon: int, overlap: int, frozen: int, ramp_rate: flo
     return weights
 
 
-class Gr00tN1d7ActionHead(nn.Module):
+class Gr00tN1d7ActionHead(FlowMatchingActionHead):
     def __init__(self, config: Gr00tN1d7Config):
         super().__init__()
         self.config = config
@@ -96,52 +97,6 @@ class Gr00tN1d7ActionHead(nn.Module):
             "image_mask": backbone_output["image_mask"],
         }
 
-    def predict_velocity(
-        self,
-        vl: dict[str, torch.Tensor],
-        state_features: torch.Tensor,
-        noisy_action: torch.Tensor,
-        t_bucket: torch.Tensor,
-        embodiment_id: torch.Tensor,
-    ) -> torch.Tensor:
-        """v_hat for ``noisy_action`` (B, H, max_action_dim) at integer timesteps ``t_bucket`` (B,)."""
-        horizon = noisy_action.shape[1]
-        action_features = self.action_encoder(noisy_action, t_bucket, embodiment_id)
-        if self.position_embedding is not None:
-            positions = torch.arange(horizon, device=noisy_action.device)
-            action_features = action_features + self.position_embedding(positions)[None].to(action_features.dtype)
-        out = self.model(
-            torch.cat([state_features, action_features], dim=1),
-            encoder_hidden_states=vl["features"],
-            timestep=t_bucket,
-            encoder_attention_mask=vl["attention_mask"],
-            image_mask=vl["image_mask"],
-        )
-        # The decoder is per token: decoding only the action positions equals upstream's decode-then-slice.
-        return self.action_decoder(out[:, -horizon:], embodiment_id)
-
-    # ----------------------------------------------------------------------------------------------------------------
-    def forward(
-        self,
-        backbone_output: Mapping[str, torch.Tensor],
-        state: torch.Tensor,
-        action: torch.Tensor,
-        action_mask: torch.Tensor,
-        embodiment_id: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """Training step: one random flow-matching time per sample; the masked MSE and its parts.
-        Noise and time come from torch's global RNG (seed it to reproduce)."""
-        cfg = self.config
-        vl = self.prepare_vl(backbone_output)
-        state_features = self.encode_state(state, embodiment_id)
-        noise = torch.randn_like(action)
-        t = fm.sample_time(action.shape[0], cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.noise_s, action.device)
-        noisy = fm.interpolate(noise, action, t)
-        t_bucket = fm.time_bucket(t, cfg.num_timestep_buckets)
-        pred = self.predict_velocity(vl, state_features, noisy, t_bucket, embodiment_id)
-        loss, elementwise = fm.masked_mse(pred, fm.velocity_target(noise, action), action_mask)
-        return {"loss": loss, "action_loss": elementwise, "action_mask": action_mask}
-
     @torch.no_grad()
     def get_action(
         self,
@@ -169,22 +124,14 @@ class Gr00tN1d7ActionHead(nn.Module):
         batch, device, dtype = state.shape[0], state.device, state_features.dtype
         shape = (batch, cfg.action_horizon, cfg.max_action_dim)
         if noise is None:
-            # Drawn on the generator's device (a CPU generator also seeds a CUDA model), then moved.
-            noise_device = generator.device if generator is not None else device
-            noise = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
+            noise = sample_noise(shape, generator, device)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must be {shape}, got {tuple(noise.shape)}")
         actions = noise.to(device=device, dtype=dtype).clone()
         weights = None
         if previous_action is not None or options is not None:
             actions, weights = self._rtc_start(actions, previous_action, options)
-        for t in fm.euler_timesteps(steps):
-            # Bucket from the exact step fraction, as upstream's int(t / n * buckets).
-            t_bucket = torch.full((batch,), int(t * cfg.num_timestep_buckets), device=device, dtype=torch.long)
-            velocity = self.predict_velocity(vl, state_features, actions, t_bucket, embodiment_id)
-            step = velocity / steps if weights is None else velocity * weights / steps
-            actions = actions + step
-        return actions
+        return self.integrate(vl, state_features, actions, embodiment_id, steps, weights)
 
     def _rtc_start(
         self, actions: torch.Tensor, previous_action: torch.Tensor | None, options: Mapping[str, float] | None

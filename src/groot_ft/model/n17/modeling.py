@@ -26,7 +26,6 @@ from .backbone import Qwen3VLBackbone
 from .configuration import Gr00tN1d7Config
 
 
-
 @dataclass
 class Gr00tN1d7Output(ModelOutput):
     """``loss``: masked flow-matching MSE (scalar). ``action_loss``: its masked elementwise terms (B, H, D)."""
