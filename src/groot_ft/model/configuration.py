@@ -87,6 +87,49 @@ AUGMENTATION_KEYS = (
 )
 
 
+# --- pieces both families' configs use (N1.7: n17/configuration.py) ---------------------------------------------------
+# Only the checks that read the same fields with the same messages are shared; each family keeps its own order of
+# checks (it decides the order of a combined error message) and its own backbone-specific ones.
+def llm_layer_errors(config: PretrainedConfig, num_hidden_layers: int) -> list[str]:
+    """select_layer within the LLM's layers, tune_top_llm_layers within the kept ones."""
+    errors = []
+    if not 1 <= config.select_layer <= num_hidden_layers:
+        errors.append(f"select_layer {config.select_layer} must be in [1, {num_hidden_layers}]")
+    if not 0 <= config.tune_top_llm_layers <= config.select_layer:
+        errors.append(f"tune_top_llm_layers {config.tune_top_llm_layers} must be in [0, select_layer]")
+    return errors
+
+
+def dit_sequence_errors(config: PretrainedConfig) -> list[str]:
+    """The alternate VL DiT needs interleaved self-attention; the action horizon fits the position table."""
+    errors = []
+    dit = config.diffusion_model_cfg
+    if config.use_alternate_vl_dit and not dit.get("interleave_self_attention", True):
+        errors.append("use_alternate_vl_dit needs diffusion_model_cfg interleave_self_attention=True")
+    if config.action_horizon > config.max_seq_len:
+        errors.append(f"action_horizon {config.action_horizon} exceeds max_seq_len {config.max_seq_len}")
+    return errors
+
+
+def block_and_dropout_errors(config: PretrainedConfig) -> list[str]:
+    """attend_text_every_n_blocks >= 1 and state_dropout_prob a probability."""
+    errors = []
+    if config.attend_text_every_n_blocks < 1:
+        errors.append("attend_text_every_n_blocks must be >= 1")
+    if not 0.0 <= config.state_dropout_prob <= 1.0:
+        errors.append("state_dropout_prob must be in [0, 1]")
+    return errors
+
+
+def filtered_config_dict(config: PretrainedConfig, exclude_augment: bool = True) -> dict[str, Any]:
+    """Upstream's ``to_filtered_dict``: the config dict without the image-augmentation keys."""
+    out = config.to_dict()
+    if exclude_augment:
+        for key in AUGMENTATION_KEYS:
+            out.pop(key, None)
+    return out
+
+
 class Gr00tN1d6Config(PretrainedConfig):
     model_type = "Gr00tN1d6"
     sub_configs_defaults = {
@@ -213,10 +256,7 @@ class Gr00tN1d6Config(PretrainedConfig):
                 f"backbone_embedding_dim {self.backbone_embedding_dim} must equal text_config.hidden_size "
                 f"{self.text_config.hidden_size}"
             )
-        if not 1 <= self.select_layer <= self.text_config.num_hidden_layers:
-            errors.append(f"select_layer {self.select_layer} must be in [1, {self.text_config.num_hidden_layers}]")
-        if not 0 <= self.tune_top_llm_layers <= self.select_layer:
-            errors.append(f"tune_top_llm_layers {self.tune_top_llm_layers} must be in [0, select_layer]")
+        errors += llm_layer_errors(self, self.text_config.num_hidden_layers)
         patch = self.vision_config.patch_size
         scale = 1.0 / self.downsample_ratio
         side = self.patches_per_side
@@ -242,23 +282,13 @@ class Gr00tN1d6Config(PretrainedConfig):
                 f"diffusion_model_cfg output_dim {dit['output_dim']} must equal hidden_size {self.hidden_size} "
                 "(upstream's action decoder reads hidden_size features)"
             )
-        if self.use_alternate_vl_dit and not dit.get("interleave_self_attention", True):
-            errors.append("use_alternate_vl_dit needs diffusion_model_cfg interleave_self_attention=True")
-        if self.action_horizon > self.max_seq_len:
-            errors.append(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
+        errors += dit_sequence_errors(self)
         if not 0 <= self.image_token_index < self.text_config.vocab_size:
             errors.append(f"image_token_index {self.image_token_index} outside vocab {self.text_config.vocab_size}")
-        if self.attend_text_every_n_blocks < 1:
-            errors.append("attend_text_every_n_blocks must be >= 1")
-        if not 0.0 <= self.state_dropout_prob <= 1.0:
-            errors.append("state_dropout_prob must be in [0, 1]")
+        errors += block_and_dropout_errors(self)
         if errors:
             raise ValueError("invalid Gr00tN1d6Config: " + "; ".join(errors))
 
     def to_filtered_dict(self, exclude_augment: bool = True) -> dict[str, Any]:
         """Upstream's helper: the config dict without the image-augmentation keys."""
-        out = self.to_dict()
-        if exclude_augment:
-            for key in AUGMENTATION_KEYS:
-                out.pop(key, None)
-        return out
+        return filtered_config_dict(self, exclude_augment)

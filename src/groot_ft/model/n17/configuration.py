@@ -22,6 +22,17 @@ from typing import Any
 from transformers import PretrainedConfig, Qwen3VLConfig
 from transformers.configuration_utils import SubConfigSpec
 
+# The checks that read the same fields as N1.6's, with the same messages, and upstream's to_filtered_dict (the same
+# augmentation keys; AUGMENTATION_KEYS stays importable from here).
+from ..configuration import (
+    AUGMENTATION_KEYS,
+    block_and_dropout_errors,
+    dit_sequence_errors,
+    filtered_config_dict,
+    llm_layer_errors,
+)
+
+
 def default_diffusion_model_cfg() -> dict[str, Any]:
     """The DiT settings of upstream's class default (16 blocks of 32 heads x 48 = 1536 wide); the released 3B has 32."""
     return {
@@ -91,18 +102,6 @@ COSMOS_REASON2_2B_CONFIG: dict[str, Any] = {
 }
 
 KNOWN_BACKBONES: dict[str, dict[str, Any]] = {COSMOS_REASON2_2B: COSMOS_REASON2_2B_CONFIG}
-
-# Keys upstream's ``to_filtered_dict(exclude_augment=True)`` drops.
-AUGMENTATION_KEYS = (
-    "random_rotation_angle",
-    "color_jitter_params",
-    "use_albumentations_transforms",
-    "formalize_language",
-    "image_crop_size",
-    "image_target_size",
-    "shortest_image_edge",
-    "crop_fraction",
-)
 
 # Upstream's VL self-attention keys; anything else in vl_self_attention_cfg is rejected so a typo is not ignored.
 VL_SELF_ATTENTION_KEYS = {
@@ -230,10 +229,7 @@ class Gr00tN1d7Config(PretrainedConfig):
             )
         if vision.out_hidden_size != text.hidden_size:
             errors.append(f"vision out_hidden_size {vision.out_hidden_size} must equal the LLM width {text.hidden_size}")
-        if not 1 <= self.select_layer <= text.num_hidden_layers:
-            errors.append(f"select_layer {self.select_layer} must be in [1, {text.num_hidden_layers}]")
-        if not 0 <= self.tune_top_llm_layers <= self.select_layer:
-            errors.append(f"tune_top_llm_layers {self.tune_top_llm_layers} must be in [0, select_layer]")
+        errors += llm_layer_errors(self, text.num_hidden_layers)
         mrope = (text.rope_parameters or {}).get("mrope_section")
         if mrope is not None and sum(mrope) != text.head_dim // 2:
             errors.append(f"mrope_section {mrope} must sum to head_dim/2 = {text.head_dim // 2}")
@@ -252,26 +248,16 @@ class Gr00tN1d7Config(PretrainedConfig):
                 errors.append("vl_self_attention_cfg positional_embeddings must be null (upstream's checkpoints)")
             if vl.get("activation_fn", "gelu-approximate") != "gelu-approximate" or not vl.get("attention_bias", True):
                 errors.append("vl_self_attention_cfg supports only activation_fn gelu-approximate with attention bias")
-        if self.use_alternate_vl_dit and not dit.get("interleave_self_attention", True):
-            errors.append("use_alternate_vl_dit needs diffusion_model_cfg interleave_self_attention=True")
-        if self.action_horizon > self.max_seq_len:
-            errors.append(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
+        errors += dit_sequence_errors(self)
         if self.state_history_length < 1:
             errors.append("state_history_length must be >= 1")
         image_token_id = self.vlm_config.image_token_id
         if not 0 <= image_token_id < text.vocab_size:
             errors.append(f"backbone image_token_id {image_token_id} outside vocab {text.vocab_size}")
-        if self.attend_text_every_n_blocks < 1:
-            errors.append("attend_text_every_n_blocks must be >= 1")
-        if not 0.0 <= self.state_dropout_prob <= 1.0:
-            errors.append("state_dropout_prob must be in [0, 1]")
+        errors += block_and_dropout_errors(self)
         if errors:
             raise ValueError("invalid Gr00tN1d7Config: " + "; ".join(errors))
 
     def to_filtered_dict(self, exclude_augment: bool = True) -> dict[str, Any]:
         """Upstream's helper: the config dict without the image-augmentation keys."""
-        out = self.to_dict()
-        if exclude_augment:
-            for key in AUGMENTATION_KEYS:
-                out.pop(key, None)
-        return out
+        return filtered_config_dict(self, exclude_augment)
