@@ -140,15 +140,24 @@ def preset(name: str, **overrides) -> Gr00tN1d6Config:
     Dict-valued fields (``diffusion_model_cfg``, ``vision_config``, ``text_config``) are merged key by key into the
     preset's, so ``preset("tiny", diffusion_model_cfg={"num_layers": 2})`` keeps the tiny widths.
     """
-    if name not in PRESETS:
-        raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
-    known = {f.name for f in dataclasses.fields(Gr00tN1d6Config)}
+    return build_preset(PRESETS, name, Gr00tN1d6Config, overrides, family="model")
+
+
+def build_preset(presets: dict, name: str, config_class: type, overrides: dict, family: str):
+    """``config_class`` from the preset ``presets[name]`` with ``overrides`` (both families: N1.7 in n17/presets.py).
+
+    Dict-valued overrides are merged one level deep into the preset's dict. ``family`` names the preset family in the
+    unknown-preset message ("model", "N1.7").
+    """
+    if name not in presets:
+        raise KeyError(f"unknown {family} preset {name!r}; known: {sorted(presets)}")
+    known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(overrides) - known)
     if unknown:  # PretrainedConfig would silently store a misspelt flag as a new attribute
-        raise TypeError(f"unknown Gr00tN1d6Config fields: {unknown}")
-    kwargs = PRESETS[name]()
+        raise TypeError(f"unknown {config_class.__name__} fields: {unknown}")
+    kwargs = presets[name]()
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(kwargs.get(key), dict):
             value = {**kwargs[key], **value}
         kwargs[key] = value
-    return Gr00tN1d6Config(**kwargs)
+    return config_class(**kwargs)

@@ -19,9 +19,9 @@ and the processor read for a preset base model.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
+from ..presets import build_preset
 from .configuration import COSMOS_REASON2_2B_CONFIG, Gr00tN1d7Config
 from .tokenizer import (
     TINY_IMAGE_TOKEN_ID,
@@ -139,15 +139,4 @@ def n17_preset(name: str, **overrides) -> Gr00tN1d7Config:
     key into the preset's (one level deep), so ``n17_preset("n1.7-tiny", diffusion_model_cfg={"num_layers": 2})``
     keeps the tiny widths.
     """
-    if name not in N17_PRESETS:
-        raise KeyError(f"unknown N1.7 preset {name!r}; known: {sorted(N17_PRESETS)}")
-    known = {f.name for f in dataclasses.fields(Gr00tN1d7Config)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:  # PretrainedConfig would silently store a misspelt flag as a new attribute
-        raise TypeError(f"unknown Gr00tN1d7Config fields: {unknown}")
-    kwargs = N17_PRESETS[name]()
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(kwargs.get(key), dict):
-            value = {**kwargs[key], **value}
-        kwargs[key] = value
-    return Gr00tN1d7Config(**kwargs)
+    return build_preset(N17_PRESETS, name, Gr00tN1d7Config, overrides, family="N1.7")
