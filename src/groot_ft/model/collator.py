@@ -24,7 +24,7 @@ PIL's bicubic filter, then normalised with mean/std 0.5; ``n_i = (h/28) * (w/28)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,6 +49,37 @@ MIN_TOKENS = 4
 MAX_TOKENS = 4096
 MAX_SIDE_PATCHES = 500
 MAX_ASPECT_RATIO = 200
+
+
+# --- batch pieces both families' collators use (N1.7: n17/collator.py) -----------------------------------------------
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> ``input_ids`` and ``attention_mask`` (B, longest), left-padded as upstream's processors pad."""
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            input_ids[row, length - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            attention_mask[row, length - len(seq) :] = 1
+    return input_ids, attention_mask
+
+
+def collate_actions(
+    samples: Sequence[Mapping], shape: tuple[int, int], stack: Callable[[Sequence[Mapping], str, tuple], torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``action`` and ``action_mask`` (all ones where the samples give none) when the samples carry actions, else {}.
+
+    ``stack(samples, key, shape)`` is the collator's own stacking: the families check shapes differently.
+    """
+    has_action = ["action" in s and s["action"] is not None for s in samples]
+    if not any(has_action):
+        return {}
+    if not all(has_action):
+        raise ValueError("either all samples of a batch carry 'action' or none does")
+    action = stack(samples, "action", shape)
+    if all(s.get("action_mask") is not None for s in samples):
+        return {"action": action, "action_mask": stack(samples, "action_mask", shape)}
+    return {"action": action, "action_mask": torch.ones_like(action)}
 
 
 def smart_resize(height: int, width: int, factor: int, patch_size: int) -> tuple[int, int]:
@@ -198,13 +229,7 @@ class Gr00tCollator:
                 sizes = [i.shape[1:] for i in resized]
             sequences.append(self.sequence(str(sample["text"]), [self.image_tokens(*hw) for hw in sizes]))
 
-        length = max(len(s) for s in sequences)
-        input_ids = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, seq in enumerate(sequences):  # left padding
-            if seq:
-                input_ids[row, length - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-                attention_mask[row, length - len(seq) :] = 1
+        input_ids, attention_mask = left_pad(sequences, self.pad_id)
 
         batch = {
             "input_ids": input_ids,
@@ -216,16 +241,7 @@ class Gr00tCollator:
         }
         if len({i.shape for i in images}) > 1:
             batch["image_sizes"] = torch.tensor([i.shape[1:] for i in images], dtype=torch.long)
-        has_action = ["action" in s and s["action"] is not None for s in samples]
-        if any(has_action):
-            if not all(has_action):
-                raise ValueError("either all samples of a batch carry 'action' or none does")
-            shape = (self.action_horizon, self.max_action_dim)
-            batch["action"] = self._stack(samples, "action", shape)
-            if all(s.get("action_mask") is not None for s in samples):
-                batch["action_mask"] = self._stack(samples, "action_mask", shape)
-            else:
-                batch["action_mask"] = torch.ones_like(batch["action"])
+        batch.update(collate_actions(samples, (self.action_horizon, self.max_action_dim), self._stack))
         return batch
 
     @staticmethod

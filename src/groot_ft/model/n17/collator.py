@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..collator import collate_actions, left_pad
 from .backbone import images_to_patches
 from .configuration import COSMOS_REASON2_2B
 from .tokenizer import IM_END, IM_START, IMAGE_PAD, VISION_END, VISION_START, CONTROL_TOKENS, check_tokenizer
@@ -224,12 +225,7 @@ class Gr00tN17Collator:
             images.extend(resized)
             counts = [self.image_tokens(*i.shape[1:]) for i in resized]
             sequences.append(self.sequence(str(sample["text"]), counts))
-        length = max(len(s) for s in sequences)
-        input_ids = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, seq in enumerate(sequences):  # left padding, as upstream sets the tokenizer's padding side
-            input_ids[row, length - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[row, length - len(seq):] = 1
+        input_ids, attention_mask = left_pad(sequences, self.pad_id)  # upstream sets the tokenizer's padding side
         pixel_values, grid = self.images.patches(images)
         batch = {
             "input_ids": input_ids,
@@ -240,16 +236,7 @@ class Gr00tN17Collator:
             "state": self._stack(samples, "state", (self.state_history_length, self.max_state_dim)),
             "embodiment_id": torch.tensor([int(s["embodiment_id"]) for s in samples], dtype=torch.long),
         }
-        has_action = ["action" in s and s["action"] is not None for s in samples]
-        if any(has_action):
-            if not all(has_action):
-                raise ValueError("either all samples of a batch carry 'action' or none does")
-            shape = (self.action_horizon, self.max_action_dim)
-            batch["action"] = self._stack(samples, "action", shape)
-            if all(s.get("action_mask") is not None for s in samples):
-                batch["action_mask"] = self._stack(samples, "action_mask", shape)
-            else:
-                batch["action_mask"] = torch.ones_like(batch["action"])
+        batch.update(collate_actions(samples, (self.action_horizon, self.max_action_dim), self._stack))
         return batch
 
     @staticmethod
