@@ -82,6 +82,16 @@ def collate_actions(
     return {"action": action, "action_mask": torch.ones_like(action)}
 
 
+def uint8_images(images) -> np.ndarray:
+    """A sample's images as a uint8 (N_img, 3, H, W) array, or a ValueError naming what is off."""
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[1] != 3:
+        raise ValueError(f"images must be (N_img, 3, H, W), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {arr.dtype}")
+    return arr
+
+
 def smart_resize(height: int, width: int, factor: int, patch_size: int) -> tuple[int, int]:
     """Upstream's (Qwen2-VL style) target size: each side rounded to a multiple of ``factor`` (Python's round,
     half to even), the area kept within [4, 4096] x factor^2 pixels by scaling both sides, the aspect ratio kept as
@@ -163,11 +173,7 @@ class Gr00tCollator:
     # --- images -------------------------------------------------------------------------------------------------------
     def resized_images(self, images: np.ndarray) -> list[np.ndarray]:
         """uint8 (N, 3, H, W) -> the uint8 (3, h, w) images the vision tower sees, before normalisation."""
-        arr = np.asarray(images)
-        if arr.ndim != 4 or arr.shape[1] != 3:
-            raise ValueError(f"images must be (N_img, 3, H, W), got {arr.shape}")
-        if arr.dtype != np.uint8:
-            raise ValueError(f"images must be uint8, got {arr.dtype}")
+        arr = uint8_images(images)
         if self.image_size is not None:
             side = self.image_size
             if arr.shape[-2:] == (side, side):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..collator import collate_actions, left_pad
+from ..collator import collate_actions, left_pad, uint8_images
 from .backbone import images_to_patches
 from .configuration import COSMOS_REASON2_2B
 from .tokenizer import IM_END, IM_START, IMAGE_PAD, VISION_END, VISION_START, CONTROL_TOKENS, check_tokenizer
@@ -138,11 +138,7 @@ class Qwen3VLImages:
 
     def resized_images(self, images: np.ndarray) -> list[np.ndarray]:
         """uint8 (N, 3, H, W) -> the uint8 (3, h, w) images the vision tower sees, before normalisation."""
-        arr = np.asarray(images)
-        if arr.ndim != 4 or arr.shape[1] != 3:
-            raise ValueError(f"images must be (N_img, 3, H, W), got {arr.shape}")
-        if arr.dtype != np.uint8:
-            raise ValueError(f"images must be uint8, got {arr.dtype}")
+        arr = uint8_images(images)
         out = []
         for image in arr:
             h, w = self.target_size(image.shape[1], image.shape[2])
