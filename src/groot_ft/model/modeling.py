@@ -9,6 +9,7 @@ explicitly). A model cast as a whole (``model.to(torch.bfloat16)``, DeepSpeed bf
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,39 @@ class TrainableFlagsMixin:
         return loaded
 
 
+class ActionHeadCallsMixin:
+    """How both families hand a batch to their action head (N1.7 in ``n17/modeling.py``): inputs cast to the head's
+    dtype (``head_dtype``, which each family defines) and sampling in eval mode. The backbone call and the arguments
+    each family's ``forward`` / ``get_action`` take are family-specific and stay in the model classes."""
+
+    def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x.to(device=self.device, dtype=self.head_dtype)
+
+    def head_loss(self, backbone_output, state, action, action_mask, embodiment_id) -> dict[str, torch.Tensor]:
+        """The action head's training loss (``action_mask`` None: every element counts)."""
+        if action_mask is None:
+            action_mask = torch.ones_like(action)
+        return self.action_head(
+            backbone_output,
+            state=self._float(state),
+            action=self._float(action),
+            action_mask=self._float(action_mask),
+            embodiment_id=embodiment_id.to(self.device).long(),
+        )
+
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """eval() for the block (no dropout / state dropout at inference, whatever mode the caller left the model in),
+        then train() again if the model was training."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            if was_training:
+                self.train()
+
+
 def eval_frozen_children(module: nn.Module) -> None:
     """Put every submodule whose parameters are all frozen into eval() (dropout off), recursing into mixed ones."""
     for child in module.children():
@@ -87,7 +121,7 @@ def init_category_specific_linear(module: CategorySpecificLinear) -> None:
     init.zeros_(module.b)
 
 
-class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
+class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
     config_class = Gr00tN1d6Config
     config: Gr00tN1d6Config
     main_input_name = "input_ids"
@@ -264,11 +298,6 @@ class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
         """dtype of the action head's weights (fp32 unless the whole model was cast)."""
         return self.action_head.vlln.weight.dtype if self.config.use_vlln else next(self.action_head.parameters()).dtype
 
-    def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is None:
-            return None
-        return x.to(device=self.device, dtype=self.head_dtype)
-
     def _backbone(self, input_ids, attention_mask, pixel_values, image_sizes=None) -> dict[str, torch.Tensor]:
         device = self.device
         out = self.backbone(
@@ -293,16 +322,8 @@ class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
     ) -> Gr00tN1d6Output:
         """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce).
         ``image_sizes`` (N_images, 2): the true sizes of zero-padded images of different sizes (the collator's)."""
-        if action_mask is None:
-            action_mask = torch.ones_like(action)
         backbone_output = self._backbone(input_ids, attention_mask, pixel_values, image_sizes)
-        out = self.action_head(
-            backbone_output,
-            state=self._float(state),
-            action=self._float(action),
-            action_mask=self._float(action_mask),
-            embodiment_id=embodiment_id.to(self.device).long(),
-        )
+        out = self.head_loss(backbone_output, state, action, action_mask, embodiment_id)
         return Gr00tN1d6Output(loss=out["loss"], action_loss=out["action_loss"], action_mask=out["action_mask"])
 
     @torch.no_grad()
@@ -320,9 +341,7 @@ class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
         image_sizes: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Sample an action chunk: ``{"action_pred": (B, action_horizon, max_action_dim)}`` (normalised, padded)."""
-        was_training = self.training
-        self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
-        try:
+        with self.eval_mode():
             backbone_output = self._backbone(input_ids, attention_mask, pixel_values, image_sizes)
             pred = self.action_head.get_action(
                 backbone_output,
@@ -331,8 +350,5 @@ class Gr00tN1d6(TrainableFlagsMixin, PreTrainedModel):
                 num_inference_timesteps=num_inference_timesteps,
                 generator=generator,
             )
-        finally:
-            if was_training:
-                self.train()
         return {"action_pred": pred}
 

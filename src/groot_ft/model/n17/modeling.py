@@ -18,9 +18,16 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..layers import CategorySpecificLinear
-# set_trainable / train / from_pretrained and the flag names are N1.6's: only apply_trainable_flags (which modules a
-# flag covers) differs. TRAINABLE_FLAGS and eval_frozen_children stay importable from here.
-from ..modeling import TRAINABLE_FLAGS, TrainableFlagsMixin, eval_frozen_children, init_category_specific_linear
+# set_trainable / train / from_pretrained, the flag names and the action-head calls are N1.6's: only
+# apply_trainable_flags (which modules a flag covers), head_dtype and the backbone inputs differ. TRAINABLE_FLAGS and
+# eval_frozen_children stay importable from here.
+from ..modeling import (
+    TRAINABLE_FLAGS,
+    ActionHeadCallsMixin,
+    TrainableFlagsMixin,
+    eval_frozen_children,
+    init_category_specific_linear,
+)
 from .action_head import Gr00tN1d7ActionHead
 from .backbone import Qwen3VLBackbone
 from .configuration import Gr00tN1d7Config
@@ -35,7 +42,7 @@ class Gr00tN1d7Output(ModelOutput):
     action_mask: torch.FloatTensor | None = None
 
 
-class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
+class Gr00tN1d7(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
     config_class = Gr00tN1d7Config
     config: Gr00tN1d7Config
     main_input_name = "input_ids"
@@ -92,9 +99,6 @@ class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
     def head_dtype(self) -> torch.dtype:
         return self.action_head.action_decoder.layer1.W.dtype
 
-    def _float(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else x.to(device=self.device, dtype=self.head_dtype)
-
     def _backbone(self, input_ids, attention_mask, pixel_values, image_grid_thw,
                   mm_token_type_ids=None) -> dict[str, torch.Tensor]:
         device = self.device
@@ -121,15 +125,8 @@ class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
         mm_token_type_ids: torch.LongTensor | None = None,
     ) -> Gr00tN1d7Output:
         """Flow-matching training loss. Noise and time are drawn from torch's global RNG (seed it to reproduce)."""
-        if action_mask is None:
-            action_mask = torch.ones_like(action)
-        out = self.action_head(
-            self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids),
-            state=self._float(state),
-            action=self._float(action),
-            action_mask=self._float(action_mask),
-            embodiment_id=embodiment_id.to(self.device).long(),
-        )
+        backbone_output = self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids)
+        out = self.head_loss(backbone_output, state, action, action_mask, embodiment_id)
         return Gr00tN1d7Output(loss=out["loss"], action_loss=out["action_loss"], action_mask=out["action_mask"])
 
     @torch.no_grad()
@@ -157,9 +154,7 @@ class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
         Upstream switches RTC on when the inputs hold an ``action``; here ``action`` is ignored so a training batch
         can be sampled from, and the previous chunk is named explicitly.
         """
-        was_training = self.training
-        self.eval()  # no dropout / state dropout at inference, whatever mode the caller left the model in
-        try:
+        with self.eval_mode():
             pred = self.action_head.get_action(
                 self._backbone(input_ids, attention_mask, pixel_values, image_grid_thw, mm_token_type_ids),
                 state=self._float(state),
@@ -170,7 +165,4 @@ class Gr00tN1d7(TrainableFlagsMixin, PreTrainedModel):
                 previous_action=previous_action,
                 options=options,
             )
-        finally:
-            if was_training:
-                self.train()
         return {"action_pred": pred}
