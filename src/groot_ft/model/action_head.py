@@ -35,6 +35,15 @@ class FlowMatchingActionHead(nn.Module):
     ``action_decoder``, and defines ``prepare_vl`` and ``encode_state`` (the two families differ there).
     """
 
+    def apply_trainable_flags(self, config) -> None:
+        """requires_grad of the parts both families have: encoders, decoder and position table (tune_projector), the
+        DiT (tune_diffusion_model) and vlln (tune_vlln). A subclass adds its own parts."""
+        for module in (self.state_encoder, self.action_encoder, self.action_decoder, self.position_embedding):
+            if module is not None:
+                module.requires_grad_(config.tune_projector)
+        self.model.requires_grad_(config.tune_diffusion_model)
+        self.vlln.requires_grad_(config.tune_vlln)
+
     def predict_velocity(
         self,
         vl: dict[str, torch.Tensor],
@@ -126,6 +135,11 @@ class Gr00tN1d6ActionHead(FlowMatchingActionHead):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width)) if config.state_dropout_prob > 0 else None
 
     # ----------------------------------------------------------------------------------------------------------------
+    def apply_trainable_flags(self, config: Gr00tN1d6Config) -> None:
+        super().apply_trainable_flags(config)
+        if self.mask_token is not None:
+            self.mask_token.requires_grad_(config.tune_projector)
+
     def encode_state(self, state: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
         features = self.state_encoder(state, embodiment_id)  # (B, T_s, width)
         if self.training and self.mask_token is not None:

@@ -101,6 +101,15 @@ class ActionHeadCallsMixin:
                 self.train()
 
 
+def set_llm_trainable(language_model: nn.Module, config) -> None:
+    """tune_llm for the kept LLM layers; the top tune_top_llm_layers train even when tune_llm is False (they adapt
+    the features the action head reads). The same in both families."""
+    language_model.requires_grad_(config.tune_llm)
+    if config.tune_top_llm_layers > 0:
+        for layer in language_model.layers[-config.tune_top_llm_layers :]:
+            layer.requires_grad_(True)
+
+
 def eval_frozen_children(module: nn.Module) -> None:
     """Put every submodule whose parameters are all frozen into eval() (dropout off), recursing into mixed ones."""
     for child in module.children():
@@ -173,22 +182,10 @@ class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         """Set requires_grad from the config's tune_* flags; frozen modules go to eval() in train()."""
         cfg = self.config
         vlm = self.backbone.model
-        vlm.language_model.requires_grad_(cfg.tune_llm)
         vlm.vision_model.requires_grad_(cfg.tune_visual)
         vlm.mlp1.requires_grad_(cfg.tune_visual)
-        # The top LLM layers train even when tune_llm is False (they adapt the features the action head reads).
-        if cfg.tune_top_llm_layers > 0:
-            for layer in vlm.language_model.layers[-cfg.tune_top_llm_layers :]:
-                layer.requires_grad_(True)
-
-        head = self.action_head
-        for module in (head.state_encoder, head.action_encoder, head.action_decoder, head.position_embedding):
-            if module is not None:
-                module.requires_grad_(cfg.tune_projector)
-        if head.mask_token is not None:
-            head.mask_token.requires_grad_(cfg.tune_projector)
-        head.model.requires_grad_(cfg.tune_diffusion_model)
-        head.vlln.requires_grad_(cfg.tune_vlln)
+        set_llm_trainable(vlm.language_model, cfg)
+        self.action_head.apply_trainable_flags(cfg)
         # A part with LoRA adapters (model/lora.py) trains through them only, whatever its tune_* flag says.
         for part in getattr(self, "_lora_parts", ()):
             for module in self._part_modules(part):

@@ -76,6 +76,10 @@ class Gr00tN1d7ActionHead(FlowMatchingActionHead):
         self.position_embedding = nn.Embedding(config.max_seq_len, width) if config.add_pos_embed else None
 
     # ----------------------------------------------------------------------------------------------------------------
+    def apply_trainable_flags(self, config: Gr00tN1d7Config) -> None:
+        super().apply_trainable_flags(config)
+        self.vl_self_attention.requires_grad_(config.tune_vlln)  # upstream counts it with vlln
+
     def encode_state(self, state: torch.Tensor, embodiment_id: torch.Tensor) -> torch.Tensor:
         """(B, state_history_length, max_state_dim) -> one state token (B, 1, width)."""
         history = self.config.state_history_length

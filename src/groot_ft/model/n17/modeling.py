@@ -27,6 +27,7 @@ from ..modeling import (
     TrainableFlagsMixin,
     eval_frozen_children,
     init_category_specific_linear,
+    set_llm_trainable,
 )
 from .action_head import Gr00tN1d7ActionHead
 from .backbone import Qwen3VLBackbone
@@ -80,18 +81,9 @@ class Gr00tN1d7(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         """requires_grad from the tune_* flags, as upstream's Qwen3Backbone / Gr00tN1d7ActionHead set them."""
         cfg = self.config
         vlm = self.backbone.model
-        vlm.language_model.requires_grad_(cfg.tune_llm)
         vlm.visual.requires_grad_(cfg.tune_visual)  # the vision tower with its merger and deepstack mergers
-        if cfg.tune_top_llm_layers > 0:
-            for layer in vlm.language_model.layers[-cfg.tune_top_llm_layers :]:
-                layer.requires_grad_(True)
-        head = self.action_head
-        for module in (head.state_encoder, head.action_encoder, head.action_decoder, head.position_embedding):
-            if module is not None:
-                module.requires_grad_(cfg.tune_projector)
-        head.model.requires_grad_(cfg.tune_diffusion_model)
-        head.vlln.requires_grad_(cfg.tune_vlln)
-        head.vl_self_attention.requires_grad_(cfg.tune_vlln)
+        set_llm_trainable(vlm.language_model, cfg)
+        self.action_head.apply_trainable_flags(cfg)  # its VL self-attention block goes with tune_vlln
         self.train(self.training)  # re-applies eval() to whatever is frozen now
 
     # --- forward / inference ----------------------------------------------------------------------------------------
