@@ -40,9 +40,9 @@ _TOKENIZER_MARKERS = ("tokenizer_config.json", "tokenizer.json")
 # Hub repo ids: "org/name" (the namespace is required, so that a typo in a preset name is not sent to the hub).
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_TRUE = {"1", "ON", "YES", "TRUE"}
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of a true environment variable
 # N1.7 presets built on Cosmos-Reason2-2B's vocabulary (n1.7-tiny has its own byte tokenizer).
-_N17_BACKBONE_PRESETS = ("n1.7-3b",)  # huggingface_hub's spelling of a true environment variable
+_N17_BACKBONE_PRESETS = ("n1.7-3b",)
 
 
 # GR00T N1.7's vision-language backbone. Its tokenizer, config and image-processor settings are read from the hub cache
