@@ -31,21 +31,13 @@ from ..configuration import (
     filtered_config_dict,
     llm_layer_errors,
 )
+from ..configuration import default_diffusion_model_cfg as n16_default_diffusion_model_cfg  # same DiT, other depth
 
 
 def default_diffusion_model_cfg() -> dict[str, Any]:
-    """The DiT settings of upstream's class default (16 blocks of 32 heads x 48 = 1536 wide); the released 3B has 32."""
-    return {
-        "positional_embeddings": None,
-        "num_layers": 16,
-        "num_attention_heads": 32,
-        "attention_head_dim": 48,
-        "norm_type": "ada_norm",
-        "dropout": 0.2,
-        "final_dropout": True,
-        "output_dim": 1024,
-        "interleave_self_attention": True,
-    }
+    """N1.6's DiT settings (32 heads x 48 = 1536 wide) with upstream N1.7's class default of 16 blocks; the released
+    3B has 32."""
+    return {**n16_default_diffusion_model_cfg(), "num_layers": 16}
 
 
 COSMOS_REASON2_2B = "nvidia/Cosmos-Reason2-2B"
