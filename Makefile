@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.groot-ft-installed
 CORES ?= all
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test parity-lerobot clean-demo
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: install
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -x -q tests
+
+# Opt-in: numeric parity of GR00T N1.7 with LeRobot 0.6.1's port. Builds LeRobot's own environment (once, ~1.5 min,
+# in ~/.cache or $$LEROBOT_VENV) with ../shared/tools/lerobot-0.6.1 and compares on a tiny geometry.
+parity-lerobot: install
+	GROOT_FT_LEROBOT=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -rs -s \
+		tests/model/test_n17_lerobot_parity.py
 
 clean-demo:
 	rm -rf results .snakemake
