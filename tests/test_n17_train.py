@@ -57,11 +57,13 @@ def test_n17_tiny_trains_with_falling_loss(trained):
     out, log = trained
     assert "tokenizer: N1.7 tiny byte tokenizer (preset n1.7-tiny)" in log
     assert "processor class: Gr00tN1d7Processor" in log
+    # state_dropout_prob null (config.yaml): upstream's N1.7 fine-tuning value, said in the log and saved
+    assert "state_dropout_prob: 0.2 (upstream's GR00T N1.7 fine-tuning default (state_dropout_prob null))" in log
     losses = [r["loss"] for r in map(json.loads, (out / "training_log.jsonl").read_text().splitlines()) if "loss" in r]
     assert len(losses) == MAX_STEPS // 5 and all(np.isfinite(losses))
     assert np.mean(losses[-2:]) < 0.9 * np.mean(losses[:2]), losses  # 1.32 -> 1.06 when written
     saved = json.loads((out / "config.json").read_text())
-    assert saved["model_type"] == "Gr00tN1d7"
+    assert saved["model_type"] == "Gr00tN1d7" and saved["state_dropout_prob"] == 0.2
     processor = json.loads((out / "processor" / "processor_config.json").read_text())
     assert processor["processor_class"] == "Gr00tN1d7Processor"
     assert processor["processor_kwargs"]["use_percentiles"] is True

@@ -172,7 +172,7 @@ class FinetuneConfig:
     lora_dropout: float
     lora_targets: list[str]
     activation_checkpointing: bool
-    state_dropout_prob: float
+    state_dropout_prob: float | None  # None: the base family's upstream default (model.finetune_state_dropout)
     shard_size: int
     episode_sampling_rate: float
     eval_episodes: int | list[int]

@@ -198,3 +198,17 @@ def test_filtered_dict_drops_augmentation_keys():
     filtered = n17_preset("n1.7-tiny").to_filtered_dict()
     assert "crop_fraction" not in filtered and "color_jitter_params" not in filtered
     assert filtered["max_state_dim"] == 32
+
+
+def test_a_run_without_state_dropout_prob_gets_upstreams_finetuning_value_for_its_family(tmp_path):
+    from groot_ft.model import finetune_state_dropout
+
+    assert finetune_state_dropout(None, "n1.7-tiny")[0] == 0.2  # launch_finetune's N1.7 value, not the config's 0.8
+    assert finetune_state_dropout(None, "tiny")[0] == 0.0  # N1.6's FinetuneConfig
+    n17_dir = tmp_path / "n17"
+    n17_dir.mkdir()
+    (n17_dir / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d7"}))
+    value, source = finetune_state_dropout(None, n17_dir)
+    assert value == 0.2 and "GR00T N1.7 fine-tuning default" in source
+    assert finetune_state_dropout(0.5, "n1.7-tiny") == (0.5, "state_dropout_prob from the run config")
+    assert finetune_state_dropout(0.0, n17_dir)[0] == 0.0  # an explicit 0 is kept, not taken for "unset"

@@ -91,16 +91,20 @@ def build_plan(cfg, *, device: str, images: int | None, text_tokens: int | None)
     from groot_ft.config import ConfigError
 
     from .estimate import RunSetup, ZeroSetup, geometry_for, plan_memory, shapes_factory
+    from groot_ft.model.factory import FINETUNE_STATE_DROPOUT
+
     from .shapes import load_model_config
 
     try:
         per_gpu = cfg.per_device_batch_size(cfg.num_gpus)
     except ConfigError as exc:
         raise PlanInputError(str(exc)) from exc
+    # the plan models N1.6 only (load_model_config refuses N1.7), so null means N1.6's fine-tuning default
+    state_dropout = FINETUNE_STATE_DROPOUT["n1.6"] if cfg.state_dropout_prob is None else cfg.state_dropout_prob
     model_cfg = load_model_config(cfg.base_model_path, cfg.base_model_revision, tune_llm=cfg.tune_llm,
                                   tune_visual=cfg.tune_visual, tune_projector=cfg.tune_projector,
                                   tune_diffusion_model=cfg.tune_diffusion_model,
-                                  state_dropout_prob=cfg.state_dropout_prob)
+                                  state_dropout_prob=state_dropout)
     n_images, state_tokens, frame, notes = _images_and_frames(cfg, images)
     if frame and model_cfg.image_size is None:
         scale = model_cfg.shortest_image_edge / min(frame)

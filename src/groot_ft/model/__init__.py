@@ -27,6 +27,7 @@ from .factory import (
     TokenizerNotFoundError,
     checkpoint_tokenizer,
     create_model,
+    finetune_state_dropout,
     load_model_config,
     save_model,
 )
@@ -56,6 +57,7 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 __all__ = [
+    "finetune_state_dropout",
     "Gr00tN1d6Config",
     "Gr00tN1d6",
     "Gr00tN1d6Output",

@@ -77,6 +77,20 @@ def _resolve_bf16(bf16_weights: bool | None, config) -> bool:
     return bool(bf16_weights)
 
 
+# Upstream's fine-tuning defaults (N1.6's FinetuneConfig: 0.0; N1.7's launch_finetune passes 0.2, over its model
+# config's 0.8), for a run that does not choose.
+FINETUNE_STATE_DROPOUT = {"n1.6": 0.0, "n1.7": 0.2}
+
+
+def finetune_state_dropout(value: float | None, base_model_path: str | os.PathLike) -> tuple[float, str]:
+    """The run's ``state_dropout_prob`` and where it came from: ``value`` when set, else upstream's fine-tuning
+    default for the base model's family."""
+    if value is not None:
+        return float(value), "state_dropout_prob from the run config"
+    family = model_family(base_model_path)
+    return FINETUNE_STATE_DROPOUT[family], f"upstream's GR00T {family.upper()} fine-tuning default (state_dropout_prob null)"
+
+
 def create_model(
     base_model_path: str | os.PathLike,
     seed: int = DEFAULT_SEED,

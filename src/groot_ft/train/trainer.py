@@ -155,7 +155,7 @@ class Trainer:
         from groot_ft.data.lerobot import LeRobotDataset
         from groot_ft.hub import resolve_base_model, resolve_tokenizer_dir
         from groot_ft.modality import load_modality_config
-        from groot_ft.model import create_model, make_collator
+        from groot_ft.model import create_model, finetune_state_dropout, make_collator
         from groot_ft.processor_stats import statistics_from_stats_dir
         from groot_ft.run_processor import build_run_processor, resolve_modality_configs
         from groot_ft.shards import ShardSet
@@ -170,14 +170,17 @@ class Trainer:
         requested = {s.spec.embodiment_tag: load_modality_config(s.spec.modality_config_path)
                      if s.spec.modality_config_path else None for s in self.sources}
         self.modality_cfgs = resolve_modality_configs(processor_base, requested)  # None: the checkpoint's entry
+        base = cfg.base_model_path if base_dir is None else base_dir
+        state_dropout, state_dropout_source = finetune_state_dropout(cfg.state_dropout_prob, base)
+        print0(f"state_dropout_prob: {state_dropout} ({state_dropout_source})")
         self.model, self.tokenizer = create_model(
-            cfg.base_model_path if base_dir is None else base_dir,
+            base,
             tokenizer=tokenizer_dir,
             tune_llm=cfg.tune_llm,
             tune_visual=cfg.tune_visual,
             tune_projector=cfg.tune_projector,
             tune_diffusion_model=cfg.tune_diffusion_model,
-            state_dropout_prob=cfg.state_dropout_prob,
+            state_dropout_prob=state_dropout,
         )
         print0(f"tokenizer: {self.tokenizer.source}")
         self._adapt_model()
