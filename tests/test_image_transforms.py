@@ -192,16 +192,32 @@ def test_apply_equals_the_step_by_step_pipeline(shape, fraction, crop_at) -> Non
     fast, slow = t.apply(frames, params), _reference(t, frames, params)
     assert fast.shape == slow.shape == (3, 3, *t.output_size(*shape))
     diff = np.abs(fast.astype(np.int32) - slow)
-    # float sums in another order may round an exact .5 the other way; nothing else may differ
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    # float sums in another order may round an exact .5 the other way (frequent on exact 2x shrinks, whose block
+    # means are multiples of 0.25); nothing else may differ
+    assert diff.max() <= 1 and (diff > 0).mean() < 3e-3
     augmented = ImageTransform(48, fraction, random_rotation_angle=20, color_jitter_params=JITTER)
     params = augmented.sample_params(np.random.default_rng(3), train=True)
     diff = np.abs(augmented.apply(frames, params).astype(np.int32) - _reference(augmented, frames, params))
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert diff.max() <= 1 and (diff > 0).mean() < 3e-3
 
 
-def test_resize_matrix_is_resize_along_each_axis() -> None:
-    x = torch.rand(2, 3, 37, 53) * 255
-    for size in ((48, 64), (20, 30), (37, 60)):
-        got = resize_matrix(37, size[0]) @ x @ resize_matrix(53, size[1]).T
-        assert (got - resize(x, size)).abs().max() < 1e-3
+def test_resize_is_opencvs_inter_area() -> None:
+    """OpenCV 4.13's cv2.resize(..., interpolation=cv2.INTER_AREA), what upstream's albumentations pipeline calls (the
+    numbers were produced with it; OpenCV is not a dependency here)."""
+    def along(values, size_out):
+        return (resize_matrix(len(values), size_out) @ torch.tensor(values, dtype=torch.float32)).tolist()
+
+    assert along([0, 10, 20, 30, 40], 2) == pytest.approx([8, 32])  # shrink by 2.5: fractional coverage
+    assert along([0, 10, 20, 30, 40, 50, 60], 3) == pytest.approx([7.142857, 30.000002, 52.857143])
+    assert along([0, 100], 5) == pytest.approx([0, 0, 50, 100, 100])  # enlarge: OpenCV's area coefficients
+    assert along([0, 100, 50], 7) == pytest.approx([0, 0, 66.66667, 100, 83.33333, 50, 50])
+    image = torch.tensor([[95, 130, 194, 217, 207], [235, 15, 163, 33, 215], [217, 130, 248, 189, 16],
+                          [69, 184, 232, 205, 78]], dtype=torch.float32)[None, None]
+    shrunk = [[118, 166, 194], [165, 160, 114], [132, 216, 118]]
+    enlarged = [[95, 109, 130, 181, 199, 217, 211, 207], [130, 118, 101, 169, 183, 171, 194, 209],
+                [235, 147, 15, 133, 137, 33, 142, 215], [226, 165, 73, 179, 186, 111, 114, 116],
+                [217, 182, 130, 224, 236, 189, 85, 16], [106, 132, 171, 223, 229, 201, 118, 63],
+                [69, 115, 184, 222, 227, 205, 129, 78]]
+    assert resize(image, (3, 3))[0, 0].round().int().tolist() == shrunk
+    # OpenCV enlarges uint8 in 11-bit fixed point: within one level
+    assert (resize(image, (7, 8))[0, 0].round() - torch.tensor(enlarged)).abs().max() <= 1

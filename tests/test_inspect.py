@@ -50,7 +50,8 @@ def test_inspect_reproduces_upstreams_inputs(reference, tmp_path, modality, caps
     np.testing.assert_array_equal(got["input_ids"], reference["input_ids"])
     np.testing.assert_array_equal(got["attention_mask"], reference["attention_mask"])
     assert got["pixel_values"].shape == reference["pixel_values"].shape == (1, 1, 3, 252, 252)
-    assert psnr(got["pixel_values"], reference["pixel_values"]) >= 40.0
+    # 58.6 dB, at most 2 levels apart (OpenCV's INTER_AREA in the crop; the rest is the 252-px bicubic resize)
+    assert psnr(got["pixel_values"], reference["pixel_values"]) >= 55.0
     for key in ("state", "action", "action_mask"):
         np.testing.assert_allclose(got[key], reference[key], atol=1e-5, err_msg=key)
     assert got["embodiment_id"].tolist() == [20]

@@ -2,7 +2,7 @@
 
 Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md`` §5.1, step 5):
 
-* train: shortest-edge resize (area-style downsampling) -> fractional random crop that keeps the aspect ratio
+* train: shortest-edge resize (OpenCV's ``INTER_AREA``, as albumentations calls it) -> fractional random crop that keeps the aspect ratio
   (each side x ``crop_fraction``, random position) -> shortest-edge resize again -> optional random rotation
   (uniform in +-``rotation_angle`` degrees, reflected border) -> optional colour jitter (brightness, contrast,
   saturation, hue; always applied, in a random order);
@@ -11,7 +11,7 @@ Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md``
 One :class:`AugmentationParams` is drawn per sample and applied identically to every frame of every camera of that
 sample (upstream replays one ``ReplayCompose`` record). Resize, crop and resize again are one linear map per image
 axis, so :meth:`ImageTransform.apply` composes them into a matrix per axis (built once per size and crop offset from
-:func:`resize` itself, so the semantics are torch's) and applies the two to all frames of a sample at once, as a
+:func:`resize_matrix`) and applies the two to all frames of a sample at once, as a
 few weighted gathers when each output pixel reads few inputs, else as dense products; rotation and colour jitter,
 when enabled, then run as torch ops on that batch.
 """
@@ -100,26 +100,47 @@ def crop_size(height: int, width: int, fraction: float) -> tuple[int, int]:
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a float (N, C, H, W) batch: area averaging when shrinking, bilinear when enlarging."""
+    """Resize a float (N, C, H, W) batch as OpenCV's ``INTER_AREA`` does (upstream's albumentations resize): one
+    :func:`resize_matrix` per axis."""
     h, w = x.shape[-2:]
     if (h, w) == tuple(size):
         return x
-    if size[0] <= h and size[1] <= w:
-        return F.interpolate(x, size=size, mode="area")
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return resize_matrix(h, size[0]).to(x.dtype) @ x @ resize_matrix(w, size[1]).to(x.dtype).T
 
 
 @functools.lru_cache(maxsize=256)
 def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    """The (size_out, size_in) float32 matrix that :func:`resize` applies along one image axis.
+    """The (size_out, size_in) float32 matrix of OpenCV's ``INTER_AREA`` resize along one image axis.
 
-    Both of its modes are separable, so resizing an image equals multiplying by this matrix along each axis. It is
-    read off :func:`resize` by resizing the unit vectors, laid along the width: torch's antialiased kernel
-    mishandles inputs whose height is 1 (it returns the first pixel everywhere), while a width of ``size_in`` with
-    a height of 1 kept is resampled correctly. Cached and shared: never modify the result in place.
+    Shrinking (``cv::resize``'s area path): output pixel ``o`` averages the input interval
+    ``[o * s, (o + 1) * s)``, ``s = size_in / size_out``, each input pixel weighted by how much of it the interval
+    covers. Enlarging (its linear path with area coefficients): ``sx = floor(o * s)``, ``f = (o + 1) - (sx + 1) / s``,
+    weight ``f - floor(f)`` on pixel ``sx + 1`` when ``f > 0`` (else 0) and the rest on ``sx``, clamped at the last
+    pixel. OpenCV takes the area path only when both axes shrink; the shortest-edge resizes here keep the aspect
+    ratio, so both axes shrink or both enlarge and choosing per axis agrees with it. Uint8 rounding aside (OpenCV enlarges in 11-bit fixed point), this
+    is OpenCV's result (tests/test_image_transforms.py holds its numbers). Cached and shared: never modify in place.
     """
-    basis = torch.eye(size_in, dtype=torch.float32).reshape(size_in, 1, 1, size_in)
-    return resize(basis, (1, size_out)).reshape(size_in, size_out).T.contiguous()
+    matrix = np.zeros((size_out, size_in), np.float64)
+    scale = 1.0 / (size_out / size_in)  # as OpenCV derives it, for the same floor() at exact multiples
+    if size_out == size_in:
+        np.fill_diagonal(matrix, 1.0)
+    elif size_out < size_in:
+        for o in range(size_out):
+            start, end = o * scale, min((o + 1) * scale, size_in)
+            for j in range(int(math.floor(start)), min(int(math.ceil(end)), size_in)):
+                matrix[o, j] = min(j + 1, end) - max(j, start)
+        matrix /= matrix.sum(axis=1, keepdims=True)
+    else:
+        for o in range(size_out):
+            sx = int(math.floor(o * scale))
+            f = np.float32((o + 1) - (sx + 1) * (size_out / size_in))  # OpenCV keeps it in float32
+            f = 0.0 if f <= 0 else float(f - math.floor(f))
+            if sx >= size_in - 1:
+                sx, f = size_in - 1, 0.0
+            matrix[o, sx] += 1.0 - f
+            if f > 0:
+                matrix[o, sx + 1] += f
+    return torch.from_numpy(matrix.astype(np.float32))
 
 
 def crop_offset(size: int, cropped: int, position: float | None) -> int:

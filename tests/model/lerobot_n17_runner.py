@@ -1,7 +1,9 @@
 """LeRobot 0.6.1's GR00T N1.7 on inputs and weights written by ``test_n17_lerobot_parity.py``.
 
 Runs in LeRobot's own environment (see ``../shared/tools/lerobot-0.6.1``), never in ours: it imports nothing from
-groot_ft. usage: ``<lerobot python> lerobot_n17_runner.py WORK_DIR TOOLS_DIR``. ``WORK_DIR`` holds
+groot_ft. usage: ``<lerobot python> lerobot_n17_runner.py {model,images} WORK_DIR TOOLS_DIR``.
+
+``model``: ``WORK_DIR`` holds
 
 - ``backbone/config.json``: the tiny Qwen3-VL config LeRobot builds its backbone from (``model_name``);
 - ``lerobot_config.json``: ``GR00TN17Config`` fields (LeRobot's names);
@@ -12,6 +14,12 @@ groot_ft. usage: ``<lerobot python> lerobot_n17_runner.py WORK_DIR TOOLS_DIR``. 
 It writes ``lerobot_outputs.safetensors`` and ``lerobot_report.json`` (missing / unexpected keys on load, versions).
 Noise and time are drawn inside LeRobot's forward and ``get_action``; they are replaced by the fixed tensors by
 patching ``torch.randn`` and ``GR00TN17ActionHead.sample_time`` around those calls only.
+
+``images``: ``WORK_DIR`` holds ``images_inputs.safetensors`` (groups of uint8 frames ``frames_<i>``, (N, H, W, 3))
+and ``images_config.json`` (the crop settings and the Qwen2-VL image-processor settings); for each group it writes
+LeRobot's eval-time crop (``_transform_n1_7_image_for_vlm_albumentations``, cv2 INTER_AREA, what LeRobot calls
+bit-exact to upstream's albumentations path) and what transformers' ``Qwen2VLImageProcessor`` (its default, the
+torchvision backend) makes of it, to ``lerobot_images.safetensors``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,38 @@ import json
 import sys
 from pathlib import Path
 from unittest import mock
+
+
+def images(work: Path, tools: Path) -> None:
+    sys.path.insert(0, str(tools))
+    import tvshim  # noqa: F401
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2VLImageProcessor
+
+    from lerobot.policies.groot.processor_groot import _transform_n1_7_image_for_vlm_albumentations
+
+    settings = json.loads((work / "images_config.json").read_text())
+    processor = Qwen2VLImageProcessor(
+        patch_size=settings["patch_size"], temporal_patch_size=settings["temporal_patch_size"],
+        merge_size=settings["merge_size"], min_pixels=settings["min_pixels"], max_pixels=settings["max_pixels"],
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    out = {}
+    for name, frames in load_file(work / "images_inputs.safetensors").items():
+        group = name.removeprefix("frames_")
+        cropped = [_transform_n1_7_image_for_vlm_albumentations(
+            frame, image_crop_size=None, image_target_size=[settings["shortest_image_edge"]] * 2,
+            shortest_image_edge=settings["shortest_image_edge"], crop_fraction=settings["crop_fraction"])
+            for frame in frames.numpy()]
+        out[f"cropped_{group}"] = torch.from_numpy(np.stack(cropped))
+        encoded = processor(images=[torch.from_numpy(c).permute(2, 0, 1).contiguous() for c in cropped],
+                            return_tensors="pt")
+        out[f"pixel_values_{group}"] = encoded["pixel_values"]
+        out[f"grid_{group}"] = encoded["image_grid_thw"]
+    save_file(out, work / "lerobot_images.safetensors")
+    (work / "lerobot_images.json").write_text(json.dumps(
+        {"image_processor": [c.__name__ for c in type(processor).__mro__[:2]]}))
 
 
 def main(work: Path, tools: Path) -> None:
@@ -91,4 +131,4 @@ def main(work: Path, tools: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    {"model": main, "images": images}[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))

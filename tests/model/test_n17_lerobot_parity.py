@@ -11,7 +11,8 @@ Both sides load the same weights through upstream's tensor names (every paramete
 parts count too) and see the same batch (our collator's Qwen3-VL inputs: 3 left-padded samples, 2 cameras each, 3
 embodiments). Compared: the backbone features (last kept LLM layer, before the final norm), the features after vlln
 and the VL self-attention, the state token, the velocity prediction and the loss at fixed flow-matching noise and
-time, and the actions sampled (4 Euler steps) from fixed noise, with and without real-time chunking.
+time, and the actions sampled (4 Euler steps) from fixed noise, with and without real-time chunking. And the images:
+our processor crop and Qwen2-VL steps against LeRobot's OpenCV crop and transformers' own image processor.
 """
 
 from __future__ import annotations
@@ -103,8 +104,17 @@ def _lerobot_config(config) -> dict:
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    python = _lerobot_python()
+def lerobot_python() -> str:
+    return _lerobot_python()
+
+
+def _run(python: str, mode: str, work: Path) -> None:
+    ran = subprocess.run([python, str(RUNNER), mode, str(work), str(TOOLS)], capture_output=True, text=True)
+    assert ran.returncode == 0, f"LeRobot's side failed:\n{ran.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def outputs(lerobot_python, tmp_path_factory):
     work = tmp_path_factory.mktemp("lerobot-n17")
     model = _parity_model()
     config = model.config
@@ -125,8 +135,7 @@ def outputs(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, work / "weights.safetensors")
     save_file({**{k: v.contiguous() for k, v in batch.items() if k != "mm_token_type_ids"}, **fixed},
               work / "inputs.safetensors")
-    ran = subprocess.run([python, str(RUNNER), str(work), str(TOOLS)], capture_output=True, text=True)
-    assert ran.returncode == 0, f"LeRobot's side failed:\n{ran.stderr[-4000:]}"
+    _run(lerobot_python, "model", work)
     theirs = load_file(work / "lerobot_outputs.safetensors")
     report = json.loads((work / "lerobot_report.json").read_text())
     return model, batch, fixed, theirs, report
@@ -190,3 +199,82 @@ def test_rtc_frozen_rows_are_the_previous_chunk_on_both_sides(outputs):
     _, _, fixed, theirs, _ = outputs
     h, overlap, frozen = (RTC_OPTIONS[k] for k in ("action_horizon", "rtc_overlap_steps", "rtc_frozen_steps"))
     assert torch.equal(theirs["action_pred_rtc"][:, :frozen], fixed["previous_action"][:, h - overlap:h - overlap + frozen])
+
+
+# --- images: the crop and Qwen2-VL's resize, normalisation and patches ------------------------------------------------
+GR1_VIDEO = ROOT.parent / "shared" / "datasets" / "gr1.PickNPlace" / "videos" / "chunk-000" / \
+    "observation.images.ego_view" / "episode_000000.mp4"
+
+
+def _frame_groups() -> dict[str, np.ndarray]:
+    """Real frames where ../shared has them (gr1's 256x256 ego view, and one upscaled to 480x640 and 240x320 so the
+    crop's downsampling and Qwen2-VL's resize to 256x352 both run on real content); a smooth synthetic scene
+    otherwise."""
+    if GR1_VIDEO.is_file():
+        from groot_ft.data.video import read_frames
+
+        frames = read_frames(GR1_VIDEO, [0, 60, 120])
+    else:
+        yy, xx = np.mgrid[0:256, 0:256] / 256.0
+        scene = np.stack([np.sin(6 * xx + 3 * yy), np.cos(5 * yy), np.sin(9 * xx * yy)], -1) * 100 + 128
+        frames = np.repeat(scene[None].clip(0, 255).astype(np.uint8), 3, 0)
+    groups = {"square": frames}
+    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    for name, size in (("480x640", (480, 640)), ("240x320", (240, 320))):
+        big = torch.nn.functional.interpolate(tensor, size=size, mode="bicubic", antialias=True)
+        groups[name] = big.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return groups
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def test_image_pixels_match_lerobots_crop_and_qwen2vl_processor(lerobot_python, tmp_path):
+    """The released checkpoint's settings (shortest edge 256, centre crop 0.95, Cosmos-Reason2-2B's 16-px patches):
+    our eval-time crop and Qwen2-VL steps against LeRobot's cv2 path and transformers' own image processor."""
+    from groot_ft.modality import load_modality_config
+    from groot_ft.model.n17.collator import Qwen3VLImages
+    from groot_ft.processor_n17 import Gr00tN17Processor
+
+    config = n17_preset("n1.7-3b")
+    vision = config.vlm_config.vision_config
+    qwen = Qwen3VLImages(config)
+    transform = Gr00tN17Processor({"new_embodiment": load_modality_config(ROOT / "config" / "modality" / "demo.yaml")
+                                   }).eval().image_transform
+    groups = _frame_groups()
+    save_file({f"frames_{k}": torch.from_numpy(v) for k, v in groups.items()}, tmp_path / "images_inputs.safetensors")
+    (tmp_path / "images_config.json").write_text(json.dumps({
+        "shortest_image_edge": 256, "crop_fraction": 0.95, "patch_size": vision.patch_size,
+        "temporal_patch_size": vision.temporal_patch_size, "merge_size": vision.spatial_merge_size,
+        "min_pixels": qwen.image_processing.min_pixels, "max_pixels": qwen.image_processing.max_pixels}))
+    _run(lerobot_python, "images", tmp_path)
+    theirs = load_file(tmp_path / "lerobot_images.safetensors")
+    report = {}
+    for name, frames in groups.items():
+        cropped = transform.apply(frames, transform.sample_params(np.random.default_rng(0), False))  # (N, 3, h, w)
+        their_crop = theirs[f"cropped_{name}"].permute(0, 3, 1, 2)
+        assert tuple(cropped.shape) == tuple(their_crop.shape), name
+        pixels, grid = qwen.patches(qwen.resized_images(cropped))
+        assert torch.equal(grid, theirs[f"grid_{name}"]), name
+        crop_diff = (torch.from_numpy(cropped).int() - their_crop.int()).abs()
+        pixel_diff = (pixels - theirs[f"pixel_values_{name}"]).abs()
+        # and Qwen2-VL's steps alone, on LeRobot's crop: isolates the resize / normalisation / patch order
+        same_crop, _ = qwen.patches(qwen.resized_images(their_crop.numpy()))
+        qwen_diff = (same_crop - theirs[f"pixel_values_{name}"]).abs()
+        report[name] = {
+            "crop": list(cropped.shape[2:]), "grid": grid[0].tolist(),
+            "crop_max_levels": int(crop_diff.max()), "crop_psnr_db": round(_psnr(torch.from_numpy(cropped),
+                                                                                  their_crop, 255), 1),
+            "pixels_max": float(pixel_diff.max()), "pixels_psnr_db": round(_psnr(pixels, theirs[
+                f"pixel_values_{name}"], 2.0), 1),
+            "qwen_steps_max_levels": round(float(qwen_diff.max()) * 127.5, 2),
+        }
+    print(json.dumps(report, indent=1), file=sys.stderr)
+    for name, r in report.items():
+        # Qwen2-VL's steps on the same crop: within one uint8 level (torch's bicubic in both; rounding of the
+        # fused normalisation), bit for bit where no resize runs
+        assert r["qwen_steps_max_levels"] <= 1.01, (name, r)
+        # the crop follows OpenCV's INTER_AREA: rounding apart, the same (57-60 dB measured)
+        assert r["crop_max_levels"] <= 1 and r["crop_psnr_db"] >= 50 and r["pixels_psnr_db"] >= 50, (name, r)
