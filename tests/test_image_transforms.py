@@ -221,3 +221,17 @@ def test_resize_is_opencvs_inter_area() -> None:
     assert resize(image, (3, 3))[0, 0].round().int().tolist() == shrunk
     # OpenCV enlarges uint8 in 11-bit fixed point: within one level
     assert (resize(image, (7, 8))[0, 0].round() - torch.tensor(enlarged)).abs().max() <= 1
+
+@pytest.mark.parametrize("shape", [(48, 64), (64, 48), (45, 61), (40, 40)])
+def test_letter_box_equals_padding_first(shape) -> None:
+    """Zero-padding to a centred square (the smaller half above / left), then the usual pipeline."""
+    frames = _frames(2, *shape, seed=3)
+    side = max(shape)
+    padded = np.zeros((2, side, side, 3), np.uint8)
+    top, left = (side - shape[0]) // 2, (side - shape[1]) // 2
+    padded[:, top:top + shape[0], left:left + shape[1]] = frames
+    boxed = ImageTransform(32, 0.95, letter_box=True)
+    assert boxed.output_size(*shape) == (32, 32)
+    for params in (AugmentationParams(), AugmentationParams(crop=(0.2, 0.9))):
+        diff = boxed.apply(frames, params).astype(int) - ImageTransform(32, 0.95).apply(padded, params)
+        assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 3e-3

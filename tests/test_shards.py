@@ -112,6 +112,38 @@ def test_jpeg_bytes_do_not_depend_on_the_cpus_available():
     assert FrameEncoder(96).encode(frame) == one
 
 
+def test_letter_box_frames_are_stored_by_their_longer_side(demo_dataset, built, tmp_path):
+    """N1.7's letterbox pads a frame to a square before resizing it: the shards then store the longer side at the
+    working size, so the processor's padding gives edge x edge without a second resample."""
+    import av
+
+    from groot_ft.geometry import stored_frame_size
+    from groot_ft.image_transforms import AugmentationParams, ImageTransform
+    from groot_ft.shards import FrameEncoder
+
+    assert stored_frame_size(480, 640, 256) == (256, 341)
+    assert stored_frame_size(480, 640, 256, letter_box=True) == (192, 256)
+    yy, xx = np.mgrid[0:120, 0:160]
+    img = np.stack([xx, yy * 2, (xx + yy) % 251], axis=-1).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    stored = decode_jpeg(FrameEncoder(48, letter_box=True).encode(frame))
+    assert stored.shape == (36, 48, 3) and decode_jpeg(FrameEncoder(48).encode(frame)).shape == (48, 64, 3)
+    boxed = ImageTransform(48, 0.95, letter_box=True).apply(stored[None], AugmentationParams())
+    assert boxed.shape == (1, 3, 48, 48)
+    # the option is part of every episode cache's key and of the manifest
+    out = tmp_path / "boxed"
+    build_shards(demo_dataset, CFG, out, image_edge=48, shard_size=64, seed=3, progress=False, letter_box=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    plain = json.loads((built / "manifest.json").read_text())
+    assert manifest["letter_box"] is True and plain["letter_box"] is False
+    from groot_ft.shards import read_cache_info
+
+    cache = "episodes/episode_000000.arrow"
+    assert read_cache_info(out / cache).fingerprint != read_cache_info(built / cache).fingerprint
+    # the demo's frames are square: padding changes nothing, so the stored content is the same
+    assert read_cache_info(out / cache).content == read_cache_info(built / cache).content
+
+
 def test_needed_frames_are_the_clipped_video_offsets_of_the_valid_steps():
     from dataclasses import replace
 

@@ -106,6 +106,22 @@ def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
     return int(config.image_size or config.shortest_image_edge)
 
 
+def letter_box_for(base_model_path: str, revision: str | None = None) -> bool:
+    """Whether the base model's processor pads frames to a square first (N1.7's ``letter_box_transform``): its
+    ``processor_config.json``, else its ``config.json``, else the preset's (off for every preset)."""
+    from groot_ft.hub import resolve_base_model
+
+    resolved = resolve_base_model(base_model_path, revision=revision)
+    root = resolved if resolved is not None else Path(base_model_path)
+    processor_file, config_file = root / "processor_config.json", root / "config.json"
+    if processor_file.is_file():
+        kwargs = read_json_file(processor_file, "the processor config").get("processor_kwargs") or {}
+        return bool(kwargs.get("letter_box_transform", False))
+    if config_file.is_file():
+        return bool(read_json_file(config_file, "the model config").get("letter_box_transform", False))
+    return False
+
+
 def parse_eval_episodes(text: str) -> int | list[int]:
     """``3`` is a count; ``3,7`` (or ``5,`` for a single index) lists episode indices. An argparse ``type``, so a bad
     value is a usage error that names the flag."""
@@ -188,6 +204,7 @@ def cmd_shards(args: argparse.Namespace) -> int:
         episodes=episodes,
         threads=args.threads,
         modality_json=modality_json_for(args, entry),
+        letter_box=letter_box_for(args.base_model_path, args.base_model_revision),
     )
     print(f"wrote {manifest}")
     return 0

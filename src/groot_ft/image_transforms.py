@@ -6,7 +6,9 @@ Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md``
   (each side x ``crop_fraction``, random position) -> shortest-edge resize again -> optional random rotation
   (uniform in +-``rotation_angle`` degrees, reflected border) -> optional colour jitter (brightness, contrast,
   saturation, hue; always applied, in a random order);
-* eval: the same resizes around a centre crop; no rotation, no jitter.
+* eval: the same resizes around a centre crop; no rotation, no jitter;
+* ``letter_box`` (N1.7's ``letter_box_transform``): before all of it, a non-square frame is zero-padded to a centred
+  square (top and left get the smaller half), as upstream's albumentations path pads it.
 
 One :class:`AugmentationParams` is drawn per sample and applied identically to every frame of every camera of that
 sample (upstream replays one ``ReplayCompose`` record). Resize, crop and resize again are one linear map per image
@@ -151,11 +153,16 @@ def crop_offset(size: int, cropped: int, position: float | None) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _axis_map(size: int, resized: int, cropped: int, offset: int, size_out: int) -> torch.Tensor:
-    """(size_out, size) matrix of resize(size -> resized), then crop [offset, offset + cropped), then resize back."""
+def _axis_map(size: int, padded: int, pad_offset: int, resized: int, cropped: int, offset: int,
+              size_out: int) -> torch.Tensor:
+    """(size_out, size) matrix of zero padding to ``padded`` (``size`` pixels from ``pad_offset``; the letterbox),
+    resize(padded -> resized), crop [offset, offset + cropped), then resize back."""
     back = torch.zeros(size_out, resized)
     back[:, offset : offset + cropped] = resize_matrix(cropped, size_out)
-    return back @ resize_matrix(size, resized)
+    forward = resize_matrix(padded, resized)
+    if padded != size:
+        forward = forward[:, pad_offset : pad_offset + size]  # padded pixels are 0: their columns drop out
+    return back @ forward
 
 
 # Above this many non-zero weights per output pixel a dense product is cheaper than one gather per weight
@@ -170,7 +177,8 @@ def _axis_taps(*key: int) -> tuple[np.ndarray, np.ndarray] | None:
     nonzero = matrix != 0
     first = nonzero.argmax(axis=1)
     last = matrix.shape[1] - nonzero[:, ::-1].argmax(axis=1)
-    taps = int((last - first).max())
+    last[~nonzero.any(axis=1)] = first[~nonzero.any(axis=1)]  # an output inside the letterbox's padding reads nothing
+    taps = max(int((last - first).max()), 1)
     if taps > _MAX_TAPS:
         return None
     index = np.minimum(first, matrix.shape[1] - taps)[None, :] + np.arange(taps)[:, None]
@@ -265,6 +273,7 @@ class ImageTransform:
         crop_fraction: float = 0.95,
         random_rotation_angle: float | None = None,
         color_jitter_params: Mapping[str, Any] | None = None,
+        letter_box: bool = False,
     ) -> None:
         if not isinstance(shortest_image_edge, int) or isinstance(shortest_image_edge, bool) or shortest_image_edge < 1:
             raise ValueError(f"shortest_image_edge must be a positive integer, got {shortest_image_edge!r}")
@@ -276,6 +285,8 @@ class ImageTransform:
         self.crop_fraction = float(crop_fraction)
         self.random_rotation_angle = float(random_rotation_angle or 0.0)
         self.jitter_ranges = parse_color_jitter_params(color_jitter_params)
+        # N1.7's letter_box_transform: a non-square frame is first zero-padded to a centred square, as upstream
+        self.letter_box = bool(letter_box)
 
     def sample_params(self, rng: np.random.Generator, train: bool) -> AugmentationParams:
         if not train:
@@ -291,20 +302,24 @@ class ImageTransform:
             jitter = tuple((names[i], float(rng.uniform(*self.jitter_ranges[names[i]]))) for i in order)
         return AugmentationParams(crop=position, angle=angle, jitter=jitter)
 
+    def _padded(self, height: int, width: int) -> tuple[int, int]:
+        return (max(height, width),) * 2 if self.letter_box else (height, width)
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        h, w = shortest_edge_size(height, width, self.shortest_image_edge)
+        h, w = shortest_edge_size(*self._padded(height, width), self.shortest_image_edge)
         h, w = crop_size(h, w, self.crop_fraction)
         return shortest_edge_size(h, w, self.shortest_image_edge)
 
     def _axis_keys(self, height: int, width: int, params: AugmentationParams) -> tuple[tuple[int, ...], ...]:
         """Arguments of :func:`_axis_map` for the rows and the columns under ``params``."""
-        h, w = shortest_edge_size(height, width, self.shortest_image_edge)
+        ph, pw = self._padded(height, width)
+        h, w = shortest_edge_size(ph, pw, self.shortest_image_edge)
         ch, cw = crop_size(h, w, self.crop_fraction)
         oh, ow = shortest_edge_size(ch, cw, self.shortest_image_edge)
         position = params.crop if (ch, cw) != (h, w) else None
         y0 = crop_offset(h, ch, None if position is None else position[0])
         x0 = crop_offset(w, cw, None if position is None else position[1])
-        return (height, h, ch, y0, oh), (width, w, cw, x0, ow)
+        return (height, ph, (ph - height) // 2, h, ch, y0, oh), (width, pw, (pw - width) // 2, w, cw, x0, ow)
 
     def apply(self, frames: np.ndarray, params: AugmentationParams) -> np.ndarray:
         """uint8 (N, H, W, 3) -> uint8 (N, 3, H', W'), the same ``params`` for every frame."""

@@ -137,7 +137,8 @@ class Gr00tProcessor:
         self.use_albumentations = bool(use_albumentations)
         try:
             self.image_transform = ImageTransform(
-                shortest_image_edge, self.crop_fraction, self.random_rotation_angle, self.color_jitter_params
+                shortest_image_edge, self.crop_fraction, self.random_rotation_angle, self.color_jitter_params,
+                letter_box=getattr(self, "letter_box_transform", False),  # N1.7's option, set before this runs
             )
         except ValueError as exc:
             raise ProcessorError(str(exc)) from exc

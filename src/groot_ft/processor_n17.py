@@ -10,8 +10,9 @@ The state/action maths and the image crop are N1.6's (:class:`groot_ft.processor
   before that (LeRobot 0.6.1's ``prepare_n1_7_language_batch``), so the model reads "perform the task";
 * the keys N1.7 adds to ``processor_config.json``: ``exclude_state`` (the state is fed as zeros),
   ``state_dropout_prob`` (in training, a sample's whole state is zeroed with that probability, upstream's
-  processor-side dropout), ``use_mean_std`` and ``letter_box_transform`` (both recorded; turning either on is an
-  error, they are not implemented), ``processor_class`` ``Gr00tN1d7Processor``.
+  processor-side dropout), ``letter_box_transform`` (a non-square frame is zero-padded to a centred square before
+  the crop, :class:`groot_ft.image_transforms.ImageTransform`'s ``letter_box``), ``use_mean_std`` (recorded; turning
+  it on is an error, it is not implemented), ``processor_class`` ``Gr00tN1d7Processor``.
 
 The VLM tokenisation and the Qwen3-VL image geometry are the collator's
 (:class:`groot_ft.model.n17.collator.Gr00tN17Collator`).
@@ -67,10 +68,9 @@ class Gr00tN17Processor(Gr00tProcessor):
         if use_mean_std:
             raise ProcessorError("use_mean_std (z-scoring every group) is not implemented for N1.7; use "
                                  "mean_std_embedding_keys in the modality config for single groups")
-        if letter_box_transform:
-            raise ProcessorError("letter_box_transform (padding frames to a square first) is not implemented")
         if not 0.0 <= float(state_dropout_prob) <= 1.0:
             raise ProcessorError(f"state_dropout_prob must be in [0, 1], got {state_dropout_prob!r}")
+        self.letter_box_transform = bool(letter_box_transform)  # read by the base class's image transform
         super().__init__(
             modality_configs, statistics, embodiment_id_mapping, max_state_dim=max_state_dim,
             max_action_dim=max_action_dim, max_action_horizon=max_action_horizon,
@@ -84,7 +84,6 @@ class Gr00tN17Processor(Gr00tProcessor):
         self.exclude_state = bool(exclude_state)
         self.state_dropout_prob = float(state_dropout_prob)
         self.use_mean_std = False
-        self.letter_box_transform = False
 
     def _text(self, plan, language: Any) -> str:
         key = plan.config.language.modality_keys[0]

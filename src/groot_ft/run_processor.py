@@ -173,6 +173,9 @@ def build_run_processor(
             color_jitter_params=color_jitter_params,
             random_rotation_angle=random_rotation_angle,
             use_relative_action=True,
+            # N1.7's letterbox is a model config field (a directory without processor files, or a preset)
+            **({"letter_box_transform": bool(getattr(model_config, "letter_box_transform", False))}
+               if processor_cls is not Gr00tProcessor else {}),
         )
         for tag, cfg in resolved.items():
             lines.append(f"{tag} modality config: run config ({cfg.source})")

@@ -20,7 +20,7 @@ from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 from PIL import Image
 
 from groot_ft.data.video import VideoError, first_video_stream, open_video
-from groot_ft.geometry import shortest_edge_size
+from groot_ft.geometry import shortest_edge_size, stored_frame_size
 
 #: MJPEG quantiser scale (1 = finest). At 1 the files are about as large as PIL quality 95 (docs/benchmarks.md).
 JPEG_QSCALE = 1
@@ -54,8 +54,9 @@ class FrameEncoder:
     instance per thread.
     """
 
-    def __init__(self, edge: int | None, huffman: str = "default"):
+    def __init__(self, edge: int | None, huffman: str = "default", letter_box: bool = False):
         self.edge = edge
+        self.letter_box = letter_box  # the longer side to ``edge`` (see geometry.stored_frame_size)
         self.huffman = huffman
         self._scaler = VideoReformatter()
         self._rgb = VideoReformatter()
@@ -66,8 +67,8 @@ class FrameEncoder:
         """(output width, output height, encoder, its time base) for a source size."""
         if (width, height) not in self._targets:
             w, h = width, height
-            if self.edge is not None and min(width, height) != self.edge:
-                h, w = shortest_edge_size(height, width, self.edge)
+            if self.edge is not None:
+                h, w = stored_frame_size(height, width, self.edge, self.letter_box)
             ctx = av.CodecContext.create("mjpeg", "w")
             ctx.width, ctx.height = w, h
             ctx.pix_fmt = "yuv444p"
@@ -110,15 +111,15 @@ class FrameEncoder:
 _encoders = threading.local()
 
 
-def thread_encoder(edge: int | None) -> FrameEncoder:
+def thread_encoder(edge: int | None, letter_box: bool = False) -> FrameEncoder:
     """This thread's :class:`FrameEncoder` for ``edge``, made once: FFmpeg's scaler and encoder contexts cannot be
     shared between threads, and setting them up costs as much as encoding a few frames (a process forked from this
     one makes its own)."""
     if getattr(_encoders, "pid", None) != os.getpid():
         _encoders.pid, _encoders.by_edge = os.getpid(), {}
-    if edge not in _encoders.by_edge:
-        _encoders.by_edge[edge] = FrameEncoder(edge)
-    return _encoders.by_edge[edge]
+    if (edge, letter_box) not in _encoders.by_edge:
+        _encoders.by_edge[edge, letter_box] = FrameEncoder(edge, letter_box=letter_box)
+    return _encoders.by_edge[edge, letter_box]
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:

@@ -131,9 +131,12 @@ class FingerprintBase:
     root: str  # the dataset root, resolved, with a trailing separator
 
 
-def fingerprint_base(ds: LeRobotDataset, cfg: EmbodimentModalityConfig, edge: int) -> FingerprintBase:
+def fingerprint_base(ds: LeRobotDataset, cfg: EmbodimentModalityConfig, edge: int,
+                     letter_box: bool = False) -> FingerprintBase:
     h = hashlib.sha256()
-    shape = [SHARD_FORMAT_VERSION, edge, FRAME_ENCODING, cfg.to_dict(), ds.modality]
+    # letter_box only when set, so the caches built before it existed keep their keys
+    shape = [SHARD_FORMAT_VERSION, [edge, "letter_box"] if letter_box else edge, FRAME_ENCODING, cfg.to_dict(),
+             ds.modality]
     h.update(json.dumps(shape, sort_keys=True).encode())
     h.update(json.dumps(ds.tasks, sort_keys=True).encode())
     return FingerprintBase(h, os.path.join(ds.root.resolve(), ""))
@@ -272,12 +275,12 @@ def build_episode_cache(
 
 def _refresh_caches(
     ds: LeRobotDataset, episodes: list[int], cfg: EmbodimentModalityConfig, edge: int, cache_dir: Path,
-    threads: int, progress: bool,
+    threads: int, progress: bool, letter_box: bool = False,
 ) -> tuple[dict[int, CacheInfo], int]:
     """Bring every episode cache up to date; returns each episode's cache info and how many were rebuilt."""
     infos: dict[int, CacheInfo] = {}
     stale: list[tuple[int, str, dict[str, VideoSegment]]] = []
-    base = fingerprint_base(ds, cfg, edge)
+    base = fingerprint_base(ds, cfg, edge, letter_box)
     for e in episodes:  # fingerprints first, on this thread: they also warm the reader's lazily loaded metadata
         segments = _video_segments(ds, e, cfg)
         fp = episode_fingerprint(ds, e, cfg, edge, segments, base)
@@ -292,7 +295,7 @@ def _refresh_caches(
     bar = tqdm(total=len(stale), desc="decode episodes", unit="ep", disable=not progress)
     with GroupCommit() as batch:  # caches become durable and visible in groups, not one fsync per episode
         if threads <= 1 or len(stale) <= 1:
-            encoder = thread_encoder(edge)
+            encoder = thread_encoder(edge, letter_box)
             for e, fp, segments in stale:
                 path = cache_dir / f"episode_{e:06d}.arrow"
                 infos[e] = build_episode_cache(ds, e, cfg, edge, path, fp, encoder, segments, batch.write)
@@ -300,7 +303,8 @@ def _refresh_caches(
         else:
             def build(e: int, fp: str, segments: dict[str, VideoSegment]) -> CacheInfo:
                 path = cache_dir / f"episode_{e:06d}.arrow"
-                return build_episode_cache(ds, e, cfg, edge, path, fp, thread_encoder(edge), segments, batch.write)
+                return build_episode_cache(ds, e, cfg, edge, path, fp, thread_encoder(edge, letter_box), segments,
+                                           batch.write)
 
             # decoding, scaling and compression run in FFmpeg without the GIL, so threads scale like processes here
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shards") as pool:
@@ -388,9 +392,12 @@ def build_shards(
     episodes: list[int] | None = None,
     threads: int = 1,
     modality_json: str | Path | None = None,
+    letter_box: bool = False,
 ) -> Path:
     """Build (or refresh) the shard directory; returns the path of its manifest.json.
 
+    Frames are stored with their shorter side ``image_edge``; with ``letter_box`` (N1.7's ``letter_box_transform``)
+    their longer side, which the processor then pads to a square (``geometry.stored_frame_size``).
     ``episodes`` restricts the shards to those episode indices (e.g. the training split); default all.
     ``threads`` episodes are decoded at once; the files written do not depend on it. ``modality_json``: the
     modality mapping kept outside the dataset (modality_json_path); the episode caches are keyed by its content.
@@ -413,7 +420,7 @@ def build_shards(
             raise DatasetError(f"{dataset_root}: episodes {missing} do not exist (check the run description's or "
                                f"--eval-episodes' episode indices)")
         chosen = sorted(set(episodes))
-    infos, episodes_rebuilt = _refresh_caches(ds, chosen, cfg, image_edge, cache_dir, threads, progress)
+    infos, episodes_rebuilt = _refresh_caches(ds, chosen, cfg, image_edge, cache_dir, threads, progress, letter_box)
     wanted = {f"episode_{e:06d}.arrow" for e in chosen}
     for stale in cache_dir.glob("episode_*.arrow"):
         if stale.name not in wanted:
@@ -442,6 +449,7 @@ def build_shards(
         "modality_json": str(ds.modality_json.resolve()),
         "modality_config": cfg.to_dict(),
         "image_edge": image_edge,
+        "letter_box": letter_box,
         "frame_encoding": FRAME_ENCODING,
         "shard_size": shard_size,
         "episode_sampling_rate": episode_sampling_rate,

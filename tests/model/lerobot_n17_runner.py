@@ -16,8 +16,8 @@ Noise and time are drawn inside LeRobot's forward and ``get_action``; they are r
 patching ``torch.randn`` and ``GR00TN17ActionHead.sample_time`` around those calls only.
 
 ``images``: ``WORK_DIR`` holds ``images_inputs.safetensors`` (groups of uint8 frames ``frames_<i>``, (N, H, W, 3))
-and ``images_config.json`` (the crop settings and the Qwen2-VL image-processor settings); for each group it writes
-LeRobot's eval-time crop (``_transform_n1_7_image_for_vlm_albumentations``, cv2 INTER_AREA, what LeRobot calls
+and ``images_config.json`` (the crop settings and the Qwen2-VL image-processor settings); for each group, without
+and with ``letter_box_transform``, it writes LeRobot's eval-time crop (``_transform_n1_7_image_for_vlm_albumentations``, cv2 INTER_AREA, what LeRobot calls
 bit-exact to upstream's albumentations path) and what transformers' ``Qwen2VLImageProcessor`` (its default, the
 torchvision backend) makes of it, to ``lerobot_images.safetensors``.
 """
@@ -47,16 +47,17 @@ def images(work: Path, tools: Path) -> None:
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     out = {}
     for name, frames in load_file(work / "images_inputs.safetensors").items():
-        group = name.removeprefix("frames_")
-        cropped = [_transform_n1_7_image_for_vlm_albumentations(
-            frame, image_crop_size=None, image_target_size=[settings["shortest_image_edge"]] * 2,
-            shortest_image_edge=settings["shortest_image_edge"], crop_fraction=settings["crop_fraction"])
-            for frame in frames.numpy()]
-        out[f"cropped_{group}"] = torch.from_numpy(np.stack(cropped))
-        encoded = processor(images=[torch.from_numpy(c).permute(2, 0, 1).contiguous() for c in cropped],
-                            return_tensors="pt")
-        out[f"pixel_values_{group}"] = encoded["pixel_values"]
-        out[f"grid_{group}"] = encoded["image_grid_thw"]
+        for letter_box, suffix in ((False, ""), (True, "_letterbox")):
+            group = name.removeprefix("frames_") + suffix
+            cropped = [_transform_n1_7_image_for_vlm_albumentations(
+                frame, image_crop_size=None, image_target_size=[settings["shortest_image_edge"]] * 2,
+                shortest_image_edge=settings["shortest_image_edge"], crop_fraction=settings["crop_fraction"],
+                letter_box_transform=letter_box) for frame in frames.numpy()]
+            out[f"cropped_{group}"] = torch.from_numpy(np.stack(cropped))
+            encoded = processor(images=[torch.from_numpy(c).permute(2, 0, 1).contiguous() for c in cropped],
+                                return_tensors="pt")
+            out[f"pixel_values_{group}"] = encoded["pixel_values"]
+            out[f"grid_{group}"] = encoded["image_grid_thw"]
     save_file(out, work / "lerobot_images.safetensors")
     (work / "lerobot_images.json").write_text(json.dumps(
         {"image_processor": [c.__name__ for c in type(processor).__mro__[:2]]}))

@@ -208,8 +208,25 @@ def test_empty_instruction_and_processor_files(tmp_path):
         256, 0.95, "nvidia/Cosmos-Reason2-2B")
     loaded = load_processor(tmp_path)
     assert type(loaded) is Gr00tN17Processor and loaded.processor_kwargs() == processor.processor_kwargs()
-    with pytest.raises(Exception, match="letter_box_transform"):
-        processor_3b(letter_box_transform=True)
+    with pytest.raises(Exception, match="use_mean_std"):
+        processor_3b(use_mean_std=True)
+
+
+def test_letter_box_pads_to_a_centred_square_first(tmp_path):
+    processor = processor_3b(letter_box_transform=True)
+    frames = np.full((1, 480, 640, 3), 200, np.uint8)
+    transform = processor.image_transform
+    image = transform.apply(frames, transform.sample_params(np.random.default_rng(0), False))
+    # 480x640 -> 640x640 (80 black rows above and below) -> 256x256 -> centre crop 243 -> 256x256
+    assert image.shape == (1, 3, 256, 256)
+    column = image[0, 0, :, 128].astype(int)
+    assert column[0] == 0 and column[-1] == 0 and column[128] == 200
+    band = int(np.argmax(column > 100))  # first bright row: 80 * 256/640 = 32, less the crop's 6, times 256/243
+    # the band below: centred, up to the crop's odd pixel ((256 - 243) // 2 = 6 rows off the top, 7 off the bottom)
+    assert band == 27 and int(np.argmax(column[::-1] > 100)) == 26
+    processor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["processor_kwargs"]["letter_box_transform"]
+    assert load_processor(tmp_path).image_transform.letter_box
 
 
 # --- the model-family switch ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ our processor crop and Qwen2-VL steps against LeRobot's OpenCV crop and transfor
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -232,8 +233,9 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
 
 
 def test_image_pixels_match_lerobots_crop_and_qwen2vl_processor(lerobot_python, tmp_path):
-    """The released checkpoint's settings (shortest edge 256, centre crop 0.95, Cosmos-Reason2-2B's 16-px patches):
-    our eval-time crop and Qwen2-VL steps against LeRobot's cv2 path and transformers' own image processor."""
+    """The released checkpoint's settings (shortest edge 256, centre crop 0.95, Cosmos-Reason2-2B's 16-px patches),
+    without and with letter_box_transform: our eval-time crop and Qwen2-VL steps against LeRobot's cv2 path and
+    transformers' own image processor."""
     from groot_ft.modality import load_modality_config
     from groot_ft.model.n17.collator import Qwen3VLImages
     from groot_ft.processor_n17 import Gr00tN17Processor
@@ -241,8 +243,9 @@ def test_image_pixels_match_lerobots_crop_and_qwen2vl_processor(lerobot_python, 
     config = n17_preset("n1.7-3b")
     vision = config.vlm_config.vision_config
     qwen = Qwen3VLImages(config)
-    transform = Gr00tN17Processor({"new_embodiment": load_modality_config(ROOT / "config" / "modality" / "demo.yaml")
-                                   }).eval().image_transform
+    modality = {"new_embodiment": load_modality_config(ROOT / "config" / "modality" / "demo.yaml")}
+    transforms = {"": Gr00tN17Processor(modality).eval().image_transform,
+                  "_letterbox": Gr00tN17Processor(modality, letter_box_transform=True).eval().image_transform}
     groups = _frame_groups()
     save_file({f"frames_{k}": torch.from_numpy(v) for k, v in groups.items()}, tmp_path / "images_inputs.safetensors")
     (tmp_path / "images_config.json").write_text(json.dumps({
@@ -252,7 +255,8 @@ def test_image_pixels_match_lerobots_crop_and_qwen2vl_processor(lerobot_python, 
     _run(lerobot_python, "images", tmp_path)
     theirs = load_file(tmp_path / "lerobot_images.safetensors")
     report = {}
-    for name, frames in groups.items():
+    for (group, frames), (suffix, transform) in itertools.product(groups.items(), transforms.items()):
+        name = group + suffix
         cropped = transform.apply(frames, transform.sample_params(np.random.default_rng(0), False))  # (N, 3, h, w)
         their_crop = theirs[f"cropped_{name}"].permute(0, 3, 1, 2)
         assert tuple(cropped.shape) == tuple(their_crop.shape), name

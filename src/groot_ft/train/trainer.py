@@ -206,6 +206,14 @@ class Trainer:
             model_config=self.model.config,
             shortest_image_edge=edges.pop(),
         )
+        # N1.7's letterbox pads the stored frames to a square: they must have been stored by their longer side
+        letter_box = bool(getattr(self.processor, "letter_box_transform", False))
+        unmatched = [str(s.shards_dir) for s, sh in zip(self.sources, self.shards)
+                     if bool(sh.manifest.get("letter_box", False)) != letter_box]
+        if unmatched:
+            raise RuntimeError(f"{', '.join(unmatched)}: shards built {'without' if letter_box else 'with'} "
+                               f"letter_box, but the processor's letter_box_transform is {letter_box}; rebuild them "
+                               "with this run's base_model_path")
         for line in self.processor_provenance:
             print0(f"processor: {line}")
         self.processor.train()
