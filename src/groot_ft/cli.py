@@ -97,12 +97,13 @@ def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
     except (KeyError, TypeError, ValueError) as exc:  # a model directory written by something else
         raise BaseModelError(f"{path}: no image size (processor_kwargs.shortest_image_edge, or image_size / "
                              f"shortest_image_edge in config.json): {exc!r}; pass --image-edge") from exc
-    from groot_ft.model import preset
-    from groot_ft.model.n17 import N17_PRESETS, n17_preset
+    from groot_ft.geometry import PRESET_IMAGE_EDGES
 
-    if base_model_path in N17_PRESETS:  # N1.7 works at its processor's shortest edge (Qwen3-VL resizes the rest)
-        return int(n17_preset(base_model_path).shortest_image_edge)
-    config = preset(base_model_path)
+    if base_model_path in PRESET_IMAGE_EDGES:  # without importing the model package (torch): seconds a shard rule
+        return PRESET_IMAGE_EDGES[base_model_path]
+    from groot_ft.model import preset
+
+    config = preset(base_model_path)  # an unknown name: the preset lookup's own error
     return int(config.image_size or config.shortest_image_edge)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .shapes import PlanInputError, PlanUnsupportedError
+from .errors import PlanInputError, PlanUnsupportedError
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(gib|gb|g|mib|mb|m)?\s*$", re.IGNORECASE)
 

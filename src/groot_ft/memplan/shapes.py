@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from groot_ft.errors import UserError
+from .errors import PlanInputError, PlanUnsupportedError  # noqa: F401  (raised here; importable from here)
 
 # Parameter-name prefixes of the model's parts (the module tree mirrors upstream's names; see model/backbone.py).
 VISUAL = "backbone.model.vision_model."
@@ -37,14 +37,6 @@ LORA_LINEARS = {
 # The part whose own weights a LoRA target freezes.
 LORA_FROZEN = {"llm": LLM, "visual": VISUAL, "dit": DIT}
 
-
-
-class PlanInputError(UserError, ValueError):
-    """A base model or setting the plan cannot use; the message says which and why."""
-
-
-class PlanUnsupportedError(PlanInputError):
-    """A base model of a family the estimator does not model (GR00T N1.7): no plan, said so, the run goes on."""
 
 
 def part_of(name: str) -> str:
