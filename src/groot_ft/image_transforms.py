@@ -2,10 +2,10 @@
 
 Mirrors upstream GR00T N1.6's albumentations pipeline (``upstream-gr00t-n16.md`` §5.1, step 5):
 
-* train: shortest-edge resize (OpenCV's ``INTER_AREA``, as albumentations calls it) -> fractional random crop that keeps the aspect ratio
-  (each side x ``crop_fraction``, random position) -> shortest-edge resize again -> optional random rotation
-  (uniform in +-``rotation_angle`` degrees, reflected border) -> optional colour jitter (brightness, contrast,
-  saturation, hue; always applied, in a random order);
+* train: shortest-edge resize (OpenCV's ``INTER_AREA``, as albumentations calls it) -> fractional random crop that
+  keeps the aspect ratio (each side x ``crop_fraction``, random position) -> shortest-edge resize again -> optional
+  random rotation (uniform in +-``rotation_angle`` degrees, reflected border) -> optional colour jitter (brightness,
+  contrast, saturation, hue; always applied, in a random order);
 * eval: the same resizes around a centre crop; no rotation, no jitter;
 * ``letter_box`` (N1.7's ``letter_box_transform``): before all of it, a non-square frame is zero-padded to a centred
   square (top and left get the smaller half), as upstream's albumentations path pads it.
@@ -119,8 +119,9 @@ def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
     covers. Enlarging (its linear path with area coefficients): ``sx = floor(o * s)``, ``f = (o + 1) - (sx + 1) / s``,
     weight ``f - floor(f)`` on pixel ``sx + 1`` when ``f > 0`` (else 0) and the rest on ``sx``, clamped at the last
     pixel. OpenCV takes the area path only when both axes shrink; the shortest-edge resizes here keep the aspect
-    ratio, so both axes shrink or both enlarge and choosing per axis agrees with it. Uint8 rounding aside (OpenCV enlarges in 11-bit fixed point), this
-    is OpenCV's result (tests/test_image_transforms.py holds its numbers). Cached and shared: never modify in place.
+    ratio, so both axes shrink or both enlarge and choosing per axis agrees with it. Uint8 rounding aside (OpenCV
+    enlarges in 11-bit fixed point), this is OpenCV's result (tests/test_image_transforms.py holds its numbers).
+    Cached and shared: never modify in place.
     """
     matrix = np.zeros((size_out, size_in), np.float64)
     scale = 1.0 / (size_out / size_in)  # as OpenCV derives it, for the same floor() at exact multiples

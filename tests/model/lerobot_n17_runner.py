@@ -17,9 +17,9 @@ patching ``torch.randn`` and ``GR00TN17ActionHead.sample_time`` around those cal
 
 ``images``: ``WORK_DIR`` holds ``images_inputs.safetensors`` (groups of uint8 frames ``frames_<i>``, (N, H, W, 3))
 and ``images_config.json`` (the crop settings and the Qwen2-VL image-processor settings); for each group, without
-and with ``letter_box_transform``, it writes LeRobot's eval-time crop (``_transform_n1_7_image_for_vlm_albumentations``, cv2 INTER_AREA, what LeRobot calls
-bit-exact to upstream's albumentations path) and what transformers' ``Qwen2VLImageProcessor`` (its default, the
-torchvision backend) makes of it, to ``lerobot_images.safetensors``.
+and with ``letter_box_transform``, it writes LeRobot's eval-time crop (``_transform_n1_7_image_for_vlm_albumentations``,
+cv2 INTER_AREA, what LeRobot calls bit-exact to upstream's albumentations path) and what transformers'
+``Qwen2VLImageProcessor`` (its default, the torchvision backend) makes of it, to ``lerobot_images.safetensors``.
 """
 
 from __future__ import annotations

@@ -199,7 +199,8 @@ def test_every_compared_value_matches_lerobot(outputs):
 def test_rtc_frozen_rows_are_the_previous_chunk_on_both_sides(outputs):
     _, _, fixed, theirs, _ = outputs
     h, overlap, frozen = (RTC_OPTIONS[k] for k in ("action_horizon", "rtc_overlap_steps", "rtc_frozen_steps"))
-    assert torch.equal(theirs["action_pred_rtc"][:, :frozen], fixed["previous_action"][:, h - overlap:h - overlap + frozen])
+    start = h - overlap
+    assert torch.equal(theirs["action_pred_rtc"][:, :frozen], fixed["previous_action"][:, start:start + frozen])
 
 
 # --- images: the crop and Qwen2-VL's resize, normalisation and patches ------------------------------------------------

@@ -89,10 +89,9 @@ def _images_and_frames(cfg, images: int | None) -> tuple[int, int, tuple[int, in
 def build_plan(cfg, *, device: str, images: int | None, text_tokens: int | None):
     """(plan, shapes factory, notes) for a validated run config."""
     from groot_ft.config import ConfigError
-
-    from .estimate import RunSetup, ZeroSetup, geometry_for, plan_memory, shapes_factory
     from groot_ft.model.factory import FINETUNE_STATE_DROPOUT
 
+    from .estimate import RunSetup, ZeroSetup, geometry_for, plan_memory, shapes_factory
     from .shapes import load_model_config
 
     try:

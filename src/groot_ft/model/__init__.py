@@ -57,7 +57,6 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 __all__ = [
-    "finetune_state_dropout",
     "Gr00tN1d6Config",
     "Gr00tN1d6",
     "Gr00tN1d6Output",
@@ -69,6 +68,7 @@ __all__ = [
     "preset",
     "PRESETS",
     "create_model",
+    "finetune_state_dropout",
     "load_model_config",
     "checkpoint_tokenizer",
     "load_tokenizer",

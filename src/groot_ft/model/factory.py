@@ -88,7 +88,8 @@ def finetune_state_dropout(value: float | None, base_model_path: str | os.PathLi
     if value is not None:
         return float(value), "state_dropout_prob from the run config"
     family = model_family(base_model_path)
-    return FINETUNE_STATE_DROPOUT[family], f"upstream's GR00T {family.upper()} fine-tuning default (state_dropout_prob null)"
+    source = f"upstream's GR00T {family.upper()} fine-tuning default (state_dropout_prob null)"
+    return FINETUNE_STATE_DROPOUT[family], source
 
 
 def create_model(
