@@ -252,6 +252,26 @@ def test_n17_errors_name_the_problem():
         create_model("n1.7-tiny", bf16_weights=True)
 
 
+def test_a_policy_saved_by_lerobot_is_refused_with_what_to_do(tmp_path):
+    """LeRobot's GrootPolicy saves its own policy config (``type: groot``) and ``_groot_model.``-prefixed weights."""
+    from safetensors.torch import save_file
+
+    policy = tmp_path / "lerobot_policy"
+    policy.mkdir()
+    (policy / "config.json").write_text(json.dumps({"type": "groot", "model_version": "n1.7",
+                                                    "base_model_path": "nvidia/GR00T-N1.7-3B", "chunk_size": 40}))
+    with pytest.raises(N17ModelError, match=r"LeRobot's GrootPolicy.*from \(nvidia/GR00T-N1.7-3B\)"):
+        create_model(policy)
+    # the weights alone, prefixed, under an N1.7 config.json: the same answer
+    model, tokenizer = create_model("n1.7-tiny")
+    model.save_pretrained(tmp_path / "prefixed")
+    tokenizer.save_pretrained(tmp_path / "prefixed")
+    save_file({f"_groot_model.{k}": v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "prefixed" / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(N17ModelError, match="LeRobot's GrootPolicy"):
+        create_model(tmp_path / "prefixed")
+
+
 @pytest.mark.parametrize("size", [(256, 340), (240, 320), (256, 256)])
 def test_images_match_transformers_qwen2vl_image_processor(size):
     """Resize, normalisation and patches against transformers' own Qwen2-VL image processor with Cosmos-Reason2-2B's

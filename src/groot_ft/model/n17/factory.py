@@ -33,7 +33,7 @@ from .tokenizer import (
 
 N16_MODEL_TYPE = "Gr00tN1d6"
 N17_MODEL_TYPE = "Gr00tN1d7"
-# LeRobot's policy wrapper prefixes every tensor with this; such checkpoints are not read here (yet).
+# LeRobot's policy wrapper prefixes every tensor with this; its policy directories are refused with what to do.
 LEROBOT_PREFIX = "_groot_model."
 
 
@@ -49,12 +49,24 @@ def model_family(base_model_path: str | os.PathLike[str]) -> str:
     path = Path(base_model_path) / "config.json"
     if path.is_file():
         try:
-            model_type = json.loads(path.read_text()).get("model_type")
+            data = json.loads(path.read_text())
+            model_type = data.get("model_type")
         except (OSError, ValueError, AttributeError):
             return "n1.6"  # the N1.6 loader reports the file's syntax error with its line and column
         if model_type == N17_MODEL_TYPE:
             return "n1.7"
+        if model_type is None and data.get("type") == "groot":
+            raise N17ModelError(lerobot_policy_message(path.parent, data.get("base_model_path")))
     return "n1.6"
+
+
+def lerobot_policy_message(directory: Path, base_model_path: str | None) -> str:
+    """What to do with a directory LeRobot's ``GrootPolicy`` saved (its own config and ``_groot_model.`` weights)."""
+    base = f" ({base_model_path})" if base_model_path else ""
+    return (f"{directory}: a policy saved by LeRobot's GrootPolicy, not a GR00T checkpoint directory (its config.json "
+            f"is LeRobot's policy config, its weights are prefixed {LEROBOT_PREFIX!r}, its statistics live in "
+            f"LeRobot's processor files); serve it with LeRobot, or fine-tune here from the base model it started "
+            f"from{base}")
 
 
 def load_n17_config(directory: str | os.PathLike[str]) -> Gr00tN1d7Config:
@@ -122,8 +134,7 @@ def create_n17_model(base_model_path, seed: int, *, bf16_weights: bool | None, t
     model, info = Gr00tN1d7.from_pretrained(os.fspath(path), dtype=torch.float32, output_loading_info=True,
                                             **config_overrides)
     if any(k.startswith(LEROBOT_PREFIX) for k in info["unexpected_keys"]):
-        raise N17ModelError(f"{path}: a checkpoint saved by LeRobot's policy wrapper (keys prefixed "
-                            f"{LEROBOT_PREFIX!r}); convert it to upstream's names first")
+        raise N17ModelError(lerobot_policy_message(path, None))
     missing = sorted(info["missing_keys"])
     if missing:
         shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} in all)" if len(missing) > 8 else "")
