@@ -1,5 +1,6 @@
 """The demo workflow fine-tuning GR00T N1.7 from an upstream-format checkpoint directory: every rule runs (2 DeepSpeed
-processes on CPU), and the packaged output serves actions with real-time chunking.
+processes on CPU) with LoRA adapters on the LLM and the DiT, and the packaged output (merged weights, no peft needed)
+serves actions with real-time chunking.
 
 The directory is laid out as `nvidia/GR00T-N1.7-3B` ships: `config.json` with upstream's fields (bfloat16, written
 by transformers 4.57), `model.safetensors` in bf16 under upstream's tensor names with the tied `lm_head` that
@@ -62,7 +63,8 @@ def n17_run(tmp_path_factory) -> Path:
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
            "--config", f"base_model_path={base}", f"output_dir={out}", "demo_episodes=6", f"max_steps={MAX_STEPS}",
-           "save_steps=10", "logging_steps=5", "save_total_limit=2", "main_process_port=29579", "eval_steps=10"]
+           "save_steps=10", "logging_steps=5", "save_total_limit=2", "main_process_port=29579", "eval_steps=10",
+           "lora_rank=4", "lora_alpha=8", "lora_targets=[llm,dit]"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
@@ -80,6 +82,9 @@ def test_every_rule_runs_for_n17(n17_run):
     finetune_log = (out / "logs" / "finetune.log").read_text()
     assert "GR00T-N1.7-tiny" in finetune_log and "(fresh weights)" not in finetune_log  # the directory's weights
     assert "state_dropout_prob: 0.2 (upstream's GR00T N1.7 fine-tuning default" in finetune_log
+    assert "LoRA rank 4 (alpha 8, dropout 0) on llm, dit: 45 Linear layers" in finetune_log  # 3 x 7 + 4 x 6
+    for rel in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "release/adapter/adapter_config.json"):
+        assert (out / rel).is_file(), rel
     package_log = (out / "logs" / "package.log").read_text()
     assert "is not 'Gr00tN1d6Processor'" not in package_log and "ignoring unknown" not in package_log
     metrics = json.loads((out / "eval" / "open_loop" / "metrics.json").read_text())
@@ -101,6 +106,7 @@ def test_the_packaged_n17_serves_actions_with_rtc(n17_run):
     from groot_ft.policy import Gr00tPolicy
 
     policy = Gr00tPolicy(n17_run, "new_embodiment", device="cpu", seed=0)
+    assert not policy.model.lora_parts  # the merged weights, under upstream's names
     first = policy.get_action(observation(0), options=RTC)  # unbatched in, unbatched out; nothing to continue yet
     assert first["arm"].shape == (16, 3) and first["gripper"].shape == (16, 1)
     assert policy.last_info["rtc_applied"] is False

@@ -399,3 +399,47 @@ def test_text_only_batches_run_and_image_tokens_need_pixels(built):
     del with_images["pixel_values"]
     with pytest.raises(ValueError, match="image tokens but no pixel_values"):
         model(**with_images)
+
+
+# --- LoRA -------------------------------------------------------------------------------------------------------------
+def test_lora_adapts_the_qwen3vl_llm_and_vision_blocks_and_the_dit(built, tmp_path):
+    """N1.7's parts under upstream's names: 7 projections per kept LLM layer, the vision blocks' fused qkv / proj /
+    MLP, 6 per DiT block. Targeted parts train through their adapters only; merged weights reproduce the adapted
+    model, and peft itself loads the adapter onto the base model."""
+    from peft import PeftModel
+
+    from groot_ft.model.lora import LoraSettings, add_lora, lora_modules, merged_state_dict, save_adapter
+
+    _, batch = built
+    model = tiny_model(tune_visual=True)
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    counts = add_lora(model, LoraSettings(4, 8, 0.0, ("llm", "visual", "dit")))
+    adapted = sorted(lora_modules(model))
+    cfg = model.config
+    assert len(adapted) == 7 * cfg.select_layer + 4 * cfg.vlm_config.vision_config.depth + 6 * 4 == 53
+    assert "backbone.model.model.visual.blocks.0.attn.qkv" in adapted
+    assert "backbone.model.model.language_model.layers.2.mlp.down_proj" in adapted
+    assert "action_head.model.transformer_blocks.3.ff.net.2" in adapted
+    assert counts["adapters"] == sum(4 * (linears[n].in_features + linears[n].out_features) for n in adapted)
+    scopes = ("backbone.model.model.language_model.", "backbone.model.model.visual.", "action_head.model.")
+    for name, param in model.named_parameters():
+        if name.startswith(scopes):
+            assert param.requires_grad == (".lora_A." in name or ".lora_B." in name), name
+    # tune_vlln's VL self-attention is not a LoRA part: it trains fully
+    assert all(p.requires_grad for p in model.action_head.vl_self_attention.parameters())
+
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # adapters of a trained size (B is zero at init)
+        for module in lora_modules(model).values():
+            module.lora_B["default"].weight.copy_(torch.randn(module.lora_B["default"].weight.shape, generator=gen))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = tiny_model(tune_visual=True)
+    merged = merged_state_dict(model, state)
+    assert merged.keys() == plain.state_dict().keys()
+    plain.load_state_dict(merged, strict=True)
+    noise = torch.randn(3, 16, 32, generator=gen)
+    ours = model.get_action(**batch, noise=noise)["action_pred"]
+    torch.testing.assert_close(plain.get_action(**batch, noise=noise)["action_pred"], ours, rtol=1e-4, atol=1e-4)
+    save_adapter(model, state, tmp_path / "adapter")
+    peft_model = PeftModel.from_pretrained(tiny_model(tune_visual=True), tmp_path / "adapter")
+    assert torch.equal(peft_model.get_base_model().get_action(**batch, noise=noise)["action_pred"], ours)

@@ -1,20 +1,23 @@
-"""LoRA adapters (through ``peft``) on the parts of a ``Gr00tN1d6`` that a run names, and their merged export.
+"""LoRA adapters (through ``peft``) on the parts of a GR00T model (N1.6 or N1.7) that a run names, and their merged
+export.
 
     settings = LoraSettings(rank=16, alpha=32, dropout=0.05, targets=("llm", "dit"))
     add_lora(model, settings, seed=0)                 # adapters injected in place; the model stays a Gr00tN1d6
     merged = merged_state_dict(model, model.state_dict())   # upstream's tensor names, no peft needed to load it
     save_adapter(model, model.state_dict(), out / "adapter", settings, base_model="nvidia/GR00T-N1.6-3B")
 
-The target modules are found in the model's own module tree, layer by layer (:data:`PROJECTIONS`), and passed to
-peft as full module names, so peft adapts exactly those and nothing else matches by accident. The parts:
+The target modules are found in the model's own module tree, layer by layer (the model's ``LORA_PROJECTIONS``), and
+passed to peft as full module names, so peft adapts exactly those and nothing else matches by accident. The parts:
 
-- ``llm``: the attention (q, k, v, o) and MLP (gate, up, down) projections of every kept LLM layer;
-- ``visual``: the attention (q, k, v, out) and MLP (fc1, fc2) projections of every SigLIP2 encoder layer;
+- ``llm``: the attention (q, k, v, o) and MLP (gate, up, down) projections of every kept LLM layer (Qwen3 in both);
+- ``visual``: every vision-tower layer's attention and MLP projections (N1.6's SigLIP2: q, k, v, out, fc1, fc2;
+  N1.7's Qwen3-VL tower: the fused qkv, proj, linear_fc1, linear_fc2);
 - ``dit``: the attention (to_q, to_k, to_v, to_out.0) and feed-forward (ff.net.0.proj, ff.net.2) projections of
   every DiT block (not the AdaLN modulation linear).
 
-A targeted part then trains through its adapters only (:meth:`Gr00tN1d6.apply_trainable_flags` freezes the rest of
-the part, whatever its ``tune_*`` flag says); the other parts keep following their flags.
+A targeted part then trains through its adapters only (the model's ``apply_trainable_flags`` freezes the rest of
+the part, whatever its ``tune_*`` flag says); the other parts keep following their flags. N1.7's VL self-attention
+block is not a LoRA part: it trains fully with ``tune_vlln``, as upstream's flag has it.
 
 Merging is done on a state dict rather than on the modules: under DeepSpeed ZeRO-3 the modules hold partitions, while
 the state dict the trainer exports is gathered in full on rank 0. The merge is peft's LoRA update,
@@ -39,14 +42,6 @@ ADAPTER_NAME = "default"
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 OTHER_WEIGHTS = "other_parameters.safetensors"
-# The projections each part's layers carry, relative to one layer (checked against the tree: a renamed module fails
-# loudly instead of silently leaving a layer without adapters).
-PROJECTIONS = {
-    "llm": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
-    "visual": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2"),
-    "dit": ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"),
-}
 
 
 class LoraConfigError(UserError, ValueError):
@@ -94,7 +89,9 @@ def target_modules(model, targets) -> dict[str, list[str]]:
             raise LoraConfigError(f"lora_targets names {part!r}, but this model has no {part} layers to adapt")
         names = []
         for i, layer in enumerate(layers):
-            for rel in PROJECTIONS[part]:
+            # each model names its own (LORA_PROJECTIONS); checked against the tree, so a renamed module fails
+            # loudly instead of silently leaving a layer without adapters
+            for rel in model.LORA_PROJECTIONS[part]:
                 module = layer.get_submodule(rel)
                 if not isinstance(module, nn.Linear):
                     raise LoraConfigError(f"{prefix}.{i}.{rel} is a {type(module).__name__}, not a Linear layer")
@@ -104,7 +101,7 @@ def target_modules(model, targets) -> dict[str, list[str]]:
 
 
 def lora_parts_of(model) -> tuple[str, ...]:
-    """The parts carrying adapters; () for a model without any, including a family LoRA does not cover (N1.7)."""
+    """The parts carrying adapters; () for a model without any."""
     return tuple(getattr(model, "lora_parts", ()))
 
 
@@ -119,9 +116,7 @@ def add_lora(model, settings: LoraSettings, seed: int = 0, base_model: str | Non
 
     settings.check()
     if not hasattr(model, "lora_layers"):
-        raise LoraConfigError(f"LoRA adapters are built for GR00T N1.6 models so far, not {type(model).__name__}; "
-                              f"set lora_rank: 0 (activation_checkpointing and a ZeRO-3 or offload DeepSpeed config "
-                              f"also save memory)")
+        raise LoraConfigError(f"{type(model).__name__} has no parts LoRA can adapt; set lora_rank: 0")
     if model.lora_parts:
         raise LoraConfigError(f"the model already has LoRA adapters on {list(model.lora_parts)}")
     names = [n for part in target_modules(model, settings.targets).values() for n in part]
@@ -241,7 +236,7 @@ def save_adapter(model, state_dict: dict[str, torch.Tensor], directory: str | os
         written.append(out / OTHER_WEIGHTS)
         save_file({k: state_dict[k].contiguous() for k in loose}, os.fspath(written[1]), metadata={"format": "pt"})
     share_like_umask(*written)
-    parts = {part: len(PROJECTIONS[part]) * len(model.lora_layers(part)[1]) for part in model.lora_parts}
+    parts = {part: len(model.LORA_PROJECTIONS[part]) * len(model.lora_layers(part)[1]) for part in model.lora_parts}
     atomic_write_json(out / "groot_ft_adapter.json", {
         "lora_targets": list(model.lora_parts), "adapted_modules_per_part": parts, "modules_to_save": modules,
         "other_parameters": {"file": OTHER_WEIGHTS, "names": loose} if loose else None,

@@ -68,6 +68,39 @@ class TrainableFlagsMixin:
         return loaded
 
 
+class LoraPartsMixin:
+    """Which parts carry LoRA adapters (``model/lora.py`` injects them), for both families.
+
+    A family defines :attr:`LORA_PROJECTIONS` (the Linear layers adapted in one layer of each part, relative to it),
+    ``lora_layers(part)`` (the module-name prefix and the layers) and ``_part_modules(part)`` (everything the part's
+    tune_* flag covers, which an adapted part freezes), and calls :meth:`train_lora_parts_through_adapters` at the end
+    of its ``apply_trainable_flags``.
+    """
+
+    LORA_PROJECTIONS: dict[str, tuple[str, ...]] = {}
+    _lora_parts: tuple[str, ...] = ()
+
+    @property
+    def lora_parts(self) -> tuple[str, ...]:
+        """The parts that carry LoRA adapters (empty without LoRA)."""
+        return self._lora_parts
+
+    def set_lora_parts(self, parts) -> None:
+        """Record which parts carry adapters and re-apply the trainable flags."""
+        self._lora_parts = tuple(parts)
+        self.apply_trainable_flags()
+
+    def train_lora_parts_through_adapters(self) -> None:
+        """A part with LoRA adapters trains through them only, whatever its tune_* flag says."""
+        for part in self._lora_parts:
+            for module in self._part_modules(part):
+                module.requires_grad_(False)
+                for layer in module.modules():
+                    # peft's tuner layers name their adapter sub-modules in adapter_layer_names (lora_A, lora_B, ...)
+                    for attr in getattr(layer, "adapter_layer_names", ()):
+                        getattr(layer, attr).requires_grad_(True)
+
+
 class ActionHeadCallsMixin:
     """How both families hand a batch to their action head (N1.7 in ``n17/modeling.py``): inputs cast to the head's
     dtype (``head_dtype``, which each family defines) and sampling in eval mode. The backbone call and the arguments
@@ -130,8 +163,17 @@ def init_category_specific_linear(module: CategorySpecificLinear) -> None:
     init.zeros_(module.b)
 
 
-class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
+class Gr00tN1d6(TrainableFlagsMixin, LoraPartsMixin, ActionHeadCallsMixin, PreTrainedModel):
     config_class = Gr00tN1d6Config
+    # per layer of each part LoRA can adapt: Qwen3's attention and MLP, SigLIP2's attention and MLP, a DiT block's
+    # attention and feed-forward (not its AdaLN modulation)
+    LORA_PROJECTIONS = {
+        "llm": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+        "visual": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1",
+                   "mlp.fc2"),
+        "dit": ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"),
+    }
     config: Gr00tN1d6Config
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
@@ -157,7 +199,6 @@ class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         self.post_init()
         self._bf16_weights: bool = False
         self._trainable_params_fp32: bool = True
-        self._lora_parts: tuple[str, ...] = ()
         self.apply_trainable_flags()
 
     # --- weights ----------------------------------------------------------------------------------------------------
@@ -186,14 +227,7 @@ class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         vlm.mlp1.requires_grad_(cfg.tune_visual)
         set_llm_trainable(vlm.language_model, cfg)
         self.action_head.apply_trainable_flags(cfg)
-        # A part with LoRA adapters (model/lora.py) trains through them only, whatever its tune_* flag says.
-        for part in getattr(self, "_lora_parts", ()):
-            for module in self._part_modules(part):
-                module.requires_grad_(False)
-                for layer in module.modules():
-                    # peft's tuner layers name their adapter sub-modules in adapter_layer_names (lora_A, lora_B, ...)
-                    for attr in getattr(layer, "adapter_layer_names", ()):
-                        getattr(layer, attr).requires_grad_(True)
+        self.train_lora_parts_through_adapters()
         if getattr(self, "_bf16_weights", False):
             self._cast_backbone_weights()  # a parameter that became (un)trainable changes storage dtype
         self.train(self.training)  # re-applies eval() to whatever is frozen now
@@ -221,16 +255,6 @@ class Gr00tN1d6(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         if part == "dit":
             return "action_head.model.transformer_blocks", self.action_head.model.transformer_blocks
         raise ValueError(f"unknown model part {part!r}; known: llm, visual, dit")
-
-    @property
-    def lora_parts(self) -> tuple[str, ...]:
-        """The parts that carry LoRA adapters (empty without LoRA)."""
-        return self._lora_parts
-
-    def set_lora_parts(self, parts) -> None:
-        """Record which parts carry adapters (``model/lora.py`` injects them) and re-apply the trainable flags."""
-        self._lora_parts = tuple(parts)
-        self.apply_trainable_flags()
 
     # --- bf16 weights with fp32 trainable parameters (upstream load_bf16 + backbone_trainable_params_fp32) ----------
     def apply_bf16_weights(self, enable: bool = True, trainable_params_fp32: bool | None = None) -> dict[str, int]:

@@ -24,6 +24,8 @@ from ..layers import CategorySpecificLinear
 from ..modeling import (
     TRAINABLE_FLAGS,
     ActionHeadCallsMixin,
+    Gr00tN1d6,
+    LoraPartsMixin,
     TrainableFlagsMixin,
     eval_frozen_children,
     init_category_specific_linear,
@@ -43,8 +45,14 @@ class Gr00tN1d7Output(ModelOutput):
     action_mask: torch.FloatTensor | None = None
 
 
-class Gr00tN1d7(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
+class Gr00tN1d7(TrainableFlagsMixin, LoraPartsMixin, ActionHeadCallsMixin, PreTrainedModel):
     config_class = Gr00tN1d7Config
+    # LoRA (model/lora.py): the LLM and the DiT are adapted as N1.6's; the Qwen3-VL vision blocks fuse q, k and v
+    LORA_PROJECTIONS = {
+        "llm": Gr00tN1d6.LORA_PROJECTIONS["llm"],
+        "visual": ("attn.qkv", "attn.proj", "mlp.linear_fc1", "mlp.linear_fc2"),
+        "dit": Gr00tN1d6.LORA_PROJECTIONS["dit"],
+    }
     config: Gr00tN1d7Config
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
@@ -84,7 +92,30 @@ class Gr00tN1d7(TrainableFlagsMixin, ActionHeadCallsMixin, PreTrainedModel):
         vlm.visual.requires_grad_(cfg.tune_visual)  # the vision tower with its merger and deepstack mergers
         set_llm_trainable(vlm.language_model, cfg)
         self.action_head.apply_trainable_flags(cfg)  # its VL self-attention block goes with tune_vlln
+        self.train_lora_parts_through_adapters()
         self.train(self.training)  # re-applies eval() to whatever is frozen now
+
+    # --- the parts LoRA can adapt (model/lora.py) -------------------------------------------------------------------
+    def _part_modules(self, part: str) -> tuple[nn.Module, ...]:
+        """Everything a LoRA-adapted part freezes: the scope of its tune_* flag."""
+        vlm = self.backbone.model
+        parts = {"llm": (vlm.language_model,), "visual": (vlm.visual,), "dit": (self.action_head.model,)}
+        if part not in parts:
+            raise ValueError(f"unknown model part {part!r}; known: {', '.join(parts)}")
+        return parts[part]
+
+    def lora_layers(self, part: str) -> tuple[str, nn.ModuleList]:
+        """(module name prefix, layers) of a part LoRA adapts: the kept LLM layers, the vision blocks or the DiT
+        blocks (upstream's names)."""
+        vlm = self.backbone.model
+        layers = {
+            "llm": ("backbone.model.model.language_model.layers", vlm.language_model.layers),
+            "visual": ("backbone.model.model.visual.blocks", vlm.visual.blocks),
+            "dit": ("action_head.model.transformer_blocks", self.action_head.model.transformer_blocks),
+        }
+        if part not in layers:
+            raise ValueError(f"unknown model part {part!r}; known: {', '.join(layers)}")
+        return layers[part]
 
     # --- forward / inference ----------------------------------------------------------------------------------------
     @property
