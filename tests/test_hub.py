@@ -252,15 +252,15 @@ def test_the_image_edge_of_a_hub_id_comes_from_the_cached_processor_config(cache
     assert image_edge_for(REPO) == EDGE
     assert image_edge_for(REPO, COMMIT) == EDGE
     assert image_edge_for("tiny") == 48
-    from groot_ft.geometry import PRESET_IMAGE_EDGES
     from groot_ft.model import PRESETS, preset
     from groot_ft.model.n17 import N17_PRESETS, n17_preset
+    from groot_ft.preset_facts import PRESET_FACTS, PresetFacts
 
-    assert set(PRESET_IMAGE_EDGES) == set(PRESETS) | set(N17_PRESETS)
-    for name in PRESETS:
-        assert PRESET_IMAGE_EDGES[name] == (preset(name).image_size or preset(name).shortest_image_edge), name
-    for name in N17_PRESETS:
-        assert PRESET_IMAGE_EDGES[name] == n17_preset(name).shortest_image_edge, name
+    assert set(PRESET_FACTS) == set(PRESETS) | set(N17_PRESETS)
+    for name, facts in PRESET_FACTS.items():
+        config = n17_preset(name) if name in N17_PRESETS else preset(name)
+        edge = config.shortest_image_edge if name in N17_PRESETS else (config.image_size or config.shortest_image_edge)
+        assert facts == PresetFacts(edge, config.max_state_dim, config.max_action_dim, config.action_horizon), name
 
 
 def test_shards_for_a_hub_id_use_the_cached_processor_image_size(cached_model, demo_dataset, tmp_path):

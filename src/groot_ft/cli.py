@@ -97,10 +97,10 @@ def image_edge_for(base_model_path: str, revision: str | None = None) -> int:
     except (KeyError, TypeError, ValueError) as exc:  # a model directory written by something else
         raise BaseModelError(f"{path}: no image size (processor_kwargs.shortest_image_edge, or image_size / "
                              f"shortest_image_edge in config.json): {exc!r}; pass --image-edge") from exc
-    from groot_ft.geometry import PRESET_IMAGE_EDGES
+    from groot_ft.preset_facts import PRESET_FACTS
 
-    if base_model_path in PRESET_IMAGE_EDGES:  # without importing the model package (torch): seconds a shard rule
-        return PRESET_IMAGE_EDGES[base_model_path]
+    if base_model_path in PRESET_FACTS:  # without importing the model package (torch): seconds a shard rule
+        return PRESET_FACTS[base_model_path].image_edge
     from groot_ft.model import preset
 
     config = preset(base_model_path)  # an unknown name: the preset lookup's own error

@@ -43,11 +43,17 @@ class ModelLimits:
             else:
                 sincos = bool(config.get("apply_sincos_state_encoding", False))
         else:
-            from groot_ft.model import preset
-            from groot_ft.model.n17 import N17_PRESETS, n17_preset
+            from groot_ft.preset_facts import PRESET_FACTS
 
-            build = n17_preset if base_model_path in N17_PRESETS else preset
-            config, ids, source = build(base_model_path).to_dict(), {}, f"preset {base_model_path!r}"
+            if base_model_path in PRESET_FACTS:  # without importing the model package (torch)
+                facts = PRESET_FACTS[base_model_path]
+                config = {"max_state_dim": facts.max_state_dim, "max_action_dim": facts.max_action_dim,
+                          "action_horizon": facts.action_horizon}
+            else:
+                from groot_ft.model import preset
+
+                config = preset(base_model_path).to_dict()  # an unknown name: the preset lookup's own error
+            ids, source = {}, f"preset {base_model_path!r}"
             sincos = False  # a preset's processor is built by the trainer, without sin/cos encoding
         return cls(source, int(config["max_state_dim"]), int(config["max_action_dim"]), int(config["action_horizon"]),
                    {**EMBODIMENT_TAG_TO_ID, **{k.lower(): int(v) for k, v in ids.items()}}, sincos)

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-# The working image size of each model preset (a square image_size, else the processor's shortest edge; N1.7 works at
-# its processor's shortest edge and Qwen3-VL resizes the rest), for the stages that must not import torch to learn it.
-# tests/test_hub.py checks it against the presets themselves.
-PRESET_IMAGE_EDGES = {"tiny": 48, "mid": 224, "n1.6-3b": 256, "n1.7-tiny": 48, "n1.7-3b": 256}
-
 
 def shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
     """Output (H, W) of a resize that makes the shorter side ``edge`` and keeps the aspect ratio."""
