@@ -11,7 +11,8 @@ groot_ft. usage: ``<lerobot python> lerobot_n17_runner.py {model,images} WORK_DI
 - ``inputs.safetensors``: the batch, the fixed flow-matching noise and time, the fixed sampling noise, and the
   previous chunk for real-time chunking; ``rtc_options.json``.
 
-It writes ``lerobot_outputs.safetensors`` and ``lerobot_report.json`` (missing / unexpected keys on load, versions).
+It writes ``lerobot_outputs.safetensors``, the gradient of that loss for every parameter
+(``lerobot_grads.safetensors``) and ``lerobot_report.json`` (missing / unexpected keys on load, versions).
 Noise and time are drawn inside LeRobot's forward and ``get_action``; they are replaced by the fixed tensors by
 patching ``torch.randn`` and ``GR00TN17ActionHead.sample_time`` around those calls only.
 
@@ -100,16 +101,22 @@ def main(work: Path, tools: Path) -> None:
     out["vl_features"] = encoded["backbone_features"]
     out["state_features"] = encoded["state_features"]
 
-    # Training loss at the fixed noise and time; the decoder's output gives the velocity prediction.
+    # Training loss at the fixed noise and time; the decoder's output gives the velocity prediction. Every parameter
+    # is made trainable, so the backward pass reaches the whole network (the vision tower and LLM included).
+    for param in model.parameters():
+        param.requires_grad_(True)
     decoded = []
     hook = model.action_head.action_decoder.register_forward_hook(lambda _m, _i, o: decoded.append(o))
-    with mock.patch.object(torch, "randn", lambda *a, **k: x["fm_noise"].clone()), \
+    with torch.enable_grad(), mock.patch.object(torch, "randn", lambda *a, **k: x["fm_noise"].clone()), \
             mock.patch.object(type(model.action_head), "sample_time", lambda *a, **k: x["fm_time"].clone()):
         loss_out = model.action_head(backbone_output(), action_input())
+        loss_out["loss"].backward()
     hook.remove()
-    out["loss"] = loss_out["loss"].reshape(1)
-    out["action_loss"] = loss_out["action_loss"]
-    out["velocity"] = decoded[0][:, -x["action"].shape[1]:]
+    out["loss"] = loss_out["loss"].detach().reshape(1)
+    out["action_loss"] = loss_out["action_loss"].detach()
+    out["velocity"] = decoded[0][:, -x["action"].shape[1]:].detach()
+    save_file({name: p.grad.contiguous() for name, p in model.named_parameters() if p.grad is not None},
+              work / "lerobot_grads.safetensors")
 
     # Sampling from the fixed initial noise, without and with real-time chunking.
     no_action = {k: x[k] for k in ("state", "embodiment_id")}

@@ -138,6 +138,7 @@ def outputs(lerobot_python, tmp_path_factory):
               work / "inputs.safetensors")
     _run(lerobot_python, "model", work)
     theirs = load_file(work / "lerobot_outputs.safetensors")
+    theirs["grads"] = load_file(work / "lerobot_grads.safetensors")
     report = json.loads((work / "lerobot_report.json").read_text())
     return model, batch, fixed, theirs, report
 
@@ -194,6 +195,37 @@ def test_every_compared_value_matches_lerobot(outputs):
                       "max_abs_difference_and_scale": differences}, indent=1), file=sys.stderr)
     for key, (diff, scale) in differences.items():
         assert diff <= TOLERANCE * max(1.0, scale), (key, diff, scale)
+
+
+def test_the_gradient_of_the_loss_matches_lerobot_for_every_parameter(outputs):
+    """One training step's gradient at the fixed noise and time, every parameter trainable (the vision tower and the
+    LLM included): what an optimizer step would apply is the same on both sides."""
+    model, batch, fixed, theirs, _ = outputs
+    grads = theirs["grads"]
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        for param in model.parameters():
+            param.requires_grad_(True)
+            param.grad = None
+        with mock.patch("torch.randn_like", lambda *a, **k: fixed["fm_noise"].clone()), \
+                mock.patch("groot_ft.model.flow_matching.sample_time", lambda *a, **k: fixed["fm_time"].clone()):
+            model(**batch).loss.backward()
+        # the LLM's final norm gets none on either side: the features are read before it
+        ours = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    finally:
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable[name])
+            param.grad = None
+    assert ours.keys() == grads.keys()
+    worst, worst_name = 0.0, ""
+    for name, grad in ours.items():
+        scale = max(1.0, float(grad.abs().max()))
+        diff = float((grad - grads[name]).abs().max()) / scale
+        if diff > worst:
+            worst, worst_name = diff, name
+    print(json.dumps({"parameters": len(ours), "max_relative_gradient_difference": worst, "at": worst_name}),
+          file=sys.stderr)
+    assert worst <= 10 * TOLERANCE, (worst_name, worst)
 
 
 def test_rtc_frozen_rows_are_the_previous_chunk_on_both_sides(outputs):
