@@ -222,6 +222,7 @@ def test_resize_is_opencvs_inter_area() -> None:
     # OpenCV enlarges uint8 in 11-bit fixed point: within one level
     assert (resize(image, (7, 8))[0, 0].round() - torch.tensor(enlarged)).abs().max() <= 1
 
+
 @pytest.mark.parametrize("shape", [(48, 64), (64, 48), (45, 61), (40, 40)])
 def test_letter_box_equals_padding_first(shape) -> None:
     """Zero-padding to a centred square (the smaller half above / left), then the usual pipeline."""

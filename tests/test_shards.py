@@ -119,7 +119,7 @@ def test_letter_box_frames_are_stored_by_their_longer_side(demo_dataset, built, 
 
     from groot_ft.geometry import stored_frame_size
     from groot_ft.image_transforms import AugmentationParams, ImageTransform
-    from groot_ft.shards import FrameEncoder
+    from groot_ft.shards import FrameEncoder, read_cache_info
 
     assert stored_frame_size(480, 640, 256) == (256, 341)
     assert stored_frame_size(480, 640, 256, letter_box=True) == (192, 256)
@@ -136,8 +136,6 @@ def test_letter_box_frames_are_stored_by_their_longer_side(demo_dataset, built, 
     manifest = json.loads((out / "manifest.json").read_text())
     plain = json.loads((built / "manifest.json").read_text())
     assert manifest["letter_box"] is True and plain["letter_box"] is False
-    from groot_ft.shards import read_cache_info
-
     cache = "episodes/episode_000000.arrow"
     assert read_cache_info(out / cache).fingerprint != read_cache_info(built / cache).fingerprint
     # the demo's frames are square: padding changes nothing, so the stored content is the same

@@ -83,7 +83,8 @@ def test_every_rule_runs_for_n17(n17_run):
     assert "GR00T-N1.7-tiny" in finetune_log and "(fresh weights)" not in finetune_log  # the directory's weights
     assert "state_dropout_prob: 0.2 (upstream's GR00T N1.7 fine-tuning default" in finetune_log
     assert "LoRA rank 4 (alpha 8, dropout 0) on llm, dit: 45 Linear layers" in finetune_log  # 3 x 7 + 4 x 6
-    for rel in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "release/adapter/adapter_config.json"):
+    for rel in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json",
+                "release/adapter/adapter_config.json"):
         assert (out / rel).is_file(), rel
     package_log = (out / "logs" / "package.log").read_text()
     assert "is not 'Gr00tN1d6Processor'" not in package_log and "ignoring unknown" not in package_log
