@@ -43,25 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def add_lora(model, rank: int, targets: tuple[str, ...]) -> None:
-    """peft's LoRA layers on the Linear layers the plan adapts (``memplan.shapes.LORA_LINEARS``); the targeted
-    parts' own weights frozen, everything else training as its tune flag says (the run config's semantics)."""
-    import torch
-    from peft import LoraConfig, inject_adapter_in_model
-
-    from groot_ft.memplan.shapes import LORA_FROZEN, LORA_LINEARS
-
-    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
-             and any(n.startswith(LORA_LINEARS[t][0]) and n.endswith(LORA_LINEARS[t][1]) for t in targets)]
-    before = {n for n, p in model.named_parameters() if p.requires_grad}
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=32, target_modules=names), model)
-    frozen = tuple(LORA_FROZEN[t] for t in targets)
-    for n, p in model.named_parameters():  # peft leaves only its adapters trainable
-        if "lora_" not in n:
-            p.requires_grad_(n in before and not n.startswith(frozen))
-    model.train()
-
-
 class CudaBytes:
     """``LiveBytes``' interface over the CUDA caching allocator's own counters (``torch.cuda.memory_allocated`` and
     ``max_memory_allocated``, what docs/benchmarks.md's GPU numbers report)."""
@@ -102,6 +83,7 @@ def measure(args) -> dict:
     from groot_ft.config import FinetuneConfig
     from groot_ft.memplan.tracker import LiveBytes
     from groot_ft.model import Gr00tCollator, create_model
+    from groot_ft.model.lora import LoraSettings, add_lora
     from groot_ft.train.optim import build_optimizer, resolve_deepspeed_config
 
     torch.set_num_threads(args.threads)
@@ -122,7 +104,9 @@ def measure(args) -> dict:
         model, tokenizer = create_model(args.preset, bf16_weights=False, tune_llm=args.tune_llm,
                                         tune_visual=args.tune_visual)
         if args.lora_rank:
-            add_lora(model, args.lora_rank, args.lora_targets)
+            # what a run does: peft's layers on the model's LoRA parts, their own weights frozen (model/lora.py)
+            add_lora(model, LoraSettings(args.lora_rank, 32, 0.0, tuple(args.lora_targets)))
+            model.train()
         if args.checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         ds = resolve_deepspeed_config(ROOT / "config" / "deepspeed" / f"{args.zero}.json", cfg, args.batch,

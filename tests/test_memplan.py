@@ -101,20 +101,12 @@ def test_lora_counts_and_activations_match_peft(targets, rank, batch):
     """peft's own LoRA layers on the Linear layers the plan adapts; the targeted parts' weights frozen, the other
     parts training as their tune flags say (the run config's semantics)."""
     from bench_model import make_samples
-    from peft import LoraConfig, inject_adapter_in_model
 
-    from groot_ft.memplan.shapes import LORA_FROZEN, LORA_LINEARS
     from groot_ft.model import Gr00tCollator, create_model
+    from groot_ft.model.lora import LoraSettings, add_lora
 
     model, tokenizer = create_model("tiny", bf16_weights=False)
-    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
-             and any(n.startswith(LORA_LINEARS[t][0]) and n.endswith(LORA_LINEARS[t][1]) for t in targets)]
-    before = {n for n, p in model.named_parameters() if p.requires_grad}
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=32, target_modules=names), model)
-    frozen = tuple(LORA_FROZEN[t] for t in targets)
-    for n, p in model.named_parameters():  # peft froze everything but its adapters
-        if "lora_" not in n:
-            p.requires_grad_(n in before and not n.startswith(frozen))
+    add_lora(model, LoraSettings(rank, 32, 0.0, targets))  # what a run does: peft's layers, the model's freezing rule
     model.train()
     config = load_model_config("tiny")
     shapes = model_shapes(config, lora_rank=rank, lora_targets=targets)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +23,10 @@ MAX_STEPS = 120
 def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("e2e")
     out = root / "run"
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-    cmd = [
-        snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile",
+    proc = run_workflow([
         "--config", f"output_dir={out}", "demo_episodes=12", f"max_steps={MAX_STEPS}", "save_steps=50",
         "logging_steps=10", "save_total_limit=2", "main_process_port=29533", "eval_steps=50",
-    ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n{logs}")
+    ], out)
     return out, proc
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_workflow
 from tests.data.g1_export import G1_GROUPS, write_g1_export
 
 pytestmark = pytest.mark.slow
@@ -67,18 +66,13 @@ def test_plain_export_from_validate_to_package_with_the_mapping_outside(demo_dat
     assert yaml.safe_load(config.read_text())["state"]["modality_keys"] == list(G1_GROUPS)
 
     # 3. the whole workflow (the demo's small training settings; the user's dataset, config and mapping)
-    snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
-           "--config", f"output_dir={out}", f"dataset={dataset}", f"modality_config_path={config}",
-           f"modality_json_path={mapping}", "max_steps=10", "save_steps=10", "logging_steps=5", "eval_episodes=1",
-           "eval_steps=10", "open_loop_eval_episodes=1", "main_process_port=29541"]
     try:
-        proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+        run_workflow(["--configfile", "config/demo.yaml", "--config", f"output_dir={out}", f"dataset={dataset}",
+                      f"modality_config_path={config}", f"modality_json_path={mapping}", "max_steps=10",
+                      "save_steps=10", "logging_steps=5", "eval_episodes=1", "eval_steps=10",
+                      "open_loop_eval_episodes=1", "main_process_port=29541"], out)
     finally:
         chmod_tree(dataset, False)
-    if proc.returncode:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed:\n{proc.stderr[-3000:]}\n{logs}")
 
     # the dataset is exactly as it was: no meta/modality.json written into it, no stats, nothing
     assert tree_digest(dataset) == before

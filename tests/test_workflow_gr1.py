@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +20,10 @@ def _tree_digest(root: Path) -> dict[str, tuple[int, int]]:
 def test_gr1_workflow_end_to_end(gr1_dataset, tmp_path):
     before = _tree_digest(gr1_dataset)
     out = tmp_path / "run"
-    bindir = Path(sys.executable).parent
-    snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
-           "--config", f"dataset={gr1_dataset}",
-           "modality_config_path=config/modality/gr1.yaml", "embodiment_tag=gr1", f"output_dir={out}",
-           "max_steps=10", "save_steps=10", "logging_steps=5", "main_process_port=29535", "eval_episodes=1",
-           "eval_steps=10", "open_loop_eval_episodes=1"]
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed:\n{proc.stderr[-3000:]}\n{logs}")
+    run_workflow(["--configfile", "config/demo.yaml", "--config", f"dataset={gr1_dataset}",
+                  "modality_config_path=config/modality/gr1.yaml", "embodiment_tag=gr1", f"output_dir={out}",
+                  "max_steps=10", "save_steps=10", "logging_steps=5", "main_process_port=29535", "eval_episodes=1",
+                  "eval_steps=10", "open_loop_eval_episodes=1"], out)
 
     report = json.loads((out / "validation" / "report.json").read_text())
     assert report["errors"] == [] and {w["code"] for w in report["warnings"]} >= {"UNUSED_VIDEO_MISSING"}

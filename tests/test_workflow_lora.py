@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -23,18 +22,12 @@ MAX_STEPS = 40
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lora_workflow") / "run"
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-    cmd = [
-        snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
+    run_workflow([
+        "--configfile", "config/demo.yaml",
         "--config", f"output_dir={out}", "demo_episodes=6", f"max_steps={MAX_STEPS}", "save_steps=20",
         "logging_steps=5", "save_total_limit=1", "eval_steps=20", "main_process_port=29557",
         "open_loop_eval_episodes=1", "lora_rank=4", "lora_alpha=8", "activation_checkpointing=True", "learning_rate=1e-3",
-    ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n{logs}")
+    ], out)
     return out
 
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import DEMO_MODALITY, PROJECT_ROOT
+from tests.conftest import DEMO_MODALITY, run_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -44,15 +39,7 @@ def mixture_run(tmp_path_factory):
         "global_batch_size": 8, "main_process_port": 29561,
     }
     (root / "mixture.yaml").write_text(yaml.safe_dump(config))
-    bindir = Path(sys.executable).parent
-    snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
-           str(root / "mixture.yaml")]
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").rglob("*.log")))
-        pytest.fail(f"snakemake failed:\n{proc.stderr[-4000:]}\n{logs}")
+    run_workflow(["--configfile", "config/demo.yaml", str(root / "mixture.yaml")], out)
     return out, (a, b, c)
 
 

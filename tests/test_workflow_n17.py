@@ -11,10 +11,6 @@ byte tokenizer beside it."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -60,16 +56,11 @@ def upstream_format_n17(root: Path) -> Path:
 def n17_run(tmp_path_factory) -> Path:
     base = upstream_format_n17(tmp_path_factory.mktemp("n17-base") / "GR00T-N1.7-tiny")
     out = tmp_path_factory.mktemp("wf-n17") / "run"
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
-           "--config", f"base_model_path={base}", f"output_dir={out}", "demo_episodes=6", f"max_steps={MAX_STEPS}",
-           "save_steps=10", "logging_steps=5", "save_total_limit=2", "main_process_port=29579", "eval_steps=10",
-           "lora_rank=4", "lora_alpha=8", "lora_targets=[llm,dit]"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n{logs}")
+    run_workflow(["--configfile", "config/demo.yaml",
+                  "--config", f"base_model_path={base}", f"output_dir={out}", "demo_episodes=6",
+                  f"max_steps={MAX_STEPS}", "save_steps=10", "logging_steps=5", "save_total_limit=2",
+                  "main_process_port=29579", "eval_steps=10", "lora_rank=4", "lora_alpha=8",
+                  "lora_targets=[llm,dit]"], out, timeout=1200)
     return out
 
 

@@ -10,10 +10,7 @@ network is tiny (random weights). The tokenizer is upstream's Eagle tokenizer, n
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 import groot_ft.model as gm
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_workflow
 from tests.model.test_model_upstream_checkpoint import upstream_config_json, upstream_tensors
 
 pytestmark = pytest.mark.slow
@@ -66,19 +63,11 @@ def test_finetune_an_upstream_format_checkpoint_and_serve_it(gr1_dataset, tmp_pa
         pytest.skip(f"upstream checkpoint files or Eagle tokenizer absent under {SHARED / 'reference'}")
     base = tiny_upstream_checkpoint(tmp_path / "GR00T-N1.6-tiny")
     out = tmp_path / "run"
-    bindir = Path(sys.executable).parent
-    snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--configfile", "config/demo.yaml",
-           "--config", f"dataset={gr1_dataset}",
-           f"base_model_path={base}", f"tokenizer_path={EAGLE}", "embodiment_tag=gr1",
-           "modality_config_path=config/modality/gr1.yaml", f"output_dir={out}", "max_steps=6", "save_steps=6",
-           "logging_steps=3", "main_process_port=29537", "eval_episodes=1", "eval_steps=6",
-           "open_loop_eval_episodes=1", "global_batch_size=4", "num_gpus=1"]
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed:\n{proc.stderr[-3000:]}\n{logs}")
+    run_workflow(["--configfile", "config/demo.yaml", "--config", f"dataset={gr1_dataset}",
+                  f"base_model_path={base}", f"tokenizer_path={EAGLE}", "embodiment_tag=gr1",
+                  "modality_config_path=config/modality/gr1.yaml", f"output_dir={out}", "max_steps=6", "save_steps=6",
+                  "logging_steps=3", "main_process_port=29537", "eval_episodes=1", "eval_steps=6",
+                  "open_loop_eval_episodes=1", "global_batch_size=4", "num_gpus=1"], out)
 
     log = (out / "logs" / "finetune.log").read_text()
     assert f"tokenizer: {EAGLE.resolve()} (tokenizer_path)" in log

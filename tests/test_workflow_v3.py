@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_workflow
 
 pytestmark = pytest.mark.slow
 
 
 def test_v3_demo_workflow_end_to_end(tmp_path):
     out = tmp_path / "run"
-    bindir = Path(sys.executable).parent
-    snakemake = shutil.which("snakemake", path=str(bindir)) or "snakemake"
-    cmd = [snakemake, "--cores", "2", "--snakefile", "workflow/Snakefile", "--config", f"output_dir={out}",
-           "demo_version=v3.0", "demo_episodes=8", "max_steps=10", "save_steps=10", "logging_steps=5",
-           "eval_episodes=1", "eval_steps=10", "open_loop_eval_episodes=1", "main_process_port=29537"]
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode:
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((out / "logs").glob("*.log")))
-        pytest.fail(f"snakemake failed:\n{proc.stderr[-3000:]}\n{logs}")
+    run_workflow(["--config", f"output_dir={out}", "demo_version=v3.0", "demo_episodes=8", "max_steps=10",
+                  "save_steps=10", "logging_steps=5", "eval_episodes=1", "eval_steps=10",
+                  "open_loop_eval_episodes=1", "main_process_port=29537"], out)
     dataset = tmp_path / "demo_dataset"
     assert json.loads((dataset / "meta" / "info.json").read_text())["codebase_version"] == "v3.0"
     assert not list(dataset.glob("meta/episodes.jsonl")) and list(dataset.glob("meta/episodes/*/*.parquet"))

@@ -4,9 +4,9 @@ Nothing is materialised: ``Gr00tN1d6(config)`` under ``torch.device("meta")`` gi
 model's own ``apply_trainable_flags`` decides ``requires_grad``, so the counts are the trainer's, not a re-derivation.
 A checkpoint directory (or a hub snapshot already in the cache) contributes only its ``config.json``.
 
-LoRA (``lora_rank > 0``) is applied on top, from shapes alone: every ``nn.Linear`` of a targeted part's attention and
-MLP projections gets an adapter of ``rank x (in + out)`` trainable parameters, and the targeted part's own weights are
-frozen (the run config's documented semantics).
+LoRA (``lora_rank > 0``) is applied on top, from shapes alone: every ``nn.Linear`` that ``model/lora.py`` would adapt
+(``target_modules``) gets an adapter of ``rank x (in + out)`` trainable parameters, and what the targeted part's tune
+flag covers is frozen (the model's ``part_modules``), the run's own rule.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .errors import PlanInputError, PlanUnsupportedError  # noqa: F401  (raised here; importable from here)
 
@@ -26,16 +25,6 @@ MLP1 = "backbone.model.mlp1."
 LLM_LAYERS = "backbone.model.language_model.model.layers."
 LLM = "backbone.model.language_model."
 DIT = "action_head.model."
-DIT_BLOCKS = "action_head.model.transformer_blocks."
-
-# The Linear layers LoRA adapts in each target: attention and MLP projections (by the last component of their name).
-LORA_LINEARS = {
-    "llm": (LLM_LAYERS, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
-    "visual": (VISUAL, ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")),
-    "dit": (DIT_BLOCKS, ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")),
-}
-# The part whose own weights a LoRA target freezes.
-LORA_FROZEN = {"llm": LLM, "visual": VISUAL, "dit": DIT}
 
 
 
@@ -107,15 +96,18 @@ def load_model_config(base_model_path: str, revision: str | None = None, **overr
 def model_shapes(config, *, lora_rank: int = 0, lora_targets: tuple[str, ...] = ()) -> ModelShapes:
     """Count parameters of ``config`` (with its tune_* flags) built on the meta device, LoRA applied from shapes."""
     from groot_ft.model import Gr00tN1d6
+    from groot_ft.model.lora import target_modules
 
     with torch.device("meta"):
         model = Gr00tN1d6(config)
     targets = tuple(lora_targets) if lora_rank > 0 else ()
-    frozen_prefixes = tuple(LORA_FROZEN[t] for t in targets)
+    # which Linear layers get adapters and what a targeted part freezes: the model's own rule (model/lora.py)
+    adapted_names = target_modules(model, targets) if targets else {}
+    frozen = {id(p) for t in targets for module in model.part_modules(t) for p in module.parameters()}
     shapes = ModelShapes(config=config)
     for name, param in model.named_parameters():
         n = param.numel()
-        trains = param.requires_grad and not name.startswith(frozen_prefixes)
+        trains = param.requires_grad and id(param) not in frozen
         part = shapes.by_part.setdefault(part_of(name), {"total": 0, "trainable": 0})
         part["total"] += n
         shapes.total += n
@@ -131,9 +123,7 @@ def model_shapes(config, *, lora_rank: int = 0, lora_targets: tuple[str, ...] = 
                 if layer not in shapes.trainable_llm_layers:
                     shapes.trainable_llm_layers.append(layer)
     for target in targets:
-        prefix, leaves = LORA_LINEARS[target]
-        adapted = [(m.in_features, m.out_features) for name, m in model.named_modules()
-                   if isinstance(m, nn.Linear) and name.startswith(prefix) and name.endswith(leaves)]
+        adapted = [(m.in_features, m.out_features) for m in map(model.get_submodule, adapted_names[target])]
         shapes.lora_linears[target] = adapted
         adapter = sum(lora_rank * (i + o) for i, o in adapted)
         shapes.lora_params += adapter

@@ -72,7 +72,7 @@ class LoraPartsMixin:
     """Which parts carry LoRA adapters (``model/lora.py`` injects them), for both families.
 
     A family defines :attr:`LORA_PROJECTIONS` (the Linear layers adapted in one layer of each part, relative to it),
-    ``lora_layers(part)`` (the module-name prefix and the layers) and ``_part_modules(part)`` (everything the part's
+    ``lora_layers(part)`` (the module-name prefix and the layers) and ``part_modules(part)`` (everything the part's
     tune_* flag covers, which an adapted part freezes), and calls :meth:`train_lora_parts_through_adapters` at the end
     of its ``apply_trainable_flags``.
     """
@@ -93,7 +93,7 @@ class LoraPartsMixin:
     def train_lora_parts_through_adapters(self) -> None:
         """A part with LoRA adapters trains through them only, whatever its tune_* flag says."""
         for part in self._lora_parts:
-            for module in self._part_modules(part):
+            for module in self.part_modules(part):
                 module.requires_grad_(False)
                 for layer in module.modules():
                     # peft's tuner layers name their adapter sub-modules in adapter_layer_names (lora_A, lora_B, ...)
@@ -233,7 +233,7 @@ class Gr00tN1d6(TrainableFlagsMixin, LoraPartsMixin, ActionHeadCallsMixin, PreTr
         self.train(self.training)  # re-applies eval() to whatever is frozen now
 
     # --- the parts LoRA can adapt (model/lora.py) -------------------------------------------------------------------
-    def _part_modules(self, part: str) -> tuple[nn.Module, ...]:
+    def part_modules(self, part: str) -> tuple[nn.Module, ...]:
         """Everything a LoRA-adapted part freezes: the scope of its tune_* flag."""
         vlm = self.backbone.model
         if part == "llm":

@@ -96,7 +96,7 @@ class Gr00tN1d7(TrainableFlagsMixin, LoraPartsMixin, ActionHeadCallsMixin, PreTr
         self.train(self.training)  # re-applies eval() to whatever is frozen now
 
     # --- the parts LoRA can adapt (model/lora.py) -------------------------------------------------------------------
-    def _part_modules(self, part: str) -> tuple[nn.Module, ...]:
+    def part_modules(self, part: str) -> tuple[nn.Module, ...]:
         """Everything a LoRA-adapted part freezes: the scope of its tune_* flag."""
         vlm = self.backbone.model
         parts = {"llm": (vlm.language_model,), "visual": (vlm.visual,), "dit": (self.action_head.model,)}
