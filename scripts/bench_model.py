@@ -51,7 +51,9 @@ TEXT = "move the arm to the red target and grasp it"
 
 def make_samples(config, batch: int, cameras: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    side = config.image_size
+    # native-aspect presets (n1.6-3b) have no square image_size: frames of the processor's shortest edge, which
+    # the collator's smart_resize brings to the model's geometry (256 -> 252 px, 81 tokens), as in training
+    side = config.image_size or config.shortest_image_edge
     out = []
     for _ in range(batch):
         out.append({

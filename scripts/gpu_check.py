@@ -19,7 +19,11 @@ leaves what it measured):
    model config says; vision tower and the rest of the LLM frozen). ``--warmup`` untimed steps, then ``--steps`` timed
    ones, each closed by ``torch.cuda.synchronize``. Reported: median and mean step time, samples/s, peak GPU memory
    (``torch.cuda.max_memory_allocated`` over the timed steps), data-wait fraction (time blocked on the loader over
-   step time), the loss of every step, and MFU.
+   step time), host-CPU fraction (the main thread's CPU time over the step's wall time: near 1 when Python and
+   kernel launches set the pace, not the GPU), the loss of every step, and MFU. Then ``--phase-steps`` steps split
+   into data / forward / backward / optimizer step with a sync between phases (wall and host-CPU seconds of each),
+   and with ``--profile N`` N steps under ``torch.profiler``: ``OUT/profile-b<batch>.txt`` holds the per-op tables
+   by device time and by host time.
 3. In the last batch's process: ``Gr00tPolicy.get_action`` latency at batch 1 on a real observation of the dataset
    (4 denoising steps, the model's default), eager; then with ``torch.compile`` of the action head's DiT
    (``mode="reduce-overhead"``, i.e. CUDA graphs) unless ``--no-compile``.
@@ -111,7 +115,7 @@ def train_config(args: argparse.Namespace, batch: int) -> Path:
         "num_gpus": 1,
         "dataloader_num_workers": args.workers,
         "eval_episodes": 0,
-        "deepspeed_config": str(ROOT / "config" / "deepspeed" / "zero2.json"),
+        "deepspeed_config": str(Path(args.deepspeed_config).resolve()),
         "seed": 42,
     }
     path = work / f"config-b{batch}.yaml"
@@ -124,14 +128,14 @@ def launch_worker(args: argparse.Namespace, batch: int, policy: bool) -> dict:
     result = work / f"result-b{batch}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--deepspeed_config_file",
-           str(ROOT / "config" / "deepspeed" / "zero2.json"), "--num_processes", "1", "--num_machines", "1",
+           str(Path(args.deepspeed_config).resolve()), "--num_processes", "1", "--num_machines", "1",
            "--machine_rank", "0", "--main_process_port", str(free_port()),
            str(Path(__file__).resolve()), "worker", "--config", str(train_config(args, batch)),
            "--dataset", args.dataset, "--stats", str(work / "stats"), "--shards", str(work / "shards"),
            "--warmup", str(args.warmup), "--steps", str(args.steps), "--result", str(result),
-           "--peak-tflops", str(args.peak_tflops)]
+           "--peak-tflops", str(args.peak_tflops), "--phase-steps", str(args.phase_steps)]
     if args.profile:
-        cmd += ["--profile", str(args.profile)]
+        cmd += ["--profile", str(args.profile), "--profile-table", str(Path(args.out) / f"profile-b{batch}.txt")]
     if policy:
         cmd += ["--policy-calls", str(args.policy_calls)] + ([] if args.compile else ["--no-compile"])
     seconds = run_logged(cmd, work / f"worker-b{batch}.log", timeout=args.worker_timeout)
@@ -153,6 +157,8 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--policy-calls", type=int, default=0)
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--profile", type=int, default=0)
+    p.add_argument("--profile-table", default=None)
+    p.add_argument("--phase-steps", type=int, default=0)
     args = p.parse_args(argv)
 
     import torch
@@ -201,11 +207,11 @@ def worker(argv: list[str]) -> int:
         torch.cuda.reset_peak_memory_stats()
     steps = []
     for _ in range(args.steps):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         stats = trainer.train_step()
         sync()
-        steps.append({"seconds": time.perf_counter() - t, "data_wait_s": stats.data_wait,
-                      "loss": stats.loss_sum / stats.micro_batches})
+        steps.append({"seconds": time.perf_counter() - t, "host_cpu_s": time.thread_time() - cpu,
+                      "data_wait_s": stats.data_wait, "loss": stats.loss_sum / stats.micro_batches})
     seconds = [s["seconds"] for s in steps]
     median = statistics.median(seconds)
     losses = [s["loss"] for s in steps]
@@ -216,6 +222,9 @@ def worker(argv: list[str]) -> int:
         "step_s_mean": statistics.fmean(seconds),
         "samples_per_s": trainer.per_device * len(steps) / sum(seconds),
         "data_wait_fraction": sum(s["data_wait_s"] for s in steps) / sum(seconds),
+        # the main thread's CPU time over the step's wall time: near 1 means the GPU waits on Python and kernel
+        # launches (a step time that does not grow with the batch), well below 1 means the GPU (or a sync) sets the pace
+        "host_cpu_fraction": sum(s["host_cpu_s"] for s in steps) / sum(seconds),
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "achieved_tflops": counter.total / median / 1e12,
         "mfu": counter.total / median / (args.peak_tflops * 1e12) if cuda else None,
@@ -227,6 +236,9 @@ def worker(argv: list[str]) -> int:
     })
     out["loss_falling"] = out["loss_last_third_mean"] < out["loss_first_third_mean"]
     write_json(Path(args.result), out)  # training numbers are safe even if inference fails below
+    if args.phase_steps:
+        out["phases"] = step_phases(trainer, args.phase_steps, sync)
+        write_json(Path(args.result), out)
 
     if args.profile:  # where a step's time goes: torch.profiler's per-op table, CPU and CUDA
         from torch.profiler import ProfilerActivity, profile
@@ -236,16 +248,51 @@ def worker(argv: list[str]) -> int:
             for _ in range(args.profile):
                 trainer.train_step()
             sync()
-        table = Path(args.result).with_suffix(".profile.txt")
-        sort = "cuda_time_total" if cuda else "cpu_time_total"
-        table.write_text(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=70) + "\n\n"
-                         + prof.key_averages().table(sort_by="cpu_time_total", row_limit=40,
-                                                     max_name_column_width=70))
+        table = Path(args.profile_table)
+        # by the device's own time (kernels), then by the host's (Python, dispatch, launches); each table's footer
+        # gives the step's total CPU and CUDA time, the first answer to "is the GPU or the host the bottleneck?"
+        averages = prof.key_averages()
+        tables = [averages.table(sort_by="self_device_time_total", row_limit=40, max_name_column_width=70)] if cuda \
+            else []
+        tables.append(averages.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=70))
+        table.write_text(f"{args.profile} steps after the timed ones\n\n" + "\n\n".join(tables) + "\n")
 
     if args.policy_calls:
         out["policy"] = policy_latency(trainer, cfg, args, sync, cuda)
         write_json(Path(args.result), out)
     return 0
+
+
+def step_phases(trainer, steps: int, sync) -> dict:
+    """Where a step's time goes: ``steps`` more steps with the GPU synchronised between the phases (the syncs cost a
+    little overlap, so their sum can exceed the free-running step). Each phase: median wall and main-thread CPU
+    seconds. The same calls as ``Trainer.train_step`` (one micro-batch): accelerate's DeepSpeed ``backward`` is the
+    engine's backward followed by its step, called here one at a time."""
+    from groot_ft.train.trainer import _to_device
+
+    engine = trainer.engine
+    names = ("data", "forward", "backward", "optimizer_step")
+    record: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for _ in range(steps):
+        marks = [(time.perf_counter(), time.thread_time())]
+        batch = _to_device(next(trainer.batches), trainer.acc.device)
+        sync()
+        marks.append((time.perf_counter(), time.thread_time()))
+        loss = engine(**batch).loss
+        sync()
+        marks.append((time.perf_counter(), time.thread_time()))
+        engine.backward(loss)
+        sync()
+        marks.append((time.perf_counter(), time.thread_time()))
+        engine.step()
+        trainer.scheduler.step()
+        sync()
+        marks.append((time.perf_counter(), time.thread_time()))
+        for name, (a, b) in zip(names, zip(marks, marks[1:])):
+            record[name].append((b[0] - a[0], b[1] - a[1]))
+    return {name: {"wall_s_median": statistics.median(w for w, _ in values),
+                   "host_cpu_s_median": statistics.median(c for _, c in values)}
+            for name, values in record.items()} | {"steps": steps}
 
 
 # --- stage 3: inference latency -----------------------------------------------------------------------------------
@@ -367,7 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy-calls", type=int, default=20, help="timed get_action calls (0: skip inference)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile latency")
     p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
-    p.add_argument("--profile", type=int, default=0, help="profile this many steps after the timed ones")
+    p.add_argument("--profile", type=int, default=0,
+                   help="profile this many steps after the timed ones: OUT/profile-b<batch>.txt, per-op tables")
+    p.add_argument("--phase-steps", type=int, default=5,
+                   help="steps after the timed ones split into data / forward / backward / optimizer step (0: skip)")
+    p.add_argument("--deepspeed-config", default=str(ROOT / "config" / "deepspeed" / "zero2.json"),
+                   help="DeepSpeed config of the training processes (default: the workflow's ZeRO-2)")
     p.add_argument("--worker-timeout", type=float, default=600, help="seconds one training process may take")
     p.add_argument("--prepare-only", action="store_true",
                    help="build statistics and shards into --work and stop (on a CPU machine, to carry them)")
@@ -376,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.dry_run:
         args.model, args.batch, args.warmup, args.steps, args.workers = "tiny", [4], 2, 3, 1
-        args.policy_calls, args.compile = 2, False
+        args.policy_calls, args.compile, args.phase_steps = 2, False, min(args.phase_steps, 2)
     elif not args.prepare_only:
         import torch
 
@@ -387,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result_path = out_dir / "gpu_check.json"
     results: dict = {"command": " ".join([Path(sys.argv[0]).name, *argv]), "versions": versions(),
-                     "model": args.model, "peak_tflops": args.peak_tflops, "runs": []}
+                     "model": args.model, "deepspeed_config": args.deepspeed_config, "peak_tflops": args.peak_tflops,
+                     "runs": []}
     write_json(result_path, results)
     t0 = time.perf_counter()
     results["prepare"] = prepare(args)
@@ -404,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"].append(run)
         write_json(result_path, results)
         summary = {k: run.get(k) for k in ("batch", "step_s_median", "samples_per_s", "data_wait_fraction",
-                                           "peak_gpu_memory_gib", "mfu", "loss_falling", "error")}
+                                           "host_cpu_fraction", "peak_gpu_memory_gib", "mfu", "loss_falling",
+                                           "error")}
         print(json.dumps(summary), flush=True)
     results["total_s"] = time.perf_counter() - t0
     write_json(result_path, results)
