@@ -3,6 +3,8 @@
     # on any machine with an NVIDIA GPU and this repo installed (PyAV, simplejpeg, DeepSpeed, accelerate):
     python scripts/gpu_check.py --dataset ../shared/datasets/gr1.PickNPlace \\
         --modality-config config/modality/gr1.yaml --embodiment-tag gr1 --work /tmp/gpu_check --out results/gpu_check
+    # a GPU image without network or this repo installed: --wheels DIR pip-installs the carried wheels first, and
+    # the checkout's src/ is used when groot_ft is not importable
     # everything but CUDA, on a CPU (tiny model, a few steps): checks the script itself in about a minute
     python scripts/gpu_check.py --dry-run --dataset ../shared/datasets/gr1.PickNPlace \\
         --modality-config config/modality/gr1.yaml --embodiment-tag gr1 --work /tmp/gpu_check_dry --out /tmp/gpu_out
@@ -34,6 +36,12 @@ layer and attention call of one forward pass over a real batch and adds the back
 gradient when the input needs one; ``4·B·H·Lq·Lk·d`` per attention forward and twice that backward when q, k or v
 needs grad). MFU = FLOPs per step / median step time / peak, peak = 989 TFLOP/s (H100 SXM dense bf16; ``--peak-tflops``
 for another card). Norms, activations, embedding lookups and the optimizer update are not counted.
+
+``--host-cost``: the same run on a copy of ``--model`` with the preset's depth, layer types and trainable tensor
+count but tiny widths (``NARROW``), so that the arithmetic is negligible and a step costs what the host spends on it:
+Python, ATen dispatch, kernel launches on a GPU, DeepSpeed's per-parameter hooks and step. On a GPU, a host-cost step
+close to the real one says the real step is bound by its host, not by the GPU; on a CPU it measures the host's share
+without a GPU (``--dry-run --host-cost`` for a quick one, batch 4).
 
 Nothing here depends on where it runs beyond a GPU and the paths given: no network, no hub.
 """
@@ -136,6 +144,8 @@ def launch_worker(args: argparse.Namespace, batch: int, policy: bool) -> dict:
            "--peak-tflops", str(args.peak_tflops), "--phase-steps", str(args.phase_steps)]
     if args.profile:
         cmd += ["--profile", str(args.profile), "--profile-table", str(Path(args.out) / f"profile-b{batch}.txt")]
+    if args.host_cost:
+        cmd += ["--host-cost"]
     if policy:
         cmd += ["--policy-calls", str(args.policy_calls)] + ([] if args.compile else ["--no-compile"])
     seconds = run_logged(cmd, work / f"worker-b{batch}.log", timeout=args.worker_timeout)
@@ -159,6 +169,7 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--profile", type=int, default=0)
     p.add_argument("--profile-table", default=None)
     p.add_argument("--phase-steps", type=int, default=0)
+    p.add_argument("--host-cost", action="store_true")
     args = p.parse_args(argv)
 
     import torch
@@ -176,6 +187,8 @@ def worker(argv: list[str]) -> int:
             torch.cuda.synchronize()
 
     cfg = FinetuneConfig.from_yaml(args.config)
+    if args.host_cost:
+        narrow_preset(cfg.base_model_path)
     spec = cfg.dataset_specs(args.dataset)[0]
     trainer = Trainer(cfg, [SourceDirs(spec, Path(args.dataset), Path(args.stats), Path(args.shards))])
     t0 = time.perf_counter()
@@ -186,6 +199,7 @@ def worker(argv: list[str]) -> int:
     model = trainer.engine.module
     out["parameters"] = sum(p.numel() for p in model.parameters())
     out["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    out["trainable_tensors"] = sum(1 for p in model.parameters() if p.requires_grad)
     out["parameter_dtypes"] = sorted({str(p.dtype) for p in model.parameters()})
 
     # FLOPs of one training step, counted on a real batch (the forward's graph is dropped, nothing is updated)
@@ -261,6 +275,37 @@ def worker(argv: list[str]) -> int:
         out["policy"] = policy_latency(trainer, cfg, args, sync, cuda)
         write_json(Path(args.result), out)
     return 0
+
+
+# Widths of the host-cost model: the preset's depth, layer types and tensor count (so the same kernels, launches,
+# hooks and per-parameter work), at widths where the arithmetic is negligible.
+NARROW = {
+    "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4},
+    "text_config": {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
+                    "head_dim": 32},
+    "backbone_embedding_dim": 128,
+    "hidden_size": 64,
+    "input_embedding_dim": 96,
+    "diffusion_model_cfg": {"num_attention_heads": 4, "attention_head_dim": 24, "output_dim": 64},
+}
+
+
+def narrow_preset(name: str) -> None:
+    """Replace the N1.6 preset ``name`` in this process's preset table by its narrow copy (``--host-cost``)."""
+    from groot_ft.model import presets
+
+    if name not in presets.PRESETS:
+        raise SystemExit(f"--host-cost narrows an N1.6 preset ({', '.join(presets.PRESETS)}), not {name!r}")
+    full = presets.PRESETS[name]
+
+    def narrow() -> dict:
+        kwargs = full()
+        for key, value in NARROW.items():
+            # a sub-config the preset leaves to the config class's defaults (the DiT's) is merged with them there
+            kwargs[key] = {**kwargs.get(key, {}), **value} if isinstance(value, dict) else value
+        return kwargs
+
+    presets.PRESETS[name] = narrow
 
 
 def step_phases(trainer, steps: int, sync) -> dict:
@@ -396,6 +441,31 @@ def versions() -> dict:
     return info
 
 
+def install_wheels(directory: Path, log: Path) -> float:
+    """pip-install every wheel in ``directory`` with no index (a machine without network gets its missing packages
+    carried as wheels: DeepSpeed, PyAV, simplejpeg, a newer transformers)."""
+    wheels = sorted(str(w) for w in directory.glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"error: --wheels {directory}: no .whl files there")
+    return run_logged([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(directory), *wheels],
+                      log)
+
+
+def use_repo_sources() -> str:
+    """Where groot_ft comes from; this checkout's src/ (for this process and the ones it starts) when it is not
+    installed, as on a bare GPU image."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("groot_ft")
+    if spec is not None:
+        return str(Path(spec.origin).parent)
+    src = str(ROOT / "src")
+    sys.path.insert(0, src)
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
+    print(f"groot_ft is not installed in {sys.executable}: using {src}", flush=True)
+    return src
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
@@ -421,15 +491,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deepspeed-config", default=str(ROOT / "config" / "deepspeed" / "zero2.json"),
                    help="DeepSpeed config of the training processes (default: the workflow's ZeRO-2)")
     p.add_argument("--worker-timeout", type=float, default=600, help="seconds one training process may take")
+    p.add_argument("--wheels", help="first pip-install every wheel in this directory, offline (logged to WORK/pip.log)")
     p.add_argument("--prepare-only", action="store_true",
                    help="build statistics and shards into --work and stop (on a CPU machine, to carry them)")
+    p.add_argument("--host-cost", action="store_true",
+                   help="the --model preset's depth at tiny widths: what a step costs the host (Python, dispatch, "
+                        "launches, DeepSpeed's per-parameter work) when the arithmetic is negligible; runs on a CPU")
     p.add_argument("--dry-run", action="store_true",
-                   help="on a CPU: tiny model, batch 4, 2+3 steps, 2 policy calls (everything but CUDA)")
+                   help="on a CPU: tiny model (with --host-cost: the narrow --model), batch 4, 2+3 steps, 2 policy "
+                        "calls (everything but CUDA)")
     args = p.parse_args(argv)
+    install_s = None
+    if args.wheels:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        install_s = install_wheels(Path(args.wheels), Path(args.work) / "pip.log")
+    groot_ft_from = use_repo_sources()
     if args.dry_run:
-        args.model, args.batch, args.warmup, args.steps, args.workers = "tiny", [4], 2, 3, 1
+        # the tiny preset, or with --host-cost the narrow copy of --model (its depth is what that mode is about)
+        args.model = args.model if args.host_cost else "tiny"
+        args.batch, args.warmup, args.steps, args.workers = [4], 2, 3, 1
         args.policy_calls, args.compile, args.phase_steps = 2, False, min(args.phase_steps, 2)
-    elif not args.prepare_only:
+    elif not args.prepare_only and not args.host_cost:
         import torch
 
         if not torch.cuda.is_available():
@@ -439,8 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result_path = out_dir / "gpu_check.json"
     results: dict = {"command": " ".join([Path(sys.argv[0]).name, *argv]), "versions": versions(),
-                     "model": args.model, "deepspeed_config": args.deepspeed_config, "peak_tflops": args.peak_tflops,
-                     "runs": []}
+                     "model": args.model, "host_cost": args.host_cost, "deepspeed_config": args.deepspeed_config, "peak_tflops": args.peak_tflops,
+                     "install_s": install_s, "groot_ft_from": groot_ft_from, "runs": []}
     write_json(result_path, results)
     t0 = time.perf_counter()
     results["prepare"] = prepare(args)
