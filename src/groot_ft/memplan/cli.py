@@ -52,37 +52,44 @@ def _config(paths: list[str], sets: list[str]):
 
 
 def _images_and_frames(cfg, images: int | None) -> tuple[int, int, tuple[int, int] | None, list[str]]:
-    """Images per sample, state tokens and frame size (h, w) from the run's modality configs and datasets."""
+    """Images per sample, state tokens and frame size (h, w) from the run's modality configs and datasets.
+
+    The frame is that of a video the modality config reads (through the dataset's modality mapping), not merely the
+    first video in info.json: gr1.PickNPlace also carries an unused 800 x 1280 recording. Of several, the most
+    elongated counts, as it makes the most image tokens at a fixed shortest edge."""
+    from groot_ft.config import ConfigError
+    from groot_ft.data.lerobot import DatasetError, LeRobotDataset
     from groot_ft.modality import ModalityConfigError, load_modality_config
 
     notes = []
-    paths = [d.get("modality_config_path", cfg.modality_config_path) for d in cfg.datasets] if cfg.datasets \
-        else [cfg.modality_config_path]
-    counts, states = [], []
-    for path in {p for p in paths if p}:
+    try:
+        specs = cfg.dataset_specs()
+    except ConfigError as exc:  # no modality config: the run itself would stop there, the plan still says its size
+        specs = []
+        notes.append(f"{exc}; assuming 1 image and 1 state step")
+    counts, states, frames = [], [], []
+    for spec in specs:
         try:
-            modality = load_modality_config(path)
+            modality = load_modality_config(spec.modality_config_path)
         except (OSError, ModalityConfigError) as exc:
-            notes.append(f"modality config {path} not readable ({exc}); assuming 1 image and 1 state step")
+            notes.append(f"modality config {spec.modality_config_path} not readable ({exc}); assuming 1 image and "
+                         "1 state step")
             continue
         counts.append(len(modality.video.delta_indices) * len(modality.video.modality_keys))
         states.append(len(modality.state.delta_indices))
-    frame = None
-    roots = [d["path"] for d in cfg.datasets] if cfg.datasets else [cfg.dataset]
-    for root in roots:
-        info = Path(str(root)) / "meta" / "info.json"
         try:
-            features = json.loads(info.read_text()).get("features", {})
-        except (OSError, json.JSONDecodeError):
-            continue
-        for feature in features.values():
-            if feature.get("dtype") == "video" and len(feature.get("shape", [])) == 3:
-                names = feature.get("names") or ["height", "width", "channel"]
-                shape = dict(zip(names, feature["shape"]))
-                frame = (int(shape.get("height", feature["shape"][0])), int(shape.get("width", feature["shape"][1])))
-                break
-        if frame:
-            break
+            dataset = LeRobotDataset(spec.path, spec.modality_json_path)
+            for key in modality.video.modality_keys:
+                feature = dataset.info["features"].get(dataset.video_original_key(key)) or {}
+                shape = feature.get("shape") or []
+                if len(shape) == 3:
+                    named = dict(zip(feature.get("names") or ["height", "width", "channel"], shape))
+                    frames.append((int(named.get("height", shape[0])), int(named.get("width", shape[1]))))
+        except (OSError, ValueError, DatasetError) as exc:
+            notes.append(f"frame size of {spec.path} not read ({exc})")
+    frame = max(frames, key=lambda hw: max(hw) / min(hw)) if frames else None
+    if frame is None:
+        notes.append("frame size unknown: square frames at the model's image size assumed")
     return (images or max(counts, default=1)), max(states, default=1), frame, notes
 
 

@@ -12,13 +12,17 @@ What lives on each of the ``N`` processes (``T`` trainable parameters, ``T_g`` t
 - the reduce buckets ZeRO-1/2 allocate for the backward pass: ``reduce_bucket_size`` elements, twice with
   ``overlap_comm``; ZeRO-3 allocates one at start-up and keeps it (5e8 elements unless the config says otherwise);
 - the optimizer step's temporaries, one parameter group at a time: the gradient partition flattened and cast to fp32
-  (``4 T_g / N``) and AdamW's ``sqrt(v)`` workspace (``4 T_g / N`` with torch's multi-tensor kernel on CUDA; the CPU's
-  single-tensor path divides into a second temporary, ``8 T_g / N``);
+  (``4 T_g / N``; in bf16 the flattened bf16 copy lives beside it for a moment, ``2 T_g / N`` more); the trainer's
+  fused AdamW needs no more. The unfused AdamW the H100 measurement of docs/benchmarks.md ran (``adamw="foreach"``)
+  has a ``sqrt(v)`` workspace beside the fp32 copy, later in the step (``4 T_g / N`` with torch's multi-tensor kernel
+  on CUDA; on the CPU its single-tensor path divides into a second temporary, ``8 T_g / N``): the larger of the two
+  moments counts;
 - activations (``memplan.activations``).
 
 The peak is the larger of two moments: the backward pass (weights, optimizer states, buckets, activations and the
 gradients already written) and the optimizer step (weights, optimizer states, gradients, step temporaries).
-On the H100 of docs/benchmarks.md the step is the peak and does not depend on the batch, as measured there.
+On the H100 of docs/benchmarks.md (foreach AdamW) the step was the peak and did not depend on the batch, as
+measured there; with the fused AdamW the step is 2 T_g / N smaller in bf16 (4 T_g / N on the CPU's fp32 path).
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class RunSetup:
     checkpointing: bool = False
     lora_rank: int = 0
     lora_targets: tuple[str, ...] = ()
+    # the trainer's torch AdamW: "fused" (train/optim.py); "foreach" for runs made before it was fused
+    adamw: str = "fused"
 
     @property
     def bf16(self) -> bool:
@@ -202,8 +208,11 @@ def plan_memory(shapes: ModelShapes, setup: RunSetup) -> MemoryPlan:
     if not z.offload_optimizer:
         plan.master = 4.0 * t / n
         plan.optimizer = 8.0 * t / n
-        adam_workspace = 4 if setup.device == "cuda" else 8
-        plan.step_temporaries = (4.0 + adam_workspace) * t_group / n
+        # Two moments of the step: DeepSpeed flattens the group's gradients in the model dtype and casts that copy to
+        # fp32, both alive for a moment in bf16 (e T_g); later AdamW's own workspace sits beside the fp32 copy.
+        adam_workspace = 0 if setup.adamw == "fused" else 4 if setup.device == "cuda" else 8
+        flattened = e if e != 4 else 0
+        plan.step_temporaries = (4.0 + max(flattened, adam_workspace)) * t_group / n
     plan.gradients = e * t / (n if z.stage >= 2 else 1)
     plan.buckets = z.reduce_bucket_size * e * (2 if z.overlap_comm and z.stage < 3 else 1)
     return plan
