@@ -391,7 +391,8 @@ def policy_latency(trainer, cfg, args, sync, cuda: bool) -> dict:
     samples = [policy.processor(step, policy.embodiment_tag) for step in steps]
     batch = policy.collator(samples)
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    batch = {k: v.to(policy.model.dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+    batch = {k: v.to(policy.model.dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+             for k, v in batch.items()}
     model_times = []
     for _ in range(args.policy_calls):
         sync()
@@ -521,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     result_path = out_dir / "gpu_check.json"
     results: dict = {"command": " ".join([Path(sys.argv[0]).name, *argv]), "versions": versions(),
-                     "model": args.model, "host_cost": args.host_cost, "deepspeed_config": args.deepspeed_config, "peak_tflops": args.peak_tflops,
-                     "install_s": install_s, "groot_ft_from": groot_ft_from, "runs": []}
+                     "model": args.model, "host_cost": args.host_cost, "deepspeed_config": args.deepspeed_config,
+                     "peak_tflops": args.peak_tflops, "install_s": install_s, "groot_ft_from": groot_ft_from,
+                     "runs": []}
     write_json(result_path, results)
     t0 = time.perf_counter()
     results["prepare"] = prepare(args)

@@ -82,7 +82,7 @@ def _images_and_frames(cfg, images: int | None) -> tuple[int, int, tuple[int, in
             for key in modality.video.modality_keys:
                 feature = dataset.info["features"].get(dataset.video_original_key(key)) or {}
                 shape = feature.get("shape") or []
-                if len(shape) == 3:
+                if len(shape) == 3 and min(shape[:2]) > 0:
                     named = dict(zip(feature.get("names") or ["height", "width", "channel"], shape))
                     frames.append((int(named.get("height", shape[0])), int(named.get("width", shape[1]))))
         except (OSError, ValueError, DatasetError) as exc:
