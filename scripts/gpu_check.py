@@ -499,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the --model preset's depth at tiny widths: what a step costs the host (Python, dispatch, "
                         "launches, DeepSpeed's per-parameter work) when the arithmetic is negligible; runs on a CPU")
     p.add_argument("--dry-run", action="store_true",
-                   help="on a CPU: tiny model (with --host-cost: the narrow --model), batch 4, 2+3 steps, 2 policy "
-                        "calls (everything but CUDA)")
+                   help="on a CPU: the --model family's tiny preset (with --host-cost: the narrow --model), batch 4, "
+                        "2+3 steps, 2 policy calls (everything but CUDA)")
     args = p.parse_args(argv)
     install_s = None
     if args.wheels:
@@ -508,8 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         install_s = install_wheels(Path(args.wheels), Path(args.work) / "pip.log")
     groot_ft_from = use_repo_sources()
     if args.dry_run:
-        # the tiny preset, or with --host-cost the narrow copy of --model (its depth is what that mode is about)
-        args.model = args.model if args.host_cost else "tiny"
+        # the family's tiny preset, or with --host-cost the narrow copy of --model (its depth is what that mode is
+        # about)
+        if not args.host_cost:
+            args.model = "n1.7-tiny" if args.model.startswith("n1.7") else "tiny"
         args.batch, args.warmup, args.steps, args.workers = [4], 2, 3, 1
         args.policy_calls, args.compile, args.phase_steps = 2, False, min(args.phase_steps, 2)
     elif not args.prepare_only and not args.host_cost:
