@@ -306,3 +306,30 @@ def test_lora_trains_a_mid_sized_model(prepared, tmp_path):
     key = "backbone.model.language_model.model.layers.0.input_layernorm.weight"
     assert torch.equal(merged[key], base_weights[key])  # a targeted part's own weights stay frozen
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_optimizer_is_fused_adamw_without_decay_on_biases_and_norms():
+    import torch
+
+    from groot_ft.train.optim import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    model[2].weight.requires_grad_(False)
+    cfg = FinetuneConfig.from_dict({"weight_decay": 0.05, "max_steps": 10})
+    optimizer, _ = build_optimizer(model, cfg, {})
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decay, no_decay = optimizer.param_groups
+    assert all(group["fused"] for group in optimizer.param_groups)
+    assert [p.shape for p in decay["params"]] == [(8, 4)] and decay["weight_decay"] == 0.05
+    assert [p.shape for p in no_decay["params"]] == [(8,), (8,), (8,), (2,)] and no_decay["weight_decay"] == 0.0
+
+
+def test_torch_without_cpu_fused_adamw_gets_the_multi_tensor_one_and_says_so(monkeypatch, capsys):
+    import torch
+
+    from groot_ft.train.optim import build_optimizer
+
+    monkeypatch.setattr(torch, "__version__", "2.3.1+cu121")  # common GPU images predate torch 2.4's CPU kernel
+    optimizer, _ = build_optimizer(torch.nn.Linear(4, 2), FinetuneConfig.from_dict({}), {})
+    assert not any(group["fused"] for group in optimizer.param_groups)
+    assert "has no fused AdamW for parameters on the CPU" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import torch
 
 from groot_ft.config import ConfigError, FinetuneConfig
 from groot_ft.errors import read_json_file
+from groot_ft.train.metrics import print0
 
 
 def resolve_deepspeed_config(path: str | Path, cfg: FinetuneConfig, per_device: int, use_bf16: bool) -> dict:
@@ -43,6 +44,14 @@ def cpu_offload(ds_config: dict) -> bool:
     return ds_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") == "cpu"
 
 
+def fused_adamw_available() -> bool:
+    """Whether torch's fused AdamW takes the parameters as the trainer builds them, on the CPU: its CPU kernel arrived
+    in torch 2.4 (common GPU images may be older than this project's pin)."""
+    from packaging.version import Version
+
+    return Version(torch.__version__.split("+")[0]) >= Version("2.4")
+
+
 def build_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, ds_config: dict):
     """AdamW over the trainable parameters (no weight decay on biases and 1-D parameters) and the cosine schedule
     with linear warm-up; DeepSpeed's CPU Adam when ZeRO-Offload steps on the CPU of a CUDA machine."""
@@ -61,7 +70,11 @@ def build_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, ds_config: dict
         # fused: one kernel reads and writes each element once, where the default multi-tensor (foreach) AdamW makes
         # about a dozen passes over the fp32 partition and allocates a sqrt(v) temporary its size: on n1.6-3b a step
         # 3.0 GiB smaller (memplan.estimate) with several times less memory traffic. Same update rule; results differ
-        # from upstream's adamw_torch by float rounding only (docs/model.md). CPU parameters need torch >= 2.4.
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
+        # from upstream's adamw_torch by float rounding only (docs/model.md).
+        fused = fused_adamw_available()
+        if not fused:
+            print0(f"optimizer: torch {torch.__version__} has no fused AdamW for parameters on the CPU (torch >= 2.4 "
+                   "has); using the multi-tensor AdamW, which needs more memory at the optimizer step")
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=fused or None)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
     return optimizer, scheduler
