@@ -237,9 +237,12 @@ def test_cli_says_an_n17_base_has_no_plan_and_does_not_block(tmp_path):
     assert json.loads(out.read_text())["supported"] is False
 
 
-def test_cli_counts_the_frames_of_the_video_the_modality_config_reads(tmp_path):
+def test_plan_counts_the_frames_of_the_video_the_modality_config_reads(tmp_path):
     """gr1.PickNPlace's info.json lists an unused 800 x 1280 recording before the 256 x 256 camera the modality
-    config reads: the plan's tokens are the 256 x 256 camera's (81 image tokens), not the first video's (135)."""
+    config reads: the plan's frames are that camera's (81 image tokens), not the first video's (135)."""
+    from groot_ft.config import FinetuneConfig
+    from groot_ft.memplan.cli import _images_and_frames
+
     dataset = tmp_path / "dataset"
     (dataset / "meta").mkdir(parents=True)
     video = {"dtype": "video", "names": ["height", "width", "channel"]}
@@ -251,13 +254,10 @@ def test_cli_counts_the_frames_of_the_video_the_modality_config_reads(tmp_path):
                      "observation.images.ego_view": {**video, "shape": [256, 256, 3]}}}))
     (dataset / "meta" / "modality.json").write_text(json.dumps({"video": {
         "ego_view_bg_crop_pad_res256_freq20": {"original_key": "observation.images.ego_view"}}}))
-    plans = {}
-    for name, path in (("gr1-like", dataset), ("missing", tmp_path / "nowhere")):
-        out = tmp_path / f"{name}.json"
-        proc = plan_cli(*BASE, "--set", f"dataset={path}", "--json", str(out))
-        assert proc.returncode == 0, proc.stderr  # no card given: the plan alone
-        plans[name] = (json.loads(out.read_text()), proc.stderr + proc.stdout)
-    plan, _ = plans["gr1-like"]
-    assert plan["sequence_length"] == 149  # 81 image tokens + 66 text + state and action-head tokens
-    _, said = plans["missing"]
-    assert "frame size unknown" in said and "square frames" in said
+    modality = str(ROOT / "config/modality/gr1.yaml")
+    images, states, frame, notes = _images_and_frames(
+        FinetuneConfig.from_dict({"dataset": str(dataset), "modality_config_path": modality}), None)
+    assert (images, states, frame) == (1, 1, (256, 256)) and notes == []
+    _, _, frame, notes = _images_and_frames(
+        FinetuneConfig.from_dict({"dataset": str(tmp_path / "nowhere"), "modality_config_path": modality}), None)
+    assert frame is None and any("frame size unknown" in n and "square frames" in n for n in notes)
