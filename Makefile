@@ -29,8 +29,12 @@ $(STAMP): requirements.lock constraints.txt pyproject.toml
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --directory . --snakefile workflow/Snakefile
 
+# Two pytest workers, one test file each at a time (module fixtures run once): a whole-workflow test leaves a core
+# idle for much of its run, so two workers fill both of a 2-core machine (docs/benchmarks.md). TEST_WORKERS=0 runs
+# in this process alone; more workers need memory for that many workflows at once.
+TEST_WORKERS ?= 2
 test: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -x -q tests
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -x -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Opt-in: numeric parity of GR00T N1.7 with LeRobot 0.6.1's port. Builds LeRobot's own environment (once, ~1.5 min,
 # in ~/.cache or $$LEROBOT_VENV) with ../shared/tools/lerobot-0.6.1 and compares on a tiny geometry.

@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -76,6 +77,13 @@ class CudaBytes:
         self.at_mark = self.current
 
 
+def free_port() -> int:
+    # the OS picks it, so runs side by side (the test suite's two workers) never meet on one port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def measure(args) -> dict:
     import torch
 
@@ -92,7 +100,8 @@ def measure(args) -> dict:
         "global_batch_size": args.batch, "gradient_accumulation_steps": 1, "num_gpus": 1,
         "tune_visual": args.tune_visual, "tune_llm": args.tune_llm,
     })
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    port = args.port or free_port()
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     import deepspeed
 
     cuda = args.device == "cuda"
@@ -177,7 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpointing", action="store_true",
                    help="the model's non-reentrant gradient checkpointing (its GradientCheckpointingLayer blocks)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--port", type=int, default=29500 + os.getpid() % 400)
+    p.add_argument("--port", type=int, help="gloo's rendezvous port (default: one the OS has free)")
     p.add_argument("--json", help="write the result here")
     args = p.parse_args(argv)
     t0 = time.perf_counter()

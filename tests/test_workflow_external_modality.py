@@ -70,7 +70,7 @@ def test_plain_export_from_validate_to_package_with_the_mapping_outside(demo_dat
         run_workflow(["--configfile", "config/demo.yaml", "--config", f"output_dir={out}", f"dataset={dataset}",
                       f"modality_config_path={config}", f"modality_json_path={mapping}", "max_steps=10",
                       "save_steps=10", "logging_steps=5", "eval_episodes=1", "eval_steps=10",
-                      "open_loop_eval_episodes=1", "main_process_port=29541"], out)
+                      "open_loop_eval_episodes=1", "main_process_port=29581"], out)
     finally:
         chmod_tree(dataset, False)
 

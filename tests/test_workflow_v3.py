@@ -15,7 +15,7 @@ def test_v3_demo_workflow_end_to_end(tmp_path):
     out = tmp_path / "run"
     run_workflow(["--config", f"output_dir={out}", "demo_version=v3.0", "demo_episodes=8", "max_steps=10",
                   "save_steps=10", "logging_steps=5", "eval_episodes=1", "eval_steps=10",
-                  "open_loop_eval_episodes=1", "main_process_port=29537"], out)
+                  "open_loop_eval_episodes=1", "main_process_port=29538"], out)
     dataset = tmp_path / "demo_dataset"
     assert json.loads((dataset / "meta" / "info.json").read_text())["codebase_version"] == "v3.0"
     assert not list(dataset.glob("meta/episodes.jsonl")) and list(dataset.glob("meta/episodes/*/*.parquet"))
