@@ -46,13 +46,9 @@ def nearest_colour(rgb) -> str:
 
 @pytest.fixture(scope="module")
 def default_ds(tmp_path_factory) -> Path:
-    """The default dataset (24 episodes, h264, 96 px) - also checks it generates quickly."""
-    import time
-
+    """The default dataset (24 episodes, h264, 96 px). Its generation time is in docs/benchmarks.md."""
     out = tmp_path_factory.mktemp("demo") / "ds"
-    start = time.perf_counter()
     assert write_demo_dataset(out) == out
-    assert time.perf_counter() - start < 20, "default demo dataset should take a few seconds"
     return out
 
 

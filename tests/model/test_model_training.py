@@ -1,8 +1,8 @@
-"""Training behaviour: gradient checkpointing equivalence, overfitting a small batch, CPU step time."""
+"""Training behaviour: gradient checkpointing equivalence, overfitting a small batch. (The step time is a benchmark:
+``scripts/bench_model.py``, docs/benchmarks.md "Tiny model step time".)"""
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -66,19 +66,3 @@ def test_loss_falls_when_overfitting_a_small_batch(make_sample):
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert np.isfinite(losses).all()
     assert last < 0.7 * first, (first, last)  # typically ~1.15 -> ~0.5
-
-
-def test_tiny_train_step_is_fast_on_one_core(make_sample):
-    """8 samples x 2 images of 48 px, ~20 text tokens, horizon 16: forward+backward well under 0.3 s on one core."""
-    model, tokenizer = gm.create_model("tiny")
-    rng = np.random.default_rng(0)
-    text = "pick the pear and place it"  # 26 bytes -> 26 text tokens
-    batch = gm.Gr00tCollator(tokenizer, model.config)([make_sample(rng, text=text) for _ in range(8)])
-    model.train()
-    assert torch.get_num_threads() == 1  # set by conftest
-    times = []
-    for _ in range(6):
-        start = time.perf_counter()
-        model(**batch).loss.backward()
-        times.append(time.perf_counter() - start)
-    assert np.median(times[1:]) < 0.3, times  # typically ~25 ms
