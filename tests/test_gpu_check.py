@@ -10,12 +10,14 @@ import math
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from groot_ft.model import create_model
 from tests.conftest import DEMO_MODALITY, PROJECT_ROOT, tools_env
 
 
+@pytest.mark.slow
 def test_dry_run_measures_every_stage_and_writes_results_under_out(demo_dataset, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     cmd = [sys.executable, "scripts/gpu_check.py", "--dry-run", "--dataset", str(demo_dataset),

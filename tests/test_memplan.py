@@ -133,6 +133,7 @@ def run_bench(tmp_path, *args) -> dict:
     ("--preset", "tiny", "--batch", "8", "--dtype", "fp32", "--lora-rank", "4", "--reduce-bucket-size", "500000"),
     ("--preset", "tiny", "--batch", "16", "--dtype", "bf16", "--checkpointing", "--reduce-bucket-size", "500000"),
 ])
+@pytest.mark.slow
 def test_plan_matches_measured_deepspeed_step(tmp_path, args):
     result = run_bench(tmp_path, *args)
     assert abs(result["error"]) < TOLERANCE, result["error"]
