@@ -193,9 +193,9 @@ def encode_video(
     if encoder == "libx264":
         # x264's output depends on its thread count, which "auto" takes from the CPUs this process may use: one
         # thread makes the bytes the same on every machine (and for any CPU affinity). Its AVX-512 code (libx264
-        # core 165, as PyAV 18 ships it) also varies the first frames between two encodes of the same frames in one
-        # process, about 1 run in 20; cpu-independent makes every CPU give the bytes of x264's C code, at the
-        # same speed (docs/benchmarks.md, "Video encoding").
+        # core 165, as PyAV 18 ships it) also varies the first frames between encodes of the same frames in one
+        # process (7 to 22 encodes in 300 here); cpu-independent makes every CPU give the bytes of x264's C code,
+        # at the same speed (docs/benchmarks.md, "Video encoding").
         options["threads"] = "1"
         options["x264-params"] = "cpu-independent=1"
 
