@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from dataclasses import replace
@@ -77,13 +76,6 @@ class CudaBytes:
         self.at_mark = self.current
 
 
-def free_port() -> int:
-    # the OS picks it, so runs side by side (the test suite's two workers) never meet on one port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def measure(args) -> dict:
     import torch
 
@@ -100,6 +92,9 @@ def measure(args) -> dict:
         "global_batch_size": args.batch, "gradient_accumulation_steps": 1, "num_gpus": 1,
         "tune_visual": args.tune_visual, "tune_llm": args.tune_llm,
     })
+    from gpu_check import free_port
+
+    # the OS picks the port, so runs side by side (the test suite's two workers) never meet on one
     port = args.port or free_port()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     import deepspeed

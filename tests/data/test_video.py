@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
-from groot_ft.data.video import CODECS as CODECS_DEFAULTS
 from groot_ft.data.video import (
     VideoError,
     VideoInfo,
@@ -227,18 +223,8 @@ def test_h264_bytes_repeat_and_match_x264s_c_code(tmp_path, frames):
     assert len(runs) == 1, f"{len(runs)} different encodings of the same frames in 40 runs"
 
     # The same encode with every assembly routine switched off: x264's portable C code, the bytes on any CPU.
-    reference = io.BytesIO()
-    with av.open(reference, mode="w", format="mp4") as container:
-        _, crf, preset = CODECS_DEFAULTS["h264"]
-        options = {"crf": str(crf), "g": "2", "preset": preset, "threads": "1", "x264-params": "asm=0"}
-        stream = container.add_stream("libx264", rate=FPS, options=options)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    assert runs.pop() == reference.getvalue()
+    reference = encode_video(frames, tmp_path / "c.mp4", FPS, x264_params="asm=0")
+    assert runs.pop() == reference.read_bytes()
 
 
 def test_av1_encoder_is_quiet(tmp_path, frames, capfd, monkeypatch):

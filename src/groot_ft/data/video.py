@@ -36,6 +36,7 @@ __all__ = [
     "CODECS",
     "VideoError",
     "VideoInfo",
+    "X264_PARAMS",
     "count_decodable_frames",
     "encode_video",
     "probe_video",
@@ -49,6 +50,10 @@ CODECS: dict[str, tuple[str, int, str]] = {
     "av1": ("libsvtav1", 30, "10"),
 }
 ENCODER_ALIASES = {"libx264": "h264", "libsvtav1": "av1"}
+#: libx264's default extra parameters. Its AVX-512 code (core 165, as PyAV 18 ships it) varies the first frames
+#: between encodes of the same frames in one process (7 to 22 encodes in 300 here); cpu-independent makes every CPU
+#: give the bytes of x264's C code, at the speed of its assembly (docs/benchmarks.md, "Video encoding").
+X264_PARAMS = "cpu-independent=1"
 
 
 class VideoError(UserError, RuntimeError):
@@ -157,11 +162,13 @@ def encode_video(
     crf: int | None = None,
     gop: int = 2,
     preset: str | int | None = None,
+    x264_params: str = X264_PARAMS,
 ) -> Path:
     """Encode ``frames`` (``(N, H, W, 3)`` uint8 RGB) to ``path`` as yuv420p ``codec`` at ``fps`` frames/second.
 
     ``codec`` is ``"h264"`` (libx264) or ``"av1"`` (libsvtav1); ``crf``/``preset`` default per codec (see
-    :data:`CODECS`), ``gop`` is the keyframe interval. The container format follows the file suffix (``.mp4``
+    :data:`CODECS`), ``gop`` is the keyframe interval. ``x264_params`` (libx264 only; ``""`` for none) defaults to
+    :data:`X264_PARAMS`, which makes the bytes repeatable. The container format follows the file suffix (``.mp4``
     normally). The file is written to a temporary name in the same directory and moved into place with
     :func:`os.replace`, so readers never see a partial file. Returns the path.
     """
@@ -192,12 +199,10 @@ def encode_video(
     }
     if encoder == "libx264":
         # x264's output depends on its thread count, which "auto" takes from the CPUs this process may use: one
-        # thread makes the bytes the same on every machine (and for any CPU affinity). Its AVX-512 code (libx264
-        # core 165, as PyAV 18 ships it) also varies the first frames between encodes of the same frames in one
-        # process (7 to 22 encodes in 300 here); cpu-independent makes every CPU give the bytes of x264's C code,
-        # at the same speed (docs/benchmarks.md, "Video encoding").
+        # thread makes the bytes the same on every machine (and for any CPU affinity)
         options["threads"] = "1"
-        options["x264-params"] = "cpu-independent=1"
+        if x264_params:
+            options["x264-params"] = x264_params
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique sibling name (not mkstemp: that would leave the final file with mode 0600).
